@@ -1,0 +1,22 @@
+"""spacy-spert: SpERT joint entity and relation extraction as a spaCy component."""
+from .relations import RelationSpans, get_relation_spans, install_extensions, make_relation
+
+install_extensions()
+
+from .component import SpERT, make_spert  # noqa: E402
+from .model import build_spert_model  # noqa: E402
+from .scorer import make_spert_scorer, score_spert  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SpERT",
+    "make_spert",
+    "build_spert_model",
+    "score_spert",
+    "make_spert_scorer",
+    "RelationSpans",
+    "get_relation_spans",
+    "make_relation",
+    "install_extensions",
+]

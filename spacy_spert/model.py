@@ -1,0 +1,453 @@
+"""The SpERT model: span and relation classifiers over transformer wordpieces.
+
+``build_spert_model`` (registered as ``spacy-spert.SpERT.v1``) chains a
+transformer listener (which yields one ``TransformerData`` per doc: wordpiece
+vectors, the token-to-wordpiece alignment and [CLS]) with a PyTorch head:
+
+1. Per-token maxima over each token's wordpieces (one ``scatter_reduce``).
+2. A sparse table of range maxima over the tokens (log2(L) levels), from which
+   the max-pool of any token range is the max of two rows: spans (width
+   1..10) and the localized context between two spans are pooled without ever
+   building a spans x wordpieces x hidden tensor, and without a Python loop
+   over spans or pairs.
+3. Entity classifier on [cls ; span max-pool ; width embedding].
+4. At inference, all ordered pairs of kept spans within a segment, built with
+   tensor ops and classified in chunks; in training, the sampled pairs.
+   Relation classifier on [context ; span_a ; span_b ; width_a ; width_b].
+
+The model's input is ``(docs, SpanBatch)``; its output is a ``SpERTOutput``.
+The listener rule of spacy-transformers is kept: the tok2vec layer is called
+once on the full list of docs, and backprop always runs (with zeros when there
+is nothing to learn).
+"""
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import numpy
+import torch
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy_transformers.data_classes import TransformerData
+from spacy_transformers.layers import TransformerListener
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, get_array_module, torch2xp, xp2torch
+from transformers.file_utils import ModelOutput
+
+from .candidates import SpanBatch
+from .losses import SpERTObjective
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class SpERTOutput:
+    """What the model returns for a batch.
+
+    entity_logits: (S, n_entity_outputs), one row per candidate span.
+    relation_logits: (P, n_relation_outputs), one row per pair.
+    pair_heads, pair_tails: (P,) indices into the spans.
+    """
+
+    entity_logits: numpy.ndarray
+    relation_logits: numpy.ndarray
+    pair_heads: numpy.ndarray
+    pair_tails: numpy.ndarray
+
+
+@registry.layers("spacy-spert.WordpieceListener.v1")
+def build_wordpiece_listener(upstream: str = "*") -> Model[List[Doc], List[TransformerData]]:
+    """A listener that receives the upstream ``transformer`` component's output
+    for each doc: wordpiece vectors, alignment and [CLS] (unlike
+    ``spacy-transformers.TransformerListener.v1``, which pools to tokens).
+
+    upstream (str): The name of the transformer component, or "*" for any.
+    RETURNS (Model[List[Doc], List[TransformerData]]): The listener.
+    """
+    return TransformerListener(upstream_name=upstream)
+
+
+@registry.architectures("spacy-spert.SpERT.v1")
+def build_spert_model(
+    tok2vec: Model[List[Doc], List[TransformerData]],
+    width_embedding_size: int = 25,
+    max_width_embeddings: int = 100,
+    dropout: float = 0.1,
+    pair_batch_size: int = 4096,
+) -> Model[Tuple[List[Doc], SpanBatch], SpERTOutput]:
+    """SpERT (Eberts & Ulges 2020) as a thinc model.
+
+    tok2vec (Model): A wordpiece listener, e.g. ``spacy-spert.WordpieceListener.v1``.
+    width_embedding_size (int): Size of the span width embedding (25 in the paper).
+    max_width_embeddings (int): Rows of the width embedding; wider spans (gold
+        entities seen in training) share the last row.
+    dropout (float): Dropout before the entity and relation classifiers.
+    pair_batch_size (int): At inference, relation pairs are classified in
+        chunks of this many pairs to bound memory.
+    RETURNS (Model[Tuple[List[Doc], SpanBatch], SpERTOutput]): The model. Its
+        classifiers are built at ``initialize``, when the hidden width ("nI"),
+        the number of entity types ("nE") and relation types ("nR") are known.
+    """
+    return Model(
+        "spert",
+        forward,
+        init=init,
+        layers=[tok2vec],
+        dims={"nI": None, "nE": None, "nR": None},
+        attrs={
+            "objective": SpERTObjective(),
+            "head_config": {
+                "width_embedding_size": width_embedding_size,
+                "max_width_embeddings": max_width_embeddings,
+                "dropout": dropout,
+                "pair_batch_size": pair_batch_size,
+                "entity_logits_in_relation": False,
+            },
+        },
+    )
+
+
+def init(model: Model, X=None, Y=None) -> None:
+    """Build the PyTorch head once the dims are set (see ``ensure_head``)."""
+    ensure_head(model)
+
+
+def ensure_head(model: Model) -> None:
+    """Add the PyTorch head as the model's second layer if it is not there.
+
+    Needs the dims "nI" (hidden width), "nE" and "nR" (entity and relation
+    type counts); the component sets them from its cfg before loading weights.
+    """
+    if len(model.layers) > 1:
+        return
+    for dim in ("nI", "nE", "nR"):
+        if not model.has_dim(dim):
+            raise ValueError(f"The spert model needs the dim '{dim}' before it is initialized.")
+    objective = model.attrs["objective"]
+    cfg = model.attrs["head_config"]
+    head = SpERTHead(
+        hidden_width=model.get_dim("nI"),
+        n_entity_outputs=objective.n_entity_outputs(model.get_dim("nE")),
+        n_relation_outputs=objective.n_relation_outputs(model.get_dim("nR")),
+        objective=objective,
+        **cfg,
+    )
+    model.layers.append(PyTorchWrapper_v2(head))
+
+
+def forward(model: Model, inputs: Tuple[List[Doc], SpanBatch], is_train: bool):
+    docs, batch = inputs
+    tok2vec, head = model.layers[0], model.layers[1]
+    shim = head.shims[0]
+    trf_datas, backprop_tok2vec = tok2vec(docs, is_train)
+    feats = _wordpiece_features(docs, trf_datas, model.get_dim("nI"))
+    device = shim.device
+    hidden = xp2torch(model.ops.asarray(feats.hidden), requires_grad=is_train, device=device)
+
+    def tensor(array):
+        return None if array is None else torch.as_tensor(numpy.asarray(array), device=device)
+
+    args = ArgsKwargs(
+        args=(hidden,),
+        kwargs={
+            "align_rows": tensor(feats.align_rows),
+            "align_tokens": tensor(feats.align_tokens),
+            "token_cls_rows": tensor(feats.token_cls_rows),
+            "n_tokens": int(batch.doc_offsets[-1]),
+            "max_range": int(numpy.diff(batch.doc_offsets).max(initial=1)),
+            "span_starts": tensor(batch.starts),
+            "span_ends": tensor(batch.ends),
+            "span_segments": tensor(batch.segments),
+            "pair_heads": tensor(batch.pair_heads),
+            "pair_tails": tensor(batch.pair_tails),
+            "threshold": float(batch.threshold),
+        },
+    )
+    (ent_logits, rel_logits, pair_heads, pair_tails), backprop_head = shim(args, is_train)
+    output = SpERTOutput(
+        entity_logits=torch2xp(ent_logits.detach()),
+        relation_logits=torch2xp(rel_logits.detach()),
+        pair_heads=torch2xp(pair_heads),
+        pair_tails=torch2xp(pair_tails),
+    )
+
+    def backprop(d_output: SpERTOutput) -> List[Doc]:
+        grads = [(ent_logits, d_output.entity_logits), (rel_logits, d_output.relation_logits)]
+        grads = [(y, xp2torch(dy, device=device)) for y, dy in grads if y.numel() and y.requires_grad]
+        if grads:
+            d_inputs = backprop_head(
+                ArgsKwargs(args=([y for y, _ in grads],), kwargs={"grad_tensors": [dy for _, dy in grads]})
+            )
+            d_hidden = d_inputs.args[0]
+        else:
+            d_hidden = None
+        d_hidden = (
+            model.ops.alloc2f(*feats.hidden.shape)
+            if d_hidden is None
+            else model.ops.asarray(torch2xp(d_hidden))
+        )
+        return backprop_tok2vec(_split_gradients(trf_datas, d_hidden, feats.row_offsets))
+
+    return output, backprop
+
+
+@dataclass
+class _Features:
+    hidden: numpy.ndarray  # (R, H): every doc's last_hidden_state rows, stacked
+    row_offsets: List[int]  # first row of each doc in ``hidden``
+    align_rows: numpy.ndarray  # (A,) row of each token-wordpiece alignment entry
+    align_tokens: numpy.ndarray  # (A,) global token of each alignment entry
+    token_cls_rows: numpy.ndarray  # (N,) row of the [CLS] of the window holding the token
+
+
+def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width: int) -> _Features:
+    """Stack the transformer output of a batch and index it by global token."""
+    hiddens, row_offsets, align_rows, align_tokens, cls_rows = [], [], [], [], []
+    n_rows = n_tokens = 0
+    xp = numpy
+    for doc, trf in zip(docs, trf_datas):
+        row_offsets.append(n_rows)
+        n = len(doc)
+        lhs = trf.model_output.get("last_hidden_state") if n else None
+        if lhs is None or lhs.size == 0:
+            if n:
+                # No transformer output for a non-empty doc: one zero row that
+                # serves as its [CLS]; its tokens have no wordpieces.
+                hiddens.append(numpy.zeros((1, width), dtype="float32"))
+                cls_rows.append(numpy.full((n,), n_rows, dtype="int64"))
+                n_rows += 1
+                n_tokens += n
+            continue
+        xp = get_array_module(lhs)
+        seq_len = lhs.shape[1]
+        flat = lhs.reshape(-1, lhs.shape[-1])
+        lengths = numpy.asarray(trf.align.lengths, dtype="int64")
+        rows = numpy.asarray(trf.align.dataXd, dtype="int64").reshape(-1)
+        tokens = numpy.repeat(numpy.arange(n, dtype="int64"), lengths)
+        align_rows.append(rows + n_rows)
+        align_tokens.append(tokens + n_tokens)
+        # [CLS] of the window that holds the token's first wordpiece; tokens
+        # without wordpieces take the previous token's (or the first window's).
+        first = numpy.full((n,), -1, dtype="int64")
+        has_wp = lengths > 0
+        starts = numpy.cumsum(lengths) - lengths
+        first[has_wp] = rows[starts[has_wp]] // seq_len * seq_len
+        idx = numpy.where(has_wp, numpy.arange(n), -1)
+        numpy.maximum.accumulate(idx, out=idx)
+        token_cls = numpy.where(idx >= 0, first[numpy.clip(idx, 0, None)], 0)
+        cls_rows.append(token_cls + n_rows)
+        hiddens.append(flat)
+        n_rows += flat.shape[0]
+        n_tokens += n
+    if hiddens:
+        hidden = xp.concatenate([xp.asarray(h, dtype="float32") for h in hiddens])
+    else:
+        hidden = numpy.zeros((0, width), dtype="float32")
+    return _Features(
+        hidden=hidden,
+        row_offsets=row_offsets,
+        align_rows=_cat(align_rows),
+        align_tokens=_cat(align_tokens),
+        token_cls_rows=_cat(cls_rows),
+    )
+
+
+def _cat(arrays: List[numpy.ndarray]) -> numpy.ndarray:
+    return numpy.concatenate(arrays) if arrays else numpy.zeros((0,), dtype="int64")
+
+
+def _split_gradients(trf_datas: List[TransformerData], d_hidden, row_offsets: List[int]) -> List[TransformerData]:
+    """Cut the stacked gradient back into one ``TransformerData`` per doc whose
+    model_output holds only last_hidden_state, as spacy-transformers expects."""
+    d_trf_datas = []
+    for trf, start in zip(trf_datas, row_offsets):
+        lhs = trf.model_output.get("last_hidden_state")
+        if lhs is None or lhs.size == 0:
+            d_trf_datas.append(trf)
+            continue
+        n_rows = lhs.shape[0] * lhs.shape[1]
+        d_lhs = d_hidden[start : start + n_rows].reshape(lhs.shape)
+        d_trf_datas.append(
+            TransformerData(
+                wordpieces=trf.wordpieces,
+                model_output=ModelOutput(last_hidden_state=d_lhs),
+                align=trf.align,
+            )
+        )
+    return d_trf_datas
+
+
+class SpERTHead(torch.nn.Module):
+    """Span pooling, entity and relation classifiers (PyTorch).
+
+    hidden_width (int): The transformer's hidden width H.
+    n_entity_outputs (int): Columns of the entity logits.
+    n_relation_outputs (int): Columns of the relation logits.
+    objective: Decides which spans are kept as entities at inference.
+    width_embedding_size, max_width_embeddings, dropout, pair_batch_size: see
+        ``build_spert_model``.
+    entity_logits_in_relation (bool): Append both spans' entity logits to the
+        relation representation (SpERT.MT).
+    """
+
+    def __init__(
+        self,
+        hidden_width: int,
+        n_entity_outputs: int,
+        n_relation_outputs: int,
+        objective,
+        width_embedding_size: int = 25,
+        max_width_embeddings: int = 100,
+        dropout: float = 0.1,
+        pair_batch_size: int = 4096,
+        entity_logits_in_relation: bool = False,
+    ):
+        super().__init__()
+        self.objective = objective
+        self.max_width = max_width_embeddings
+        self.pair_batch_size = pair_batch_size
+        self.entity_logits_in_relation = entity_logits_in_relation
+        self.width_embedding = torch.nn.Embedding(max_width_embeddings + 1, width_embedding_size)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.entity_classifier = torch.nn.Linear(2 * hidden_width + width_embedding_size, n_entity_outputs)
+        rel_in = 3 * hidden_width + 2 * width_embedding_size
+        if entity_logits_in_relation:
+            rel_in += 2 * n_entity_outputs
+        self.relation_classifier = torch.nn.Linear(rel_in, n_relation_outputs)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        *,
+        align_rows: torch.Tensor,
+        align_tokens: torch.Tensor,
+        token_cls_rows: torch.Tensor,
+        n_tokens: int,
+        max_range: int,
+        span_starts: torch.Tensor,
+        span_ends: torch.Tensor,
+        span_segments: torch.Tensor,
+        pair_heads: Optional[torch.Tensor] = None,
+        pair_tails: Optional[torch.Tensor] = None,
+        threshold: float = 0.5,
+    ):
+        """Classify the candidate spans and the pairs.
+
+        hidden: (R, H) wordpiece vectors; align_rows/align_tokens: (A,) the
+        token-to-wordpiece alignment; token_cls_rows: (N,) the [CLS] row per
+        token; span_*: (S,) candidates in global token offsets; pair_*: (P,)
+        pairs to classify (training), or None to build them from the kept
+        spans (inference).
+        RETURNS: entity logits (S, E), relation logits (P, R), pair heads and
+            tails (P,).
+        """
+        n_rel_out = self.relation_classifier.out_features
+        if span_starts.shape[0] == 0:
+            empty = span_starts.new_zeros((0,))
+            return (
+                hidden.new_zeros((0, self.entity_classifier.out_features)),
+                hidden.new_zeros((0, n_rel_out)),
+                empty,
+                empty,
+            )
+        pool = RangeMax(hidden, align_rows, align_tokens, n_tokens, max_range)
+        span_pool = pool(span_starts, span_ends)
+        widths = self.width_embedding((span_ends - span_starts).clamp(max=self.max_width))
+        cls = hidden.index_select(0, token_cls_rows.index_select(0, span_starts))
+        entity_logits = self.entity_classifier(self.dropout(torch.cat([cls, span_pool, widths], dim=1)))
+
+        if pair_heads is None:
+            keep = self.objective.keep_entities(entity_logits, threshold)
+            pair_heads, pair_tails = pairs_within_segments(keep.nonzero().squeeze(1), span_segments)
+            chunk = self.pair_batch_size
+        else:
+            chunk = max(int(pair_heads.shape[0]), 1)
+        pieces = [
+            self._relation_logits(
+                pool, span_starts, span_ends, span_pool, widths, entity_logits,
+                pair_heads[i : i + chunk], pair_tails[i : i + chunk],
+            )
+            for i in range(0, int(pair_heads.shape[0]), chunk)
+        ]
+        relation_logits = torch.cat(pieces) if pieces else hidden.new_zeros((0, n_rel_out))
+        return entity_logits, relation_logits, pair_heads, pair_tails
+
+    def _relation_logits(self, pool, starts, ends, span_pool, widths, entity_logits, heads, tails):
+        ctx_start = torch.minimum(ends.index_select(0, heads), ends.index_select(0, tails))
+        ctx_end = torch.maximum(starts.index_select(0, heads), starts.index_select(0, tails))
+        parts = [
+            pool(ctx_start, ctx_end),
+            span_pool.index_select(0, heads),
+            span_pool.index_select(0, tails),
+            widths.index_select(0, heads),
+            widths.index_select(0, tails),
+        ]
+        if self.entity_logits_in_relation:
+            parts += [entity_logits.index_select(0, heads), entity_logits.index_select(0, tails)]
+        return self.relation_classifier(self.dropout(torch.cat(parts, dim=1)))
+
+
+class RangeMax:
+    """Max-pool of token ranges from a sparse table of range maxima.
+
+    Token vectors are the max over each token's wordpieces. Level k of the
+    table holds the max over 2**k consecutive tokens, so the max over
+    [start, end) is max(table[k, start], table[k, end - 2**k]) with
+    k = floor(log2(end - start)). A range that is empty or covers no wordpiece
+    pools to zeros. Levels are built up to the longest range that can be asked
+    for (the longest segment), so memory is O(N log L x H).
+    """
+
+    def __init__(self, hidden, align_rows, align_tokens, n_tokens: int, max_range: int):
+        width = hidden.shape[1]
+        tokens = hidden.new_full((n_tokens, width), NEG_INF)
+        index = align_tokens.unsqueeze(1).expand(-1, width)
+        tokens = tokens.scatter_reduce(0, index, hidden.index_select(0, align_rows), reduce="amax")
+        has_wp = torch.zeros((n_tokens,), dtype=torch.long, device=hidden.device)
+        has_wp[align_tokens] = 1
+        self.covered = torch.cat([has_wp.new_zeros((1,)), has_wp.cumsum(0)])
+        levels = [tokens]
+        step = 1
+        while step * 2 <= max_range:
+            prev = levels[-1]
+            shifted = torch.cat([prev[step:], prev.new_full((step, width), NEG_INF)])
+            levels.append(torch.maximum(prev, shifted))
+            step *= 2
+        self.table = torch.cat(levels)
+        self.n_tokens = n_tokens
+
+    def __call__(self, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """RETURNS (torch.Tensor): (len(starts), H) the max over [start, end)."""
+        covered = self.covered.index_select(0, ends) - self.covered.index_select(0, starts)
+        valid = (ends > starts) & (covered > 0)
+        starts = torch.where(valid, starts, torch.zeros_like(starts))
+        ends = torch.where(valid, ends, torch.ones_like(ends))
+        level = torch.floor(torch.log2((ends - starts).double())).long()
+        base = level * self.n_tokens
+        a = self.table.index_select(0, base + starts)
+        b = self.table.index_select(0, base + ends - (1 << level))
+        pooled = torch.maximum(a, b)
+        return torch.where(valid.unsqueeze(1), pooled, torch.zeros_like(pooled))
+
+
+def pairs_within_segments(kept: torch.Tensor, segments: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """All ordered pairs (a, b), a != b, of kept spans in the same segment.
+
+    kept (torch.Tensor): (K,) indices of the kept spans.
+    segments (torch.Tensor): (S,) segment id of every span.
+    RETURNS (Tuple[torch.Tensor, torch.Tensor]): head and tail span indices.
+    """
+    if kept.numel() < 2:
+        empty = kept.new_zeros((0,))
+        return empty, empty
+    seg = segments.index_select(0, kept)
+    seg, order = torch.sort(seg, stable=True)
+    kept = kept.index_select(0, order)
+    _, counts = torch.unique_consecutive(seg, return_counts=True)
+    group_start = torch.cumsum(counts, 0) - counts
+    group = torch.repeat_interleave(torch.arange(len(counts), device=kept.device), counts)
+    per_head = counts.index_select(0, group)  # partners (incl. itself) per kept span
+    head_pos = torch.repeat_interleave(torch.arange(len(kept), device=kept.device), per_head)
+    first = torch.cumsum(per_head, 0) - per_head
+    local = torch.arange(head_pos.numel(), device=kept.device) - torch.repeat_interleave(first, per_head)
+    tail_pos = group_start.index_select(0, group.index_select(0, head_pos)) + local
+    mask = head_pos != tail_pos
+    return kept.index_select(0, head_pos[mask]), kept.index_select(0, tail_pos[mask])

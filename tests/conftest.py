@@ -1,0 +1,114 @@
+"""Shared fixtures: a tiny random BERT built locally (no network) and small
+annotated sentences with entities and relations."""
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc, SpanGroup
+from spacy.training import Example
+
+import spacy_spert  # noqa: F401  (registers the factory and doc._.relations)
+from spacy_spert.relations import make_relation
+
+# (words, entities [(start, end, label)], relations [(head_entity, tail_entity, label)])
+TRAIN_DATA = [
+    (
+        "Mary Smith works for Acme Corp in Paris .".split(),
+        [(0, 2, "Peop"), (4, 6, "Org"), (7, 8, "Loc")],
+        [(0, 1, "Work_For"), (1, 2, "OrgBased_In")],
+    ),
+    (
+        "John Doe lives in London .".split(),
+        [(0, 2, "Peop"), (4, 5, "Loc")],
+        [(0, 1, "Live_In")],
+    ),
+    (
+        "Globex , a firm in Berlin , hired Anna Lee .".split(),
+        [(0, 1, "Org"), (5, 6, "Loc"), (8, 10, "Peop")],
+        [(0, 1, "OrgBased_In"), (2, 0, "Work_For")],
+    ),
+    (
+        "The weather was nice .".split(),
+        [],
+        [],
+    ),
+]
+
+EXTRA_WORDS = "the a an of and to is was he she it . , ; : ( ) new york times river".split()
+
+
+def make_doc(vocab, words: List[str], entities, relations, spans_key: str = "sc") -> Doc:
+    """A doc with gold entities in doc.spans[spans_key] and relations in doc._.relations."""
+    doc = Doc(vocab, words=words)
+    spans = [doc[s:e] for s, e, _ in entities]
+    for span, (_, _, label) in zip(spans, entities):
+        span.label_ = label
+    spans = [doc.char_span(sp.start_char, sp.end_char, label=lab) for sp, (_, _, lab) in zip(spans, entities)]
+    doc.spans[spans_key] = SpanGroup(doc, name=spans_key, spans=spans)
+    doc._.relations = [make_relation(spans[h], spans[t], label) for h, t, label in relations]
+    return doc
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BERT with a word-level vocab, saved locally."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    words = set(EXTRA_WORDS)
+    for sent, _, _ in TRAIN_DATA:
+        words.update(w.lower() for w in sent)
+    words.update("michael berlin london paris works lives hired firm corp".split())
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(words) + ["##s", "##ed", "##ing"]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf8")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(str(path))
+    return path
+
+
+def make_nlp(tiny_bert: Path, spert_config: Dict = None, window: str = "doc") -> Language:
+    """A blank English pipeline with a transformer (the tiny BERT) and spert."""
+    nlp = spacy.blank("en")
+    get_spans = (
+        {"@span_getters": "spacy-transformers.doc_spans.v1"}
+        if window == "doc"
+        else {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 16, "stride": 12}
+    )
+    nlp.add_pipe(
+        "transformer",
+        config={
+            "model": {
+                "@architectures": "spacy-transformers.TransformerModel.v3",
+                "name": str(tiny_bert),
+                "get_spans": get_spans,
+                "tokenizer_config": {"use_fast": True},
+            }
+        },
+    )
+    nlp.add_pipe("spert", config=spert_config or {})
+    return nlp
+
+
+def train_examples(nlp: Language) -> List[Example]:
+    return [
+        Example(nlp.make_doc(" ".join(words)), make_doc(nlp.vocab, words, ents, rels))
+        for words, ents, rels in TRAIN_DATA
+    ]
+
+
+@pytest.fixture
+def examples_factory():
+    return train_examples
