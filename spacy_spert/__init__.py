@@ -3,9 +3,11 @@ from .relations import RelationSpans, get_relation_spans, install_extensions, ma
 
 install_extensions()
 
+from . import windows  # noqa: E402,F401
 from .component import SpERT, make_spert  # noqa: E402
 from .model import build_spert_model  # noqa: E402
 from .scorer import make_spert_scorer, score_spert  # noqa: E402
+from . import encoders  # noqa: E402,F401  (registers spacy-spert.installed_model_path.v1)
 
 __version__ = "0.1.0"
 

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="spacy-spert: SpERT joint entity and relation extraction for spaCy"
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", title="commands")
     subparsers.required = True
     _add_convert(subparsers)
     return parser

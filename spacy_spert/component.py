@@ -5,6 +5,7 @@ Entities are written to ``doc.spans[spans_key]`` (overlaps allowed, scores in
 Gold annotation for training is read from the same places on the reference
 docs of the Examples.
 """
+import os
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -26,6 +27,15 @@ from .losses import compute_loss
 from .model import SpERTOutput, ensure_head
 from .relations import RELATIONS_ATTR, canonical_order, validate_relation
 
+def _single_thread_torch_in_child() -> None:
+    torch.set_num_threads(1)
+
+
+# ``nlp.pipe(n_process=N)`` forks workers. A forked child that runs torch
+# after the parent used torch's OpenMP thread pool can deadlock, so each
+# forked child uses one torch thread (N workers then use N cores).
+os.register_at_fork(after_in_child=_single_thread_torch_in_child)
+
 DEFAULT_SPERT_MODEL = Config().from_str(
     """
 [model]
@@ -34,6 +44,7 @@ width_embedding_size = 25
 max_width_embeddings = 100
 dropout = 0.1
 pair_batch_size = 4096
+max_pair_entities_per_token = 0.5
 
 [model.tok2vec]
 @layers = "spacy-spert.WordpieceListener.v1"

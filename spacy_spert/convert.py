@@ -25,11 +25,12 @@ whitespace information, so ``doc.has_unknown_spaces`` is True and spaCy's
 one-line :class:`ConversionError` that names the file, the record index and
 the field.
 """
+import errno
 import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import spacy
 from spacy.tokens import Doc, DocBin, Span, SpanGroup
@@ -455,6 +456,8 @@ def _write_atomic(data: bytes, output_path: Path) -> None:
     """Write ``data`` to a new temporary file next to ``output_path`` and rename
     it into place, so that readers never see a partial file; the temporary
     file is removed on any error."""
+    if output_path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(output_path))
     directory = output_path.parent
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".{output_path.name}.{secrets.token_hex(6)}.tmp"

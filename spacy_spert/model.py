@@ -72,6 +72,7 @@ def build_spert_model(
     max_width_embeddings: int = 100,
     dropout: float = 0.1,
     pair_batch_size: int = 4096,
+    max_pair_entities_per_token: float = 0.5,
 ) -> Model[Tuple[List[Doc], SpanBatch], SpERTOutput]:
     """SpERT (Eberts & Ulges 2020) as a thinc model.
 
@@ -82,6 +83,11 @@ def build_spert_model(
     dropout (float): Dropout before the entity and relation classifiers.
     pair_batch_size (int): At inference, relation pairs are classified in
         chunks of this many pairs to bound memory.
+    max_pair_entities_per_token (float): At inference, relation pairs are
+        formed among at most max(10, ceil(ratio x segment tokens)) kept spans
+        per segment, the highest-scoring ones. A trained model keeps far fewer
+        (CoNLL04 has 0.15 entities per token); the bound stops an untrained
+        model, which keeps most spans, from producing millions of pairs.
     RETURNS (Model[Tuple[List[Doc], SpanBatch], SpERTOutput]): The model. Its
         classifiers are built at ``initialize``, when the hidden width ("nI"),
         the number of entity types ("nE") and relation types ("nR") are known.
@@ -99,6 +105,7 @@ def build_spert_model(
                 "max_width_embeddings": max_width_embeddings,
                 "dropout": dropout,
                 "pair_batch_size": pair_batch_size,
+                "max_pair_entities_per_token": max_pair_entities_per_token,
                 "entity_logits_in_relation": False,
             },
         },
@@ -257,11 +264,18 @@ def _cat(arrays: List[numpy.ndarray]) -> numpy.ndarray:
 def _split_gradients(trf_datas: List[TransformerData], d_hidden, row_offsets: List[int]) -> List[TransformerData]:
     """Cut the stacked gradient back into one ``TransformerData`` per doc whose
     model_output holds only last_hidden_state, as spacy-transformers expects."""
+    shapes = [t.model_output.get("last_hidden_state") for t in trf_datas]
+    shapes = [x.shape for x in shapes if x is not None and x.size]
     d_trf_datas = []
     for trf, start in zip(trf_datas, row_offsets):
         lhs = trf.model_output.get("last_hidden_state")
         if lhs is None or lhs.size == 0:
-            d_trf_datas.append(trf)
+            # A doc without windows (empty) still sends back a gradient with
+            # zero windows, so that the transformer can stack the batch.
+            empty = d_hidden[:0].reshape((0,) + tuple(shapes[0][1:])) if shapes else d_hidden[:0]
+            d_trf_datas.append(
+                TransformerData(wordpieces=trf.wordpieces, model_output=ModelOutput(last_hidden_state=empty), align=trf.align)
+            )
             continue
         n_rows = lhs.shape[0] * lhs.shape[1]
         d_lhs = d_hidden[start : start + n_rows].reshape(lhs.shape)
@@ -298,12 +312,14 @@ class SpERTHead(torch.nn.Module):
         max_width_embeddings: int = 100,
         dropout: float = 0.1,
         pair_batch_size: int = 4096,
+        max_pair_entities_per_token: float = 0.5,
         entity_logits_in_relation: bool = False,
     ):
         super().__init__()
         self.objective = objective
         self.max_width = max_width_embeddings
         self.pair_batch_size = pair_batch_size
+        self.max_pair_entities_per_token = max_pair_entities_per_token
         self.entity_logits_in_relation = entity_logits_in_relation
         self.width_embedding = torch.nn.Embedding(max_width_embeddings + 1, width_embedding_size)
         self.dropout = torch.nn.Dropout(dropout)
@@ -356,7 +372,13 @@ class SpERTHead(torch.nn.Module):
 
         if pair_heads is None:
             keep = self.objective.keep_entities(entity_logits, threshold)
-            pair_heads, pair_tails = pairs_within_segments(keep.nonzero().squeeze(1), span_segments)
+            kept = keep.nonzero().squeeze(1)
+            if kept.numel() > 10:
+                _, scores = self.objective.decode_entities(entity_logits.index_select(0, kept), threshold)
+                limits = segment_token_counts(span_starts, span_ends, span_segments)
+                limits = torch.ceil(limits * self.max_pair_entities_per_token).long().clamp(min=10)
+                kept = top_per_segment(kept, scores, span_segments, limits)
+            pair_heads, pair_tails = pairs_within_segments(kept, span_segments)
             chunk = self.pair_batch_size
         else:
             chunk = max(int(pair_heads.shape[0]), 1)
@@ -451,3 +473,32 @@ def pairs_within_segments(kept: torch.Tensor, segments: torch.Tensor) -> Tuple[t
     tail_pos = group_start.index_select(0, group.index_select(0, head_pos)) + local
     mask = head_pos != tail_pos
     return kept.index_select(0, head_pos[mask]), kept.index_select(0, tail_pos[mask])
+
+
+def segment_token_counts(starts: torch.Tensor, ends: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """The number of tokens each segment's candidates cover (max end - min start),
+    indexed by segment id."""
+    n = int(segments.max()) + 1
+    first = torch.full((n,), int(ends.max()), dtype=starts.dtype, device=starts.device)
+    last = torch.zeros((n,), dtype=ends.dtype, device=ends.device)
+    first = first.scatter_reduce(0, segments, starts, reduce="amin")
+    last = last.scatter_reduce(0, segments, ends, reduce="amax")
+    return (last - first).clamp(min=0).double()
+
+
+def top_per_segment(kept: torch.Tensor, scores: torch.Tensor, segments: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
+    """The kept spans with the highest scores, at most ``limits[segment]`` per segment.
+
+    kept (torch.Tensor): (K,) span indices; scores (torch.Tensor): (K,) their scores.
+    segments (torch.Tensor): (S,) segment id per span; limits: (n_segments,).
+    RETURNS (torch.Tensor): the selected span indices (grouped by segment).
+    """
+    by_score = torch.argsort(-scores, stable=True)
+    seg = segments.index_select(0, kept.index_select(0, by_score))
+    by_segment = torch.argsort(seg, stable=True)
+    order = by_score.index_select(0, by_segment)
+    seg = seg.index_select(0, by_segment)
+    _, counts = torch.unique_consecutive(seg, return_counts=True)
+    first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    rank = torch.arange(seg.numel(), device=seg.device) - first
+    return kept.index_select(0, order)[rank < limits.index_select(0, seg)]

@@ -73,7 +73,7 @@ def tiny_bert(tmp_path_factory) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=64,
+        max_position_embeddings=512,
     )
     BertModel(config).save_pretrained(str(path))
     return path
@@ -83,7 +83,7 @@ def make_nlp(tiny_bert: Path, spert_config: Dict = None, window: str = "doc") ->
     """A blank English pipeline with a transformer (the tiny BERT) and spert."""
     nlp = spacy.blank("en")
     get_spans = (
-        {"@span_getters": "spacy-transformers.doc_spans.v1"}
+        {"@span_getters": "spacy-spert.doc_spans.v1"}
         if window == "doc"
         else {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 16, "stride": 12}
     )
@@ -109,6 +109,12 @@ def train_examples(nlp: Language) -> List[Example]:
     ]
 
 
-@pytest.fixture
-def examples_factory():
-    return train_examples
+def train_step(nlp: Language, examples: List[Example], optimizer, losses=None) -> Dict[str, float]:
+    """One update as spaCy's training loop does it: all components update,
+    then all step (so the transformer gets the listener's gradient in the
+    same step)."""
+    losses = nlp.update(examples, sgd=False, losses=losses if losses is not None else {})
+    for _, proc in nlp.pipeline:
+        if getattr(proc, "is_trainable", False) and proc.model not in (True, False, None):
+            proc.finish_update(optimizer)
+    return losses

@@ -1,0 +1,129 @@
+"""The vectorized pieces of the model and the sampler against naive versions."""
+import itertools
+
+import numpy
+import pytest
+import torch
+
+from spacy_spert.candidates import enumerate_spans, max_iou, sample_doc
+from spacy_spert.model import RangeMax, pairs_within_segments, top_per_segment
+
+
+def random_alignment(rng, n_tokens, n_rows):
+    """Each token aligns to 0..3 random rows (0: a whitespace or cut token)."""
+    rows, tokens = [], []
+    for t in range(n_tokens):
+        k = rng.integers(0, 4) if t % 5 else 1  # every 5th token has exactly one
+        chosen = rng.choice(n_rows, size=k, replace=False)
+        rows.extend(chosen)
+        tokens.extend([t] * k)
+    return numpy.asarray(rows, dtype="int64"), numpy.asarray(tokens, dtype="int64")
+
+
+def naive_pool(hidden, rows, tokens, start, end):
+    picked = [r for r, t in zip(rows, tokens) if start <= t < end]
+    if not picked or end <= start:
+        return numpy.zeros(hidden.shape[1])
+    return hidden[picked].max(axis=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_range_max_matches_naive_pooling(seed):
+    rng = numpy.random.default_rng(seed)
+    n_tokens, n_rows, width = 37, 60, 8
+    hidden = rng.normal(size=(n_rows, width))
+    rows, tokens = random_alignment(rng, n_tokens, n_rows)
+    pool = RangeMax(torch.tensor(hidden), torch.tensor(rows), torch.tensor(tokens), n_tokens, n_tokens)
+    ranges = [(s, e) for s in range(n_tokens + 1) for e in range(n_tokens + 1)]  # includes empty and reversed
+    starts = torch.tensor([r[0] for r in ranges])
+    ends = torch.tensor([r[1] for r in ranges])
+    got = pool(starts, ends).numpy()
+    expected = numpy.stack([naive_pool(hidden, rows, tokens, s, e) for s, e in ranges])
+    numpy.testing.assert_allclose(got, expected)
+
+
+def test_range_max_gradient_goes_to_the_max_wordpiece():
+    hidden = torch.tensor([[1.0, 5.0], [3.0, 2.0], [0.0, 9.0]], requires_grad=True)
+    rows = torch.tensor([0, 1, 2])
+    tokens = torch.tensor([0, 1, 2])
+    pool = RangeMax(hidden, rows, tokens, 3, 3)
+    out = pool(torch.tensor([0, 0]), torch.tensor([2, 3]))  # [0, 2) and [0, 3)
+    out.sum().backward()
+    # [0,2): max col0 = row1, col1 = row0; [0,3): col0 = row1, col1 = row2
+    assert hidden.grad.tolist() == [[0.0, 1.0], [2.0, 0.0], [0.0, 1.0]]
+
+
+def test_pairs_within_segments_matches_naive():
+    segments = torch.tensor([0, 0, 1, 1, 1, 0, 2, 1, 3])
+    kept = torch.tensor([0, 2, 3, 5, 6, 7, 8])
+    heads, tails = pairs_within_segments(kept, segments)
+    got = sorted(zip(heads.tolist(), tails.tolist()))
+    expected = sorted(
+        (a, b) for a, b in itertools.permutations(kept.tolist(), 2) if segments[a] == segments[b]
+    )
+    assert got == expected
+    empty = pairs_within_segments(torch.tensor([4]), segments)
+    assert empty[0].numel() == 0 and empty[1].numel() == 0
+
+
+def test_top_per_segment():
+    segments = torch.tensor([0, 0, 0, 1, 1, 1])
+    kept = torch.tensor([0, 1, 2, 3, 4, 5])
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.2, 0.8])
+    chosen = top_per_segment(kept, scores, segments, torch.tensor([2, 1]))
+    assert sorted(chosen.tolist()) == [1, 2, 5]
+
+
+def test_enumerate_spans():
+    starts, ends = enumerate_spans(4, 2)
+    assert list(zip(starts.tolist(), ends.tolist())) == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
+    seg = numpy.array([0, 0, 1, 1])
+    skip = numpy.array([False, False, True, False])
+    starts, ends = enumerate_spans(4, 3, seg, skip)
+    assert list(zip(starts.tolist(), ends.tolist())) == [(0, 1), (0, 2), (1, 2), (3, 4)]
+    assert len(enumerate_spans(0, 10)[0]) == 0
+    assert len(enumerate_spans(120, 10)[0]) == sum(min(10, 120 - i) for i in range(120))
+
+
+def test_max_iou():
+    iou = max_iou(numpy.array([0, 2, 5, 8]), numpy.array([2, 4, 6, 9]), numpy.array([0, 3]), numpy.array([2, 6]))
+    # [0,2) = gold; [2,4) vs [3,6): 1/4; [5,6) inside [3,6): 1/3; [8,9): 0
+    numpy.testing.assert_allclose(iou, [1.0, 0.25, 1 / 3, 0.0], rtol=1e-6)
+
+
+def test_sample_doc_follows_spert():
+    rng = numpy.random.default_rng(0)
+    entities = [(0, 2, 1), (3, 4, 2), (5, 17, 1), (6, 7, 3)]  # one wider than max_width
+    relations = [(0, 1, 0), (0, 1, 2), (2, 3, 1), (1, 3, 1)]  # relation 1 is symmetric
+    sample = sample_doc(
+        20, entities, relations, n_relation_labels=3, max_width=10,
+        neg_entity_count=100, neg_relation_count=100, rng=rng, symmetric={1},
+    )
+    n_candidates = sum(min(10, 20 - i) for i in range(20))
+    gold = {(s, e) for s, e, _ in entities}
+    spans = list(zip(sample.starts.tolist(), sample.ends.tolist()))
+    assert spans[:4] == [(s, e) for s, e, _ in entities]
+    assert sample.entity_labels[:4].tolist() == [1, 2, 1, 3]
+    assert (sample.entity_labels[4:] == 0).all()
+    assert len(spans) == 4 + min(100, n_candidates - 3)  # (5, 17) is not a candidate
+    assert not gold & set(spans[4:]) and len(set(spans)) == len(spans)
+    pairs = list(zip(sample.pair_heads.tolist(), sample.pair_tails.tolist()))
+    rows = {p: sample.relation_labels[i].tolist() for i, p in enumerate(pairs)}
+    assert rows[(0, 1)] == [1.0, 0.0, 1.0]  # multi-label
+    assert rows[(2, 3)] == [0.0, 1.0, 0.0]
+    # strong negatives: all other ordered pairs of gold entities, except the
+    # reverse of a symmetric gold pair
+    negatives = {p for p, r in rows.items() if sum(r) == 0}
+    expected = {(a, b) for a in range(4) for b in range(4) if a != b} - {(0, 1), (2, 3), (1, 3), (3, 2), (3, 1)}
+    assert negatives == expected
+    assert sample.entity_iou[:4].tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_sample_doc_caps_and_resamples():
+    entities = [(i, i + 1, 1) for i in range(15)]
+    kwargs = dict(n_relation_labels=1, max_width=10, neg_entity_count=7, neg_relation_count=5)
+    a = sample_doc(30, entities, [], rng=numpy.random.default_rng(1), **kwargs)
+    b = sample_doc(30, entities, [], rng=numpy.random.default_rng(2), **kwargs)
+    assert len(a.starts) == 15 + 7 and len(a.pair_heads) == 5
+    assert (a.relation_labels == 0).all()
+    assert a.starts[15:].tolist() != b.starts[15:].tolist() or a.ends[15:].tolist() != b.ends[15:].tolist()
