@@ -3,9 +3,9 @@ from .relations import RelationSpans, get_relation_spans, install_extensions, ma
 
 install_extensions()
 
-from . import windows  # noqa: E402,F401
+from . import optimizers, windows  # noqa: E402,F401
 from .component import SpERT, make_spert  # noqa: E402
-from .model import build_spert_model  # noqa: E402
+from .model import build_spert_model, build_spert_mt_model  # noqa: E402
 from .scorer import make_spert_scorer, score_spert  # noqa: E402
 from . import encoders  # noqa: E402,F401  (registers spacy-spert.installed_model_path.v1)
 
@@ -15,6 +15,7 @@ __all__ = [
     "SpERT",
     "make_spert",
     "build_spert_model",
+    "build_spert_mt_model",
     "score_spert",
     "make_spert_scorer",
     "RelationSpans",

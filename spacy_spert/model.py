@@ -1,6 +1,7 @@
 """The SpERT model: span and relation classifiers over transformer wordpieces.
 
-``build_spert_model`` (registered as ``spacy-spert.SpERT.v1``) chains a
+``build_spert_model`` (registered as ``spacy-spert.SpERT.v1``; SpERT.MT is
+``build_spert_mt_model``, ``spacy-spert.SpERTMT.v1``) chains a
 transformer listener (which yields one ``TransformerData`` per doc: wordpiece
 vectors, the token-to-wordpiece alignment and [CLS]) with a PyTorch head:
 
@@ -33,7 +34,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, get_array_module, to
 from transformers.file_utils import ModelOutput
 
 from .candidates import SpanBatch
-from .losses import SpERTObjective
+from .losses import SpERTMTObjective, SpERTObjective
 
 NEG_INF = float("-inf")
 
@@ -92,23 +93,83 @@ def build_spert_model(
         classifiers are built at ``initialize``, when the hidden width ("nI"),
         the number of entity types ("nE") and relation types ("nR") are known.
     """
+    return _build_model(
+        tok2vec,
+        SpERTObjective(),
+        width_embedding_size=width_embedding_size,
+        max_width_embeddings=max_width_embeddings,
+        dropout=dropout,
+        pair_batch_size=pair_batch_size,
+        max_pair_entities_per_token=max_pair_entities_per_token,
+        entity_logits_in_relation=False,
+    )
+
+
+@registry.architectures("spacy-spert.SpERTMT.v1")
+def build_spert_mt_model(
+    tok2vec: Model[List[Doc], List[TransformerData]],
+    width_embedding_size: int = 25,
+    max_width_embeddings: int = 100,
+    dropout: float = 0.1,
+    pair_batch_size: int = 4096,
+    max_pair_entities_per_token: float = 0.5,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    m_plus: float = 2.5,
+    m_minus: float = 0.5,
+    gamma: float = 2.0,
+    delta: float = 0.25,
+    multitask: bool = True,
+    iou_loss: bool = True,
+    entity_logits_in_relation: bool = True,
+) -> Model[Tuple[List[Doc], SpanBatch], SpERTOutput]:
+    """SpERT.MT (Xue & Lu 2023) as a thinc model: SpERT's encoder, spans and
+    localized context, with an identification head (one logit) and a bias-free
+    class-score head (score_c = s . W_c) per stage; see ``SpERTMTObjective``.
+    Use the component's ``threshold`` (theta, 0.85 in the paper) on the raw
+    class scores, and 120 negative entities and relations per sentence.
+
+    tok2vec, width_embedding_size, max_width_embeddings, dropout,
+        pair_batch_size, max_pair_entities_per_token: as in ``SpERT.v1``.
+    alpha (float): Weight of the identification losses.
+    beta (float): Weight of the ranking losses.
+    m_plus, m_minus (float): Margins of the ranking loss (2.5, 0.5).
+    gamma (float): Scale of the ranking loss (2).
+    delta (float): Balance of the IoU-scaled entity identification loss (0.25).
+    multitask (bool): False: the ablation "-MTL", no identification losses.
+    iou_loss (bool): False: the ablation "-EIL", plain BCE for entity identification.
+    entity_logits_in_relation (bool): False: the ablation "-Entity Logits",
+        the relation input lacks both spans' entity logits.
+    RETURNS (Model[Tuple[List[Doc], SpanBatch], SpERTOutput]): The model.
+    """
+    objective = SpERTMTObjective(
+        alpha=alpha, beta=beta, m_plus=m_plus, m_minus=m_minus, gamma=gamma, delta=delta,
+        multitask=multitask, iou_loss=iou_loss,
+    )
+    return _build_model(
+        tok2vec,
+        objective,
+        width_embedding_size=width_embedding_size,
+        max_width_embeddings=max_width_embeddings,
+        dropout=dropout,
+        pair_batch_size=pair_batch_size,
+        max_pair_entities_per_token=max_pair_entities_per_token,
+        entity_logits_in_relation=entity_logits_in_relation,
+        identification_heads=True,
+    )
+
+
+def _build_model(tok2vec: Model, objective, **head_config) -> Model[Tuple[List[Doc], SpanBatch], SpERTOutput]:
+    """The thinc model shared by the architectures: ``objective`` and
+    ``head_config`` (the ``SpERTHead`` arguments) are kept in its attrs; the
+    head is built at ``initialize`` (see ``ensure_head``)."""
     return Model(
         "spert",
         forward,
         init=init,
         layers=[tok2vec],
         dims={"nI": None, "nE": None, "nR": None},
-        attrs={
-            "objective": SpERTObjective(),
-            "head_config": {
-                "width_embedding_size": width_embedding_size,
-                "max_width_embeddings": max_width_embeddings,
-                "dropout": dropout,
-                "pair_batch_size": pair_batch_size,
-                "max_pair_entities_per_token": max_pair_entities_per_token,
-                "entity_logits_in_relation": False,
-            },
-        },
+        attrs={"objective": objective, "head_config": head_config},
     )
 
 
@@ -298,8 +359,14 @@ class SpERTHead(torch.nn.Module):
     objective: Decides which spans are kept as entities at inference.
     width_embedding_size, max_width_embeddings, dropout, pair_batch_size: see
         ``build_spert_model``.
-    entity_logits_in_relation (bool): Append both spans' entity logits to the
-        relation representation (SpERT.MT).
+    entity_logits_in_relation (bool): Append both spans' entity logits (all
+        n_entity_outputs columns) to the relation representation (SpERT.MT).
+    identification_heads (bool): SpERT.MT's two heads per stage: column 0 of
+        the logits comes from ``entity_identifier`` / ``relation_identifier``
+        (a linear layer to one logit), columns 1.. from ``entity_classifier``
+        / ``relation_classifier``, then a bias-free dot product s . W_c. All
+        False (SpERT): one linear layer with bias per stage. All layers
+        are initialized N(0, 0.02) with zero biases, as BERT's own layers.
     """
 
     def __init__(
@@ -314,8 +381,12 @@ class SpERTHead(torch.nn.Module):
         pair_batch_size: int = 4096,
         max_pair_entities_per_token: float = 0.5,
         entity_logits_in_relation: bool = False,
+        identification_heads: bool = False,
     ):
         super().__init__()
+        self.n_entity_outputs = n_entity_outputs
+        self.n_relation_outputs = n_relation_outputs
+        self.identification_heads = identification_heads
         self.objective = objective
         self.max_width = max_width_embeddings
         self.pair_batch_size = pair_batch_size
@@ -323,11 +394,35 @@ class SpERTHead(torch.nn.Module):
         self.entity_logits_in_relation = entity_logits_in_relation
         self.width_embedding = torch.nn.Embedding(max_width_embeddings + 1, width_embedding_size)
         self.dropout = torch.nn.Dropout(dropout)
-        self.entity_classifier = torch.nn.Linear(2 * hidden_width + width_embedding_size, n_entity_outputs)
+        ent_in = 2 * hidden_width + width_embedding_size
         rel_in = 3 * hidden_width + 2 * width_embedding_size
         if entity_logits_in_relation:
             rel_in += 2 * n_entity_outputs
-        self.relation_classifier = torch.nn.Linear(rel_in, n_relation_outputs)
+        if identification_heads:
+            self.entity_identifier = torch.nn.Linear(ent_in, 1)
+            self.entity_classifier = torch.nn.Linear(ent_in, n_entity_outputs - 1, bias=False)
+            self.relation_identifier = torch.nn.Linear(rel_in, 1)
+            self.relation_classifier = torch.nn.Linear(rel_in, n_relation_outputs - 1, bias=False)
+        else:
+            self.entity_classifier = torch.nn.Linear(ent_in, n_entity_outputs)
+            self.relation_classifier = torch.nn.Linear(rel_in, n_relation_outputs)
+        # BERT's initialization, which SpERT and SpERT.MT (BertPreTrainedModel
+        # subclasses) apply to their own layers: N(0, 0.02), zero biases.
+        for module in self.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, torch.nn.Linear) and module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+
+    def _classify_entities(self, x: torch.Tensor) -> torch.Tensor:
+        if self.identification_heads:
+            return torch.cat([self.entity_identifier(x), self.entity_classifier(x)], dim=1)
+        return self.entity_classifier(x)
+
+    def _classify_relations(self, x: torch.Tensor) -> torch.Tensor:
+        if self.identification_heads:
+            return torch.cat([self.relation_identifier(x), self.relation_classifier(x)], dim=1)
+        return self.relation_classifier(x)
 
     def forward(
         self,
@@ -355,11 +450,11 @@ class SpERTHead(torch.nn.Module):
         RETURNS: entity logits (S, E), relation logits (P, R), pair heads and
             tails (P,).
         """
-        n_rel_out = self.relation_classifier.out_features
+        n_rel_out = self.n_relation_outputs
         if span_starts.shape[0] == 0:
             empty = span_starts.new_zeros((0,))
             return (
-                hidden.new_zeros((0, self.entity_classifier.out_features)),
+                hidden.new_zeros((0, self.n_entity_outputs)),
                 hidden.new_zeros((0, n_rel_out)),
                 empty,
                 empty,
@@ -368,7 +463,7 @@ class SpERTHead(torch.nn.Module):
         span_pool = pool(span_starts, span_ends)
         widths = self.width_embedding((span_ends - span_starts).clamp(max=self.max_width))
         cls = hidden.index_select(0, token_cls_rows.index_select(0, span_starts))
-        entity_logits = self.entity_classifier(self.dropout(torch.cat([cls, span_pool, widths], dim=1)))
+        entity_logits = self._classify_entities(self.dropout(torch.cat([cls, span_pool, widths], dim=1)))
 
         if pair_heads is None:
             keep = self.objective.keep_entities(entity_logits, threshold)
@@ -404,7 +499,7 @@ class SpERTHead(torch.nn.Module):
         ]
         if self.entity_logits_in_relation:
             parts += [entity_logits.index_select(0, heads), entity_logits.index_select(0, tails)]
-        return self.relation_classifier(self.dropout(torch.cat(parts, dim=1)))
+        return self._classify_relations(self.dropout(torch.cat(parts, dim=1)))
 
 
 class RangeMax:

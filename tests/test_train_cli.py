@@ -1,0 +1,50 @@
+"""The user path: `spacy init labels`, `spacy train` with a project config, `spacy.load`."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+from thinc.api import Config
+
+from conftest import TRAIN_DATA, make_doc
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+def test_init_labels_and_spacy_train_cli(tiny_bert, tmp_path):
+    nlp = spacy.blank("en")
+    docs = [make_doc(nlp.vocab, w, e, r) for w, e, r in TRAIN_DATA] * 4
+    DocBin(store_user_data=True, docs=docs).to_disk(tmp_path / "train.spacy")
+    DocBin(store_user_data=True, docs=docs[:4]).to_disk(tmp_path / "dev.spacy")
+    config = Config().from_disk(ROOT / "configs" / "conll04_minilm.cfg", interpolate=False)
+    config["components"]["transformer"]["model"]["name"] = str(tiny_bert)
+    config["training"]["optimizer"]["learn_rate"] = 0.001
+    config["initialize"]["components"]["spert"] = {
+        "labels": {"@readers": "spacy.read_labels.v1", "path": str(tmp_path / "labels" / "spert.json"), "require": False}
+    }
+    config.to_disk(tmp_path / "tiny.cfg")
+    paths = ["--paths.train", str(tmp_path / "train.spacy"), "--paths.dev", str(tmp_path / "dev.spacy")]
+    run = lambda *args: subprocess.run([sys.executable, "-m", "spacy", *args], capture_output=True, text=True)
+
+    result = run("init", "labels", str(tmp_path / "tiny.cfg"), str(tmp_path / "labels"), *paths)
+    assert result.returncode == 0, result.stderr
+    labels = json.loads((tmp_path / "labels" / "spert.json").read_text())
+    assert labels == {"entities": ["Loc", "Org", "Peop"], "relations": ["Live_In", "OrgBased_In", "Work_For"]}
+
+    result = run(
+        "train", str(tmp_path / "tiny.cfg"), "--output", str(tmp_path / "out"), *paths,
+        "--training.max_epochs", "25", "--training.eval_frequency", "40",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "SPERT_ENT_F" in result.stdout
+    trained = spacy.load(tmp_path / "out" / "model-best")
+    assert trained.pipe_names == ["transformer", "spert"]
+    assert trained.get_pipe("spert").label_data == labels
+    meta = json.loads((tmp_path / "out" / "model-best" / "meta.json").read_text())
+    assert meta["performance"]["spert_ent_f"] > 0.5
+    doc = trained("Mary Smith works for Acme Corp in Paris .")
+    assert [(s.text, s.label_) for s in doc.spans["sc"]] == [("Mary Smith", "Peop"), ("Acme Corp", "Org"), ("Paris", "Loc")]
