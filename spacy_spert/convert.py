@@ -232,6 +232,31 @@ def _check_record(
     def fail(problem: str, field: Optional[str] = None) -> ConversionError:
         return ConversionError(source, problem, record=i, field=field)
 
+    def check_items(name: str, keys: Tuple[str, str, str], known: Optional[List[str]]):
+        """Check record[name] is a list of objects with ``keys`` (the first
+        one a type name, in ``known`` if given); yield (where, item)."""
+        items = record[name]
+        if not isinstance(items, list):
+            raise fail(f"must be a list, got {_json_type(items)}", name)
+        kind = "entity" if name == "entities" else "relation"
+        for k, item in enumerate(items):
+            where = f"{name}[{k}]"
+            if not isinstance(item, dict):
+                expected = f"'{keys[0]}', '{keys[1]}' and '{keys[2]}'"
+                raise fail(f"must be an object with {expected}, got {_json_type(item)}", where)
+            for key in keys:
+                if key not in item:
+                    raise fail("missing", f"{where}.{key}")
+            label = item[keys[0]]
+            if not isinstance(label, str) or not label.strip():
+                raise fail(f"must be a non-empty string, got {_show(label)}", f"{where}.type")
+            if known is not None and label not in known:
+                raise fail(
+                    f"unknown {kind} type {_show(label)} (the types file has: {', '.join(known)})",
+                    f"{where}.type",
+                )
+            yield where, item
+
     if not isinstance(record, dict):
         raise fail(
             f"must be an object with 'tokens', 'entities' and 'relations', got {_json_type(record)}"
@@ -247,26 +272,10 @@ def _check_record(
         if not isinstance(token, str) or not token.strip():
             raise fail(f"a token must be a non-empty string, got {_show(token)}", f"tokens[{k}]")
 
-    entities = record["entities"]
-    if not isinstance(entities, list):
-        raise fail(f"must be a list, got {_json_type(entities)}", "entities")
-    ent_types = set(types.entities) if types is not None else None
     checked_ents: List[Tuple[int, int, str]] = []
-    for k, ent in enumerate(entities):
-        where = f"entities[{k}]"
-        if not isinstance(ent, dict):
-            raise fail(f"must be an object with 'type', 'start' and 'end', got {_json_type(ent)}", where)
-        for key in ("type", "start", "end"):
-            if key not in ent:
-                raise fail("missing", f"{where}.{key}")
+    known_ents = types.entities if types is not None else None
+    for where, ent in check_items("entities", ("type", "start", "end"), known_ents):
         label, start, end = ent["type"], ent["start"], ent["end"]
-        if not isinstance(label, str) or not label.strip():
-            raise fail(f"must be a non-empty string, got {_show(label)}", f"{where}.type")
-        if ent_types is not None and label not in ent_types:
-            raise fail(
-                f"unknown entity type {_show(label)} (the types file has: {', '.join(types.entities)})",
-                f"{where}.type",
-            )
         for key, value in (("start", start), ("end", end)):
             if not _is_int(value):
                 raise fail(f"must be an integer, got {_show(value)}", f"{where}.{key}")
@@ -280,26 +289,10 @@ def _check_record(
             )
         checked_ents.append((start, end, label))
 
-    relations = record["relations"]
-    if not isinstance(relations, list):
-        raise fail(f"must be a list, got {_json_type(relations)}", "relations")
-    rel_types = set(types.relations) if types is not None else None
     checked_rels: List[Tuple[int, int, str]] = []
-    for k, rel in enumerate(relations):
-        where = f"relations[{k}]"
-        if not isinstance(rel, dict):
-            raise fail(f"must be an object with 'type', 'head' and 'tail', got {_json_type(rel)}", where)
-        for key in ("type", "head", "tail"):
-            if key not in rel:
-                raise fail("missing", f"{where}.{key}")
+    known_rels = types.relations if types is not None else None
+    for where, rel in check_items("relations", ("type", "head", "tail"), known_rels):
         label, head, tail = rel["type"], rel["head"], rel["tail"]
-        if not isinstance(label, str) or not label.strip():
-            raise fail(f"must be a non-empty string, got {_show(label)}", f"{where}.type")
-        if rel_types is not None and label not in rel_types:
-            raise fail(
-                f"unknown relation type {_show(label)} (the types file has: {', '.join(types.relations)})",
-                f"{where}.type",
-            )
         for key, value in (("head", head), ("tail", tail)):
             if not _is_int(value):
                 raise fail(

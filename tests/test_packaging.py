@@ -47,7 +47,7 @@ WEIGHTS_PACKAGE = "spert_test_weights"
 FALLBACK = "spert-test/not-a-hub-model"
 TEXT = " ".join(TRAIN_DATA[0][0])
 COPY_IGNORE = shutil.ignore_patterns(
-    ".venv", "venv", ".git", "training", "corpus", "packages", "assets", "metrics", "build", "dist",
+    ".venv*", "venv", ".git", "training", "corpus", "packages", "assets", "metrics", "build", "dist",
     "*.egg-info", "__pycache__", ".pytest_cache", "project.lock",
 )
 

@@ -114,8 +114,8 @@ def test_paper_hyperparameters(name, n_docs):
     batcher = util.registry.resolve({"b": T["batcher"]})["b"]
     assert [len(b) for b in batcher(list(range(5)))] == [2, 2, 1]
     opt = T["optimizer"]
-    assert opt["@optimizers"] == "Adam.v1"
-    assert opt["L2"] == 0.01 and opt["L2_is_weight_decay"] is True and opt["grad_clip"] == 1.0
+    assert opt["@optimizers"] == "spacy-spert.AdamW.v1"
+    assert opt["weight_decay"] == 0.01 and opt["grad_clip"] == 1.0
     lr = opt["learn_rate"]
     assert lr["@schedules"] == "warmup_linear.v1" and lr["initial_rate"] == 5e-5
     steps_per_epoch = math.ceil(n_docs / 2)

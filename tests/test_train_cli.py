@@ -37,7 +37,7 @@ def test_init_labels_and_spacy_train_cli(tiny_bert, tmp_path):
 
     result = run(
         "train", str(tmp_path / "tiny.cfg"), "--output", str(tmp_path / "out"), *paths,
-        "--training.max_epochs", "25", "--training.eval_frequency", "40",
+        "--training.max_epochs", "40", "--training.eval_frequency", "40",
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "SPERT_ENT_F" in result.stdout
