@@ -11,7 +11,7 @@ Everything here works on token offsets with numpy and has no model state:
 * ``SpanBatch``: the candidates of a batch of docs in global token offsets, the
   input of the model (with the training targets when it is a training batch).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy

@@ -14,7 +14,6 @@ logits comes from autograd; ``compute_loss`` returns it as arrays for thinc.
 """
 from typing import Tuple
 
-import numpy
 import torch
 from thinc.api import get_array_module, torch2xp, xp2torch
 

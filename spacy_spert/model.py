@@ -22,7 +22,7 @@ once on the full list of docs, and backprop always runs (with zeros when there
 is nothing to learn).
 """
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy
 import torch
