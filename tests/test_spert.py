@@ -288,3 +288,26 @@ def test_not_initialized_and_no_transformer_errors(tiny_bert):
 def test_pickle_pipeline(trained_nlp):
     nlp2 = pickle.loads(pickle.dumps(trained_nlp))
     assert predictions(nlp2(TEXTS[0])) == predictions(trained_nlp(TEXTS[0]))
+
+
+def test_strided_windows_cls_and_long_doc(tiny_bert):
+    """With strided windows (16 wordpieces, stride 12) a doc spans several
+    windows: each token's [CLS] row is the first row of the window holding its
+    first wordpiece, and a doc longer than one window is processed."""
+    from spacy_spert.model import _wordpiece_features
+
+    fix_random_seed(0)
+    nlp = make_nlp(tiny_bert, window="strided")
+    overfit(nlp, n_steps=5)
+    doc = nlp.get_pipe("transformer")(nlp.make_doc(" ".join([TEXTS[0]] * 5)))
+    trf = doc._.trf_data
+    n_windows, seq_len, _ = trf.model_output.last_hidden_state.shape
+    assert n_windows > 2
+    feats = _wordpiece_features([doc], [trf], 32)
+    assert (feats.token_cls_rows % seq_len == 0).all()
+    assert (numpy.diff(feats.token_cls_rows) >= 0).all() and feats.token_cls_rows[-1] > 0
+    first_rows = [int(trf.align[i].dataXd.ravel()[0]) for i in range(len(doc))]
+    assert feats.token_cls_rows.tolist() == [r // seq_len * seq_len for r in first_rows]
+    assert any(len(trf.align[i].dataXd) > 1 for i in range(len(doc)))  # tokens in two windows
+    out = nlp(doc.text)
+    assert len(out) == 45 and all(0 <= s.start < s.end <= 45 for s in out.spans["sc"])
