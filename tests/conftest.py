@@ -118,3 +118,13 @@ def train_step(nlp: Language, examples: List[Example], optimizer, losses=None) -
         if getattr(proc, "is_trainable", False) and proc.model not in (True, False, None):
             proc.finish_update(optimizer)
     return losses
+
+
+def overfit(nlp: Language, n_steps: int = 200, learn_rate: float = 1e-3) -> List[Example]:
+    """Initialize on the TRAIN_DATA examples and train on them for n_steps."""
+    examples = train_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = learn_rate
+    for _ in range(n_steps):
+        train_step(nlp, examples, optimizer)
+    return examples

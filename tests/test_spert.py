@@ -13,18 +13,9 @@ from spacy.util import fix_random_seed, make_tempdir
 from spacy_spert import get_relation_spans
 from spacy_spert.relations import relation_key
 
-from conftest import TRAIN_DATA, make_doc, make_nlp, train_examples, train_step
+from conftest import TRAIN_DATA, make_doc, make_nlp, overfit, train_examples, train_step
 
 TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
-
-
-def overfit(nlp, n_steps=200, learn_rate=1e-3):
-    examples = train_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = learn_rate
-    for _ in range(n_steps):
-        train_step(nlp, examples, optimizer)
-    return examples
 
 
 def predictions(doc):

@@ -12,7 +12,7 @@ from spacy.util import fix_random_seed, make_tempdir
 from spacy_spert.losses import SpERTMTObjective, SpERTObjective, iou_bce, ranking_loss
 from spacy_spert.relations import relation_key
 
-from conftest import TRAIN_DATA, make_nlp, train_examples, train_step
+from conftest import TRAIN_DATA, make_nlp, overfit, train_examples, train_step
 
 TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
 
@@ -139,20 +139,13 @@ def test_objective_layout_and_decoding():
 # The pipeline ---------------------------------------------------------------
 
 
-def overfit(nlp, n_steps=250, learn_rate=1e-3):
-    examples = train_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = learn_rate
-    for _ in range(n_steps):
-        train_step(nlp, examples, optimizer)
-    return examples
 
 
 @pytest.fixture(scope="module")
 def trained_mt(tiny_bert):
     fix_random_seed(0)
     nlp = make_nlp(tiny_bert, mt_config())
-    overfit(nlp)
+    overfit(nlp, n_steps=250)
     return nlp
 
 
