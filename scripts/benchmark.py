@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import spacy
-from spacy.tokens import DocBin
-from spacy.training import Example
+from spacy.training import Corpus
 
 import spacy_spert  # noqa: F401
 
@@ -87,9 +86,8 @@ def main(argv=None) -> int:
     if args.gpu_id >= 0:
         spacy.require_gpu(args.gpu_id)
     nlp = spacy.load(args.output_dir / "model-last")
-    docs = list(DocBin().from_disk(args.test).get_docs(nlp.vocab))
-    # Gold tokenization, as spacy.Corpus.v1 gives it for converted data
-    examples = [Example(spacy.tokens.Doc(nlp.vocab, words=[t.text for t in d]), d) for d in docs]
+    # As `spacy evaluate` reads it: converted docs keep their gold tokens.
+    examples = list(Corpus(str(args.test))(nlp))
     start = time.perf_counter()
     scores = nlp.evaluate(examples)
     eval_seconds = time.perf_counter() - start
@@ -100,7 +98,7 @@ def main(argv=None) -> int:
     metrics["ner_per_type"] = scores["spert_ent_per_type"]
     metrics["rel_strict_per_type"] = scores["spert_rel_per_type"]
 
-    texts = [d.text for d in docs]
+    texts = [eg.reference.text for eg in examples]
     inference: Dict[str, Any] = {}
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
         full = time_pipe(nlp, texts, batch_size)

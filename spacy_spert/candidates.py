@@ -248,6 +248,12 @@ def whitespace_mask(doc: Doc) -> Ints1d:
     return numpy.asarray([t.is_space for t in doc], dtype=bool)
 
 
+def doc_offsets(docs: Sequence[Doc]) -> Ints1d:
+    """RETURNS (Ints1d): (n_docs + 1,) the global offset of each doc's first
+    token, and the total number of tokens last."""
+    return numpy.cumsum([0] + [len(doc) for doc in docs], dtype="int64")
+
+
 def build_inference_batch(
     docs: Sequence[Doc], max_width: int, scope: str = "doc", threshold: float = 0.5
 ) -> SpanBatch:
@@ -259,11 +265,10 @@ def build_inference_batch(
     threshold (float): The decoding threshold passed to the model.
     RETURNS (SpanBatch): The candidates in global token offsets.
     """
-    offsets = numpy.zeros((len(docs) + 1,), dtype="int64")
+    offsets = doc_offsets(docs)
     all_starts, all_ends, all_segments = [], [], []
     n_segments = 0
     for i, doc in enumerate(docs):
-        offsets[i + 1] = offsets[i] + len(doc)
         segment_ids = doc_segments(doc, scope)
         starts, ends = enumerate_spans(len(doc), max_width, segment_ids, whitespace_mask(doc))
         seg = segment_ids[starts] if segment_ids is not None else numpy.zeros_like(starts)
@@ -287,9 +292,7 @@ def build_training_batch(docs: Sequence[Doc], samples: Sequence[DocSample]) -> S
     samples (Sequence[DocSample]): One sample per doc.
     RETURNS (SpanBatch): The batch with targets.
     """
-    offsets = numpy.zeros((len(docs) + 1,), dtype="int64")
-    for i, doc in enumerate(docs):
-        offsets[i + 1] = offsets[i] + len(doc)
+    offsets = doc_offsets(docs)
     span_offsets = numpy.cumsum([0] + [len(s.starts) for s in samples])
     n_rel = samples[0].relation_labels.shape[1] if samples else 0
     return SpanBatch(
