@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py CONFIG --train TRAIN.spacy --test TEST.spacy
         --output-dir DIR --results RESULTS.json [--epochs 20] [--seed 0] [--skip-train]
+        [--skip-speed] [--section.key value ...]
 
 1. Trains with the paper protocol through ``scripts/train.py`` (train on
    TRAIN for --epochs epochs, TEST only logged once per epoch), timing the run.
@@ -10,8 +11,13 @@
 3. Times inference on the TEST texts for several batch sizes, for the full
    pipeline and for the transformer alone in the same process, and reports
    the head's share of inference time: 1 - transformer time / full time.
+   (--skip-speed leaves this step out, e.g. for ablation runs.)
 4. Writes RESULTS (JSON) and RESULTS with .md (a table), with the command,
    package versions, seed and machine.
+
+Any further ``--section.key value`` arguments are config overrides passed to
+the training run (as ``spacy train`` takes them) and recorded in RESULTS, e.g.
+``--components.spert.model.multitask false`` for an ablation.
 
 Seconds per training epoch = (training wall time - the per-epoch evaluations,
 timed as in step 2) / epochs.
@@ -68,7 +74,11 @@ def main(argv=None) -> int:
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--batch-sizes", default="1,8,64")
     parser.add_argument("--skip-train", action="store_true", help="reuse the model in --output-dir")
-    args = parser.parse_args(argv)
+    parser.add_argument("--skip-speed", action="store_true", help="do not time inference")
+    args, overrides = parser.parse_known_args(argv)
+    bad = [arg for arg in overrides if arg.startswith("-") and not arg.startswith("--")]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
 
     train_seconds = None
     if not args.skip_train:
@@ -77,6 +87,7 @@ def main(argv=None) -> int:
             "--output", str(args.output_dir), "--gpu-id", str(args.gpu_id),
             "--paths.train", str(args.train), "--paths.dev", str(args.test),
             "--training.max_epochs", str(args.epochs), "--system.seed", str(args.seed),
+            *overrides,
         ]
         print(" ".join(cmd), flush=True)
         start = time.perf_counter()
@@ -100,7 +111,8 @@ def main(argv=None) -> int:
 
     texts = [eg.reference.text for eg in examples]
     inference: Dict[str, Any] = {}
-    for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
+    batch_sizes = [] if args.skip_speed else [int(b) for b in args.batch_sizes.split(",")]
+    for batch_size in batch_sizes:
         full = time_pipe(nlp, texts, batch_size)
         with nlp.select_pipes(enable=["transformer"]):
             bare = time_pipe(nlp, texts, batch_size)
@@ -116,6 +128,7 @@ def main(argv=None) -> int:
         "test": str(args.test),
         "epochs": args.epochs,
         "seed": args.seed,
+        "overrides": overrides,
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "metrics": metrics,
         "training": {

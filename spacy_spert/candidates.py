@@ -101,6 +101,7 @@ def sample_doc(
     symmetric: Set[int] = frozenset(),
     segment_ids: Optional[Ints1d] = None,
     skip: Optional[Ints1d] = None,
+    pair_segment_ids: Optional[Ints1d] = None,
 ) -> DocSample:
     """Draw SpERT's training sample for one doc.
 
@@ -117,6 +118,9 @@ def sample_doc(
     symmetric (Set[int]): Symmetric relation ids: the reverse of such a gold
         pair is not used as a negative.
     segment_ids, skip: As in ``enumerate_spans``.
+    pair_segment_ids (Optional[Ints1d]): ``pair_segments`` of the doc: strong
+        negative pairs are drawn only among entities whose first tokens share
+        it, as inference pairs only those (None: all pairs).
     RETURNS (DocSample): The sample.
     """
     span_index: Dict[Tuple[int, int], int] = {}
@@ -166,11 +170,12 @@ def sample_doc(
         if rel in symmetric:
             symmetric_pairs.add(pair)
     # Strong negatives: ordered pairs of gold spans with no relation.
+    pair_seg = pair_segment_ids[gold_starts] if pair_segment_ids is not None else numpy.zeros((n_pos,), "int64")
     neg_pairs = [
         (h, t)
         for h in range(n_pos)
         for t in range(n_pos)
-        if h != t and (h, t) not in pair_rows and (t, h) not in symmetric_pairs
+        if h != t and pair_seg[h] == pair_seg[t] and (h, t) not in pair_rows and (t, h) not in symmetric_pairs
     ]
     n_neg_rel = min(neg_relation_count, len(neg_pairs))
     if n_neg_rel:
@@ -224,6 +229,20 @@ class SpanBatch:
     def is_training(self) -> bool:
         return self.pair_heads is not None
 
+    def max_range(self) -> int:
+        """The longest token range the model may pool: the longest doc in
+        training (gold pairs may lie anywhere in a doc); at inference the
+        widest pairing segment (max end - min start of its spans), which holds
+        every span and every context between two of its spans."""
+        if self.is_training or len(self.starts) == 0:
+            return max(1, int(numpy.diff(self.doc_offsets).max(initial=1)))
+        n = int(self.segments.max()) + 1
+        first = numpy.full((n,), self.doc_offsets[-1], dtype="int64")
+        last = numpy.zeros((n,), dtype="int64")
+        numpy.minimum.at(first, self.segments, self.starts)
+        numpy.maximum.at(last, self.segments, self.ends)
+        return max(1, int((last - first).max()))
+
     def span_docs(self) -> Ints1d:
         """The doc index of each span."""
         return numpy.searchsorted(self.doc_offsets, self.starts, side="right") - 1
@@ -231,7 +250,8 @@ class SpanBatch:
 
 def doc_segments(doc: Doc, scope: str) -> Optional[Ints1d]:
     """Segment id per token: None for ``scope="doc"``, the sentence index for
-    ``scope="sentence"`` (when the doc has sentence boundaries)."""
+    ``scope="sentence"`` (when the doc has sentence boundaries). Candidate
+    spans never cross a segment boundary."""
     if scope == "doc" or len(doc) == 0:
         return None
     if scope != "sentence":
@@ -241,6 +261,31 @@ def doc_segments(doc: Doc, scope: str) -> Optional[Ints1d]:
     starts = numpy.asarray([t.is_sent_start for t in doc], dtype=bool)
     starts[0] = True
     return numpy.cumsum(starts) - 1
+
+
+def pair_segments(n_tokens: int, segment_ids: Optional[Ints1d], max_length: int) -> Ints1d:
+    """The pairing segment of each token: relation candidates are pairs of
+    spans whose first tokens share it. It is the segment (``doc_segments``)
+    cut into consecutive pieces of at most ``max_length`` tokens (0: no cut),
+    so that the pairs of a long sentence or of text without sentence
+    boundaries grow linearly with its length. A span may end in the next
+    piece of its segment: cutting loses no entity, only pairs across a cut.
+
+    n_tokens (int): The number of tokens of the doc.
+    segment_ids (Optional[Ints1d]): ``doc_segments`` of the doc (None: one).
+    max_length (int): The longest piece, in tokens; 0 for no limit.
+    RETURNS (Ints1d): (n_tokens,) int64 ids, 0, 1, ... in token order.
+    """
+    if segment_ids is None:
+        segment_ids = numpy.zeros((n_tokens,), dtype="int64")
+    if n_tokens == 0 or max_length <= 0:
+        return numpy.asarray(segment_ids, dtype="int64")
+    new_segment = numpy.ones((n_tokens,), dtype=bool)
+    new_segment[1:] = segment_ids[1:] != segment_ids[:-1]
+    first = numpy.maximum.accumulate(numpy.where(new_segment, numpy.arange(n_tokens), 0))
+    position = numpy.arange(n_tokens) - first
+    new_piece = new_segment | (position % max_length == 0)
+    return (numpy.cumsum(new_piece) - 1).astype("int64")
 
 
 def whitespace_mask(doc: Doc) -> Ints1d:
@@ -255,7 +300,7 @@ def doc_offsets(docs: Sequence[Doc]) -> Ints1d:
 
 
 def build_inference_batch(
-    docs: Sequence[Doc], max_width: int, scope: str = "doc", threshold: float = 0.5
+    docs: Sequence[Doc], max_width: int, scope: str = "doc", threshold: float = 0.5, max_segment_length: int = 0
 ) -> SpanBatch:
     """All candidate spans of a batch of docs.
 
@@ -263,6 +308,8 @@ def build_inference_batch(
     max_width (int): The widest candidate span.
     scope (str): "doc" or "sentence": where candidates and pairs may reach.
     threshold (float): The decoding threshold passed to the model.
+    max_segment_length (int): Pairs only within pieces of at most this many
+        tokens of a segment (``pair_segments``); 0: no limit.
     RETURNS (SpanBatch): The candidates in global token offsets.
     """
     offsets = doc_offsets(docs)
@@ -271,7 +318,7 @@ def build_inference_batch(
     for i, doc in enumerate(docs):
         segment_ids = doc_segments(doc, scope)
         starts, ends = enumerate_spans(len(doc), max_width, segment_ids, whitespace_mask(doc))
-        seg = segment_ids[starts] if segment_ids is not None else numpy.zeros_like(starts)
+        seg = pair_segments(len(doc), segment_ids, max_segment_length)[starts]
         all_starts.append(starts + offsets[i])
         all_ends.append(ends + offsets[i])
         all_segments.append(seg + n_segments)

@@ -22,7 +22,15 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate, xp2torch
 
-from .candidates import SpanBatch, build_inference_batch, build_training_batch, doc_segments, sample_doc, whitespace_mask
+from .candidates import (
+    SpanBatch,
+    build_inference_batch,
+    build_training_batch,
+    doc_segments,
+    pair_segments,
+    sample_doc,
+    whitespace_mask,
+)
 from .losses import compute_loss
 from .model import SpERTOutput, ensure_head
 from .relations import RELATIONS_ATTR, canonical_order, validate_relation
@@ -63,7 +71,8 @@ upstream = "*"
         "neg_entity_count": 100,
         "neg_relation_count": 100,
         "threshold": 0.4,
-        "candidate_scope": "doc",
+        "candidate_scope": "sentence",
+        "max_segment_length": 128,
         "symmetric_relations": [],
         "set_ents": False,
         "scorer": {"@scorers": "spacy-spert.spert_scorer.v1"},
@@ -80,6 +89,7 @@ def make_spert(
     neg_relation_count: int,
     threshold: float,
     candidate_scope: str,
+    max_segment_length: int,
     symmetric_relations: List[str],
     set_ents: bool,
     scorer: Optional[Callable],
@@ -92,8 +102,13 @@ def make_spert(
     neg_entity_count (int): Negative spans sampled per doc in training (100).
     neg_relation_count (int): Negative entity pairs sampled per doc (100).
     threshold (float): Relations with a score >= threshold are kept (0.4).
-    candidate_scope (str): "doc" or "sentence": entity candidates and relation
-        pairs stay within a doc or within a sentence.
+    candidate_scope (str): "sentence" (default) or "doc": entity candidates
+        and relation pairs stay within a sentence (the whole doc when it has
+        no sentence boundaries) or within the doc.
+    max_segment_length (int): Relation pairs are formed only among spans
+        that start in the same piece of at most this many tokens of a
+        sentence (or doc), so text without sentence boundaries costs time
+        linear in its length (128; 0: no limit). Entities are not cut.
     symmetric_relations (List[str]): Relation types whose direction is
         meaningless; they are output with the earlier span as head.
     set_ents (bool): Also write the best non-overlapping entities to doc.ents.
@@ -109,6 +124,7 @@ def make_spert(
         neg_relation_count=neg_relation_count,
         threshold=threshold,
         candidate_scope=candidate_scope,
+        max_segment_length=max_segment_length,
         symmetric_relations=symmetric_relations,
         set_ents=set_ents,
         scorer=scorer,
@@ -129,7 +145,8 @@ class SpERT(TrainablePipe):
         neg_entity_count: int = 100,
         neg_relation_count: int = 100,
         threshold: float = 0.4,
-        candidate_scope: str = "doc",
+        candidate_scope: str = "sentence",
+        max_segment_length: int = 128,
         symmetric_relations: Sequence[str] = (),
         set_ents: bool = False,
         scorer: Optional[Callable] = None,
@@ -138,6 +155,8 @@ class SpERT(TrainablePipe):
             raise ValueError(f"candidate_scope must be 'doc' or 'sentence', not '{candidate_scope}'")
         if max_span_width < 1:
             raise ValueError(f"max_span_width must be at least 1, not {max_span_width}")
+        if max_segment_length < 0:
+            raise ValueError(f"max_segment_length must be >= 0 (0: no limit), not {max_segment_length}")
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -151,6 +170,7 @@ class SpERT(TrainablePipe):
             "neg_relation_count": neg_relation_count,
             "threshold": threshold,
             "candidate_scope": candidate_scope,
+            "max_segment_length": max_segment_length,
             "symmetric_relations": list(symmetric_relations),
             "set_ents": set_ents,
         }
@@ -323,6 +343,7 @@ class SpERT(TrainablePipe):
     def _sample(self, eg: Example):
         entities, relations = self._gold_annotation(eg)
         doc = eg.predicted
+        segments = doc_segments(doc, self.cfg["candidate_scope"])
         return sample_doc(
             len(doc),
             entities,
@@ -333,8 +354,9 @@ class SpERT(TrainablePipe):
             neg_relation_count=self.cfg["neg_relation_count"],
             rng=self._rng,
             symmetric={i for i, l in enumerate(self.relation_labels) if l in self._symmetric},
-            segment_ids=doc_segments(doc, self.cfg["candidate_scope"]),
+            segment_ids=segments,
             skip=whitespace_mask(doc),
+            pair_segment_ids=pair_segments(len(doc), segments, self.cfg.get("max_segment_length", 0)),
         )
 
     @property
@@ -398,7 +420,11 @@ class SpERT(TrainablePipe):
         docs = list(docs)
         self._require_head("predict")
         batch = build_inference_batch(
-            docs, self.cfg["max_span_width"], self.cfg["candidate_scope"], self.cfg["threshold"]
+            docs,
+            self.cfg["max_span_width"],
+            self.cfg["candidate_scope"],
+            self.cfg["threshold"],
+            self.cfg.get("max_segment_length", 0),
         )
         return batch, self.model.predict((docs, batch))
 

@@ -21,6 +21,7 @@ The listener rule of spacy-transformers is kept: the tok2vec layer is called
 once on the full list of docs, and backprop always runs (with zeros when there
 is nothing to learn).
 """
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -33,7 +34,7 @@ from spacy_transformers.layers import TransformerListener
 from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, get_array_module, torch2xp, xp2torch
 from transformers.file_utils import ModelOutput
 
-from .candidates import SpanBatch
+from .candidates import SpanBatch, whitespace_mask
 from .losses import SpERTMTObjective, SpERTObjective
 
 NEG_INF = float("-inf")
@@ -82,8 +83,8 @@ def build_spert_model(
     max_width_embeddings (int): Rows of the width embedding; wider spans (gold
         entities seen in training) share the last row.
     dropout (float): Dropout before the entity and relation classifiers.
-    pair_batch_size (int): At inference, relation pairs are classified in
-        chunks of this many pairs to bound memory.
+    pair_batch_size (int): At inference, candidate spans and relation pairs
+        are classified in chunks of this many to bound memory on long docs.
     max_pair_entities_per_token (float): At inference, relation pairs are
         formed among at most max(10, ceil(ratio x segment tokens)) kept spans
         per segment, the highest-scoring ones. A trained model keeps far fewer
@@ -220,7 +221,7 @@ def forward(model: Model, inputs: Tuple[List[Doc], SpanBatch], is_train: bool):
             "align_tokens": tensor(feats.align_tokens),
             "token_cls_rows": tensor(feats.token_cls_rows),
             "n_tokens": int(batch.doc_offsets[-1]),
-            "max_range": int(numpy.diff(batch.doc_offsets).max(initial=1)),
+            "max_range": batch.max_range(),
             "span_starts": tensor(batch.starts),
             "span_ends": tensor(batch.ends),
             "span_segments": tensor(batch.segments),
@@ -289,6 +290,7 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
         flat = lhs.reshape(-1, lhs.shape[-1])
         lengths = numpy.asarray(trf.align.lengths, dtype="int64")
         rows = numpy.asarray(trf.align.dataXd, dtype="int64").reshape(-1)
+        _warn_if_truncated(doc, lengths)
         tokens = numpy.repeat(numpy.arange(n, dtype="int64"), lengths)
         align_rows.append(rows + n_rows)
         align_tokens.append(tokens + n_tokens)
@@ -316,6 +318,24 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
         align_tokens=_cat(align_tokens),
         token_cls_rows=_cat(cls_rows),
     )
+
+
+def _warn_if_truncated(doc: Doc, lengths: numpy.ndarray) -> None:
+    """Warn when tokens other than whitespace got no wordpiece: the
+    transformer cut a window that was longer than its maximum length, and
+    nothing in the cut part can be found."""
+    if lengths.all():
+        return
+    lost = numpy.flatnonzero((lengths == 0) & ~whitespace_mask(doc))
+    if len(lost):
+        warnings.warn(
+            f"[spacy-spert] {len(lost)} of {len(doc)} tokens of a doc got no wordpiece "
+            f"(first: token {lost[0]}, {doc[int(lost[0])].text!r}): the transformer truncated a window longer "
+            f"than its maximum length, and no entity can be found in those tokens. Encode docs in shorter "
+            f"windows, e.g. [components.transformer.model.get_spans] "
+            f"@span_getters = \"spacy-spert.sentence_windows.v1\".",
+            stacklevel=2,
+        )
 
 
 def _cat(arrays: List[numpy.ndarray]) -> numpy.ndarray:
@@ -460,32 +480,53 @@ class SpERTHead(torch.nn.Module):
                 empty,
             )
         pool = RangeMax(hidden, align_rows, align_tokens, n_tokens, max_range)
-        span_pool = pool(span_starts, span_ends)
-        widths = self.width_embedding((span_ends - span_starts).clamp(max=self.max_width))
-        cls = hidden.index_select(0, token_cls_rows.index_select(0, span_starts))
-        entity_logits = self._classify_entities(self.dropout(torch.cat([cls, span_pool, widths], dim=1)))
-
-        if pair_heads is None:
-            keep = self.objective.keep_entities(entity_logits, threshold)
-            kept = keep.nonzero().squeeze(1)
-            if kept.numel() > 10:
-                _, scores = self.objective.decode_entities(entity_logits.index_select(0, kept), threshold)
-                limits = segment_token_counts(span_starts, span_ends, span_segments)
-                limits = torch.ceil(limits * self.max_pair_entities_per_token).long().clamp(min=10)
-                kept = top_per_segment(kept, scores, span_segments, limits)
-            pair_heads, pair_tails = pairs_within_segments(kept, span_segments)
-            chunk = self.pair_batch_size
-        else:
-            chunk = max(int(pair_heads.shape[0]), 1)
+        if pair_heads is not None:  # training: the sampled spans and pairs
+            span_pool, widths, entity_logits = self._entities(pool, hidden, token_cls_rows, span_starts, span_ends)
+            relation_logits = self._relation_logits(
+                pool, span_starts, span_ends, span_pool, widths, entity_logits, pair_heads, pair_tails
+            )
+            return entity_logits, relation_logits, pair_heads, pair_tails
+        # Inference: score all candidates in chunks, so that the features of
+        # a long doc's ~10 spans per token never exist at once; then pair the
+        # kept spans, whose features are computed again (a small subset).
+        chunk = self.pair_batch_size
+        entity_logits = torch.cat([
+            self._entities(pool, hidden, token_cls_rows, span_starts[i : i + chunk], span_ends[i : i + chunk])[2]
+            for i in range(0, int(span_starts.shape[0]), chunk)
+        ])
+        keep = self.objective.keep_entities(entity_logits, threshold)
+        kept = keep.nonzero().squeeze(1)
+        if kept.numel() > 10:
+            _, scores = self.objective.decode_entities(entity_logits.index_select(0, kept), threshold)
+            limits = segment_token_counts(span_starts, span_ends, span_segments)
+            limits = torch.ceil(limits * self.max_pair_entities_per_token).long().clamp(min=10)
+            kept = top_per_segment(kept, scores, span_segments, limits)
+        local = torch.arange(kept.numel(), device=kept.device)
+        heads, tails = pairs_within_segments(local, span_segments.index_select(0, kept))
+        k_starts, k_ends = span_starts.index_select(0, kept), span_ends.index_select(0, kept)
+        k_pool, k_widths, _ = self._entities(pool, hidden, token_cls_rows, k_starts, k_ends, classify=False)
+        k_logits = entity_logits.index_select(0, kept)
         pieces = [
             self._relation_logits(
-                pool, span_starts, span_ends, span_pool, widths, entity_logits,
-                pair_heads[i : i + chunk], pair_tails[i : i + chunk],
+                pool, k_starts, k_ends, k_pool, k_widths, k_logits, heads[i : i + chunk], tails[i : i + chunk]
             )
-            for i in range(0, int(pair_heads.shape[0]), chunk)
+            for i in range(0, int(heads.shape[0]), chunk)
         ]
         relation_logits = torch.cat(pieces) if pieces else hidden.new_zeros((0, n_rel_out))
-        return entity_logits, relation_logits, pair_heads, pair_tails
+        return entity_logits, relation_logits, kept.index_select(0, heads), kept.index_select(0, tails)
+
+    def _entities(self, pool, hidden, token_cls_rows, starts, ends, classify: bool = True):
+        """Span representations and entity logits (None unless ``classify``).
+
+        RETURNS: span max-pools (S, H), width embeddings (S, W), logits (S, E).
+        """
+        span_pool = pool(starts, ends)
+        widths = self.width_embedding((ends - starts).clamp(max=self.max_width))
+        if not classify:
+            return span_pool, widths, None
+        cls = hidden.index_select(0, token_cls_rows.index_select(0, starts))
+        logits = self._classify_entities(self.dropout(torch.cat([cls, span_pool, widths], dim=1)))
+        return span_pool, widths, logits
 
     def _relation_logits(self, pool, starts, ends, span_pool, widths, entity_logits, heads, tails):
         ctx_start = torch.minimum(ends.index_select(0, heads), ends.index_select(0, tails))

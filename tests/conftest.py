@@ -64,7 +64,9 @@ def tiny_bert(tmp_path_factory) -> Path:
     words.update("michael berlin london paris works lives hired firm corp".split())
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(words) + ["##s", "##ed", "##ing"]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf8")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    # model_max_length as real BERT tokenizers have it: longer windows are
+    # truncated by spacy-transformers (the encoder has 512 positions).
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True, model_max_length=512)
     tokenizer.save_pretrained(str(path))
     torch.manual_seed(0)
     config = BertConfig(
@@ -79,14 +81,18 @@ def tiny_bert(tmp_path_factory) -> Path:
     return path
 
 
+WINDOWS = {
+    "doc": {"@span_getters": "spacy-spert.doc_spans.v1"},
+    "strided": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 16, "stride": 12},
+    "sentence": {"@span_getters": "spacy-spert.sentence_windows.v1", "max_tokens": 128, "stride": 96},
+}
+
+
 def make_nlp(tiny_bert: Path, spert_config: Dict = None, window: str = "doc") -> Language:
-    """A blank English pipeline with a transformer (the tiny BERT) and spert."""
+    """A blank English pipeline with a transformer (the tiny BERT) and spert;
+    ``window`` names the transformer's span getter in WINDOWS."""
     nlp = spacy.blank("en")
-    get_spans = (
-        {"@span_getters": "spacy-spert.doc_spans.v1"}
-        if window == "doc"
-        else {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 16, "stride": 12}
-    )
+    get_spans = WINDOWS[window]
     nlp.add_pipe(
         "transformer",
         config={

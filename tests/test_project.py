@@ -126,7 +126,12 @@ def test_paper_hyperparameters(name, n_docs):
         assert corpus["@readers"] == "spacy.Corpus.v1"
         assert corpus["gold_preproc"] is False and corpus["max_length"] == 0
     components = config["components"]
-    assert components["transformer"]["model"]["get_spans"]["@span_getters"] == "spacy-spert.doc_spans.v1"
+    # Each benchmark doc (one sentence, at most 118 words) is one window and
+    # one pairing segment, as in the papers; longer raw text is cut.
+    get_spans = components["transformer"]["model"]["get_spans"]
+    assert get_spans["@span_getters"] == "spacy-spert.sentence_windows.v1" and get_spans["max_tokens"] >= 118
+    assert components["spert"]["candidate_scope"] == "sentence"
+    assert components["spert"]["max_segment_length"] >= 118
     assert components["transformer"]["model"]["@architectures"] == "spacy-transformers.TransformerModel.v3"
     assert components["spert"]["model"]["dropout"] == 0.1
     expected_symmetric = ["Compare", "Conjunction"] if name == "scierc" else []
