@@ -490,10 +490,15 @@ class SpERTHead(torch.nn.Module):
         # a long doc's ~10 spans per token never exist at once; then pair the
         # kept spans, whose features are computed again (a small subset).
         chunk = self.pair_batch_size
-        entity_logits = torch.cat([
-            self._entities(pool, hidden, token_cls_rows, span_starts[i : i + chunk], span_ends[i : i + chunk])[2]
-            for i in range(0, int(span_starts.shape[0]), chunk)
-        ])
+        n_spans = int(span_starts.shape[0])
+        if n_spans <= chunk:  # one chunk: keep its features for the pairs
+            span_pool, widths, entity_logits = self._entities(pool, hidden, token_cls_rows, span_starts, span_ends)
+        else:
+            span_pool = widths = None
+            entity_logits = torch.cat([
+                self._entities(pool, hidden, token_cls_rows, span_starts[i : i + chunk], span_ends[i : i + chunk])[2]
+                for i in range(0, n_spans, chunk)
+            ])
         keep = self.objective.keep_entities(entity_logits, threshold)
         kept = keep.nonzero().squeeze(1)
         if kept.numel() > 10:
@@ -504,7 +509,10 @@ class SpERTHead(torch.nn.Module):
         local = torch.arange(kept.numel(), device=kept.device)
         heads, tails = pairs_within_segments(local, span_segments.index_select(0, kept))
         k_starts, k_ends = span_starts.index_select(0, kept), span_ends.index_select(0, kept)
-        k_pool, k_widths, _ = self._entities(pool, hidden, token_cls_rows, k_starts, k_ends, classify=False)
+        if span_pool is None:
+            k_pool, k_widths, _ = self._entities(pool, hidden, token_cls_rows, k_starts, k_ends, classify=False)
+        else:
+            k_pool, k_widths = span_pool.index_select(0, kept), widths.index_select(0, kept)
         k_logits = entity_logits.index_select(0, kept)
         pieces = [
             self._relation_logits(
@@ -551,7 +559,8 @@ class RangeMax:
     [start, end) is max(table[k, start], table[k, end - 2**k]) with
     k = floor(log2(end - start)). A range that is empty or covers no wordpiece
     pools to zeros. Levels are built up to the longest range that can be asked
-    for (the longest segment), so memory is O(N log L x H).
+    for (``SpanBatch.max_range``: the longest doc in training, the widest
+    pairing segment at inference), so memory is O(N log L x H).
     """
 
     def __init__(self, hidden, align_rows, align_tokens, n_tokens: int, max_range: int):
@@ -571,6 +580,9 @@ class RangeMax:
             step *= 2
         self.table = torch.cat(levels)
         self.n_tokens = n_tokens
+        # floor(log2(length)) for every length a range may have (0 -> 0)
+        lengths = torch.arange(n_tokens + 1, device=hidden.device).clamp(min=1)
+        self.log2 = (torch.frexp(lengths.double())[1] - 1).long()
 
     def __call__(self, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
         """RETURNS (torch.Tensor): (len(starts), H) the max over [start, end)."""
@@ -578,7 +590,7 @@ class RangeMax:
         valid = (ends > starts) & (covered > 0)
         starts = torch.where(valid, starts, torch.zeros_like(starts))
         ends = torch.where(valid, ends, torch.ones_like(ends))
-        level = torch.floor(torch.log2((ends - starts).double())).long()
+        level = self.log2.index_select(0, ends - starts)
         base = level * self.n_tokens
         a = self.table.index_select(0, base + starts)
         b = self.table.index_select(0, base + ends - (1 << level))

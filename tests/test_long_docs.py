@@ -151,3 +151,26 @@ def test_doc_spans_warns_when_a_doc_is_truncated(tiny_bert):
     with pytest.warns(UserWarning, match="got no wordpiece.*sentence_windows"):
         doc = nlp(" ".join(["the"] * 700))
     assert len(doc) == 700
+
+
+def test_chunked_scoring_gives_the_same_output(trained_nlp):
+    """Spans and pairs scored in chunks of 5 (features of kept spans computed
+    again) give the same entities, relations and scores as in one chunk."""
+    head = trained_nlp.get_pipe("spert").model.layers[1].shims[0]._model
+    text = " ".join(SENTENCES * 2)
+    one_chunk = trained_nlp(text)
+    assert len(one_chunk) * 10 < head.pair_batch_size  # at most 10 candidates per token: one chunk
+    head.pair_batch_size = 5
+    try:
+        chunked = trained_nlp(text)
+    finally:
+        head.pair_batch_size = 4096
+    assert relations_as_tokens(chunked) == relations_as_tokens(one_chunk) != []
+    assert [(s.start, s.end, s.label_) for s in chunked.spans["sc"]] == [
+        (s.start, s.end, s.label_) for s in one_chunk.spans["sc"]
+    ]
+    numpy.testing.assert_allclose(
+        chunked.spans["sc"].attrs["scores"], one_chunk.spans["sc"].attrs["scores"], rtol=1e-5
+    )
+    for a, b in zip(sorted(chunked._.relations, key=relation_key), sorted(one_chunk._.relations, key=relation_key)):
+        assert a["score"] == pytest.approx(b["score"], rel=1e-5)
