@@ -11,7 +11,10 @@ speed drifts:
 1. Inference on the TEST texts for each batch size: docs/s and wordpieces/s
    of the full pipeline and of the transformer alone (``nlp.select_pipes``),
    timed in turn (full, bare, full, bare, ...) --repeats times; the head's
-   share is 1 - bare time / full time, the median over the repeats.
+   share is 1 - bare time / full time, the median over the repeats. As the
+   difference of two noisy times it can even come out negative, so the spert
+   component is also timed alone on the docs the transformer encoded:
+   direct head share = spert time / (transformer time + spert time).
 2. Training on the TRAIN examples as ``spacy train`` steps (``nlp.update``
    with the config's dropout, then ``finish_update`` of every component with
    the config's optimizer), --train-steps batches of the config's batch size
@@ -23,9 +26,10 @@ speed drifts:
    epoch = the mean step time x steps per epoch (no evaluation).
 3. Time and peak memory against document length: raw text made of the TEST
    sentences, without sentence boundaries, cut to each length in --lengths
-   tokens. Each length runs in a fresh process (peak memory only grows), once
-   for the pipeline and once for the transformer alone; the table gives
-   seconds, tokens/s and the peak resident memory of the process.
+   tokens. Each length runs in a fresh process, once for the pipeline and
+   once for the transformer alone; the table gives seconds, tokens/s, the
+   resident memory after loading and its peak during the run (Linux resets the
+   peak after loading, through /proc/self/clear_refs).
 
 Unless --doc-windows is given, the transformer encodes docs with
 ``spacy-spert.sentence_windows.v1`` (128 tokens, stride 96), whatever the
@@ -54,7 +58,7 @@ from spacy import util
 from spacy.training import Corpus
 from thinc.api import set_dropout_rate
 
-import spacy_spert  # noqa: F401
+import spacy_spert
 
 PACKAGES = ["spacy-spert", "spacy", "spacy-transformers", "thinc", "torch", "transformers"]
 SENTENCE_WINDOWS = {"@span_getters": "spacy-spert.sentence_windows.v1", "max_tokens": 128, "stride": 96}
@@ -87,17 +91,30 @@ def run_pipe(nlp, texts: List[str], batch_size: int, gpu_id: int) -> float:
     return time.perf_counter() - start
 
 
+def run_head(nlp, docs, batch_size: int, gpu_id: int) -> float:
+    """Seconds of the spert components alone on docs the transformer encoded."""
+    start = time.perf_counter()
+    for name in nlp.pipe_names:
+        if nlp.get_pipe_meta(name).factory == "spert":
+            for _ in nlp.get_pipe(name).pipe(docs, batch_size=batch_size):
+                pass
+    sync(gpu_id)
+    return time.perf_counter() - start
+
+
 def inference(nlp, texts: List[str], batch_sizes: List[int], repeats: int, gpu_id: int) -> Dict[str, Any]:
     wordpieces = n_wordpieces(nlp.pipe(texts, batch_size=64))
     rows = {}
     for batch_size in batch_sizes:
-        full, bare = [], []
+        full, bare, head = [], [], []
         run_pipe(nlp, texts[: 2 * batch_size], batch_size, gpu_id)  # warm-up
         for _ in range(repeats):
             full.append(run_pipe(nlp, texts, batch_size, gpu_id))
             with nlp.select_pipes(enable=["transformer"]):
                 bare.append(run_pipe(nlp, texts, batch_size, gpu_id))
-        t_full, t_bare = statistics.median(full), statistics.median(bare)
+                docs = list(nlp.pipe(texts, batch_size=batch_size))
+            head.append(run_head(nlp, docs, batch_size, gpu_id))
+        t_full, t_bare, t_head = statistics.median(full), statistics.median(bare), statistics.median(head)
         rows[str(batch_size)] = {
             "pipeline_docs_per_s": round(len(texts) / t_full, 1),
             "transformer_docs_per_s": round(len(texts) / t_bare, 1),
@@ -106,6 +123,8 @@ def inference(nlp, texts: List[str], batch_sizes: List[int], repeats: int, gpu_i
             "head_share": round(statistics.median(1 - b / f for f, b in zip(full, bare)), 3),
             "head_share_min_max": [round(min(1 - b / f for f, b in zip(full, bare)), 3),
                                    round(max(1 - b / f for f, b in zip(full, bare)), 3)],
+            "head_alone_seconds": round(t_head, 3),
+            "head_share_direct": round(t_head / (t_bare + t_head), 3),
         }
         print(f"batch {batch_size}: {rows[str(batch_size)]}", flush=True)
     return {"n_docs": len(texts), "n_wordpieces": wordpieces, "repeats": repeats, "by_batch_size": rows}
@@ -179,6 +198,34 @@ def long_text(texts: List[str], n_tokens: int, nlp) -> str:
     return " ".join(words[:n_tokens])
 
 
+def _status_mb(field: str) -> Optional[float]:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_memory() -> float:
+    """Reset the process's peak resident memory to its current value where
+    Linux allows it (so loading the model does not hide the peak of the run);
+    RETURNS the current resident memory in MB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    current = _status_mb("VmRSS")
+    return current if current is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def peak_memory() -> float:
+    """The peak resident memory in MB since ``reset_peak_memory``."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
 def length_worker(args) -> int:
     """One length in this process: print a JSON line with the timing and memory."""
     nlp = load(args.model, args.doc_windows, args.gpu_id)
@@ -187,14 +234,14 @@ def length_worker(args) -> int:
     disable = [] if args.mode == "pipeline" else [name for name in nlp.pipe_names if name != "transformer"]
     with nlp.select_pipes(disable=disable):
         nlp(texts[0])  # warm-up
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+        base = reset_peak_memory()
         best = float("inf")
         for _ in range(args.repeats_long):
             start = time.perf_counter()
             doc = nlp(text)
             sync(args.gpu_id)
             best = min(best, time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    peak = peak_memory()
     out = {"tokens": len(doc), "wordpieces": n_wordpieces([doc]), "seconds": round(best, 3),
            "peak_rss_mb": round(peak), "rss_before_mb": round(base)}
     if args.mode == "pipeline":
@@ -247,12 +294,12 @@ def plot(rows: List[Dict[str, Any]], path: Path, title: str) -> None:
 def markdown(results: Dict[str, Any]) -> str:
     inf = results["inference"]
     lines = [f"Inference on {inf['n_docs']} docs ({inf['n_wordpieces']} wordpieces), median of {inf['repeats']} alternating runs:", "",
-             "| batch size | pipeline docs/s | transformer docs/s | pipeline wordpieces/s | transformer wordpieces/s | head share (min–max) |",
-             "|---|---|---|---|---|---|"]
+             "| batch size | pipeline docs/s | transformer docs/s | pipeline wordpieces/s | transformer wordpieces/s | head share (min–max) | spert alone s | direct head share |",
+             "|---|---|---|---|---|---|---|---|"]
     for bs, r in inf["by_batch_size"].items():
         lo, hi = r["head_share_min_max"]
         lines.append(f"| {bs} | {r['pipeline_docs_per_s']} | {r['transformer_docs_per_s']} | {r['pipeline_wordpieces_per_s']} | "
-                     f"{r['transformer_wordpieces_per_s']} | {r['head_share']:.1%} ({lo:.1%}–{hi:.1%}) |")
+                     f"{r['transformer_wordpieces_per_s']} | {r['head_share']:.1%} ({lo:.1%}–{hi:.1%}) | {r['head_alone_seconds']} | {r['head_share_direct']:.1%} |")
     t = results.get("training")
     if t:
         lines += ["", f"Training ({t['steps_timed']} steps timed, {t['steps_per_epoch']} steps per epoch):", "",
@@ -311,6 +358,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "model": str(args.model),
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "seed": args.seed,
+        "spacy_spert_path": str(Path(spacy_spert.__file__).parent),
         "windows": "model's own" if args.doc_windows else SENTENCE_WINDOWS,
         "inference": inference(nlp, texts, [int(b) for b in args.batch_sizes.split(",")], args.repeats, args.gpu_id),
     }

@@ -243,6 +243,33 @@ class SpanBatch:
         numpy.maximum.at(last, self.segments, self.ends)
         return max(1, int((last - first).max()))
 
+    def blocks(self, max_tokens: int) -> List[Tuple[int, int, int, int]]:
+        """Consecutive groups of whole segments for inference, each covering
+        at most ``max_tokens`` tokens (or one segment, if it alone covers
+        more). Needs spans ordered by segment, as ``build_inference_batch``
+        makes them.
+
+        RETURNS (List[Tuple[int, int, int, int]]): (first span, end span, first
+            token, end token) per block; the token range holds all its spans.
+        """
+        n = len(self.starts)
+        if n == 0:
+            return []
+        if (numpy.diff(self.segments) < 0).any():
+            raise ValueError("SpanBatch.blocks needs spans ordered by segment")
+        seg_lo = numpy.concatenate([[0], numpy.flatnonzero(numpy.diff(self.segments)) + 1])
+        seg_hi = numpy.concatenate([seg_lo[1:], [n]])
+        tok_lo = numpy.minimum.reduceat(self.starts, seg_lo)
+        tok_hi = numpy.maximum.reduceat(self.ends, seg_lo)
+        blocks: List[List[int]] = []
+        for i in range(len(seg_lo)):
+            if blocks and max(blocks[-1][3], tok_hi[i]) - blocks[-1][2] <= max_tokens:
+                blocks[-1][1] = int(seg_hi[i])
+                blocks[-1][3] = max(blocks[-1][3], int(tok_hi[i]))
+            else:
+                blocks.append([int(seg_lo[i]), int(seg_hi[i]), int(tok_lo[i]), int(tok_hi[i])])
+        return [tuple(b) for b in blocks]
+
     def span_docs(self) -> Ints1d:
         """The doc index of each span."""
         return numpy.searchsorted(self.doc_offsets, self.starts, side="right") - 1

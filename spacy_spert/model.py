@@ -38,6 +38,10 @@ from .candidates import SpanBatch, whitespace_mask
 from .losses import SpERTMTObjective, SpERTObjective
 
 NEG_INF = float("-inf")
+# At inference the head pools and classifies one block of whole pairing
+# segments of about this many tokens at a time, so its memory does not grow
+# with the length of a document (a batch of sentences is one block).
+INFERENCE_BLOCK_TOKENS = 4096
 
 
 @dataclass
@@ -228,6 +232,7 @@ def forward(model: Model, inputs: Tuple[List[Doc], SpanBatch], is_train: bool):
             "pair_heads": tensor(batch.pair_heads),
             "pair_tails": tensor(batch.pair_tails),
             "threshold": float(batch.threshold),
+            "blocks": None if batch.is_training else batch.blocks(INFERENCE_BLOCK_TOKENS),
         },
     )
     (ent_logits, rel_logits, pair_heads, pair_tails), backprop_head = shim(args, is_train)
@@ -459,6 +464,7 @@ class SpERTHead(torch.nn.Module):
         pair_heads: Optional[torch.Tensor] = None,
         pair_tails: Optional[torch.Tensor] = None,
         threshold: float = 0.5,
+        blocks: Optional[List[Tuple[int, int, int, int]]] = None,
     ):
         """Classify the candidate spans and the pairs.
 
@@ -466,7 +472,9 @@ class SpERTHead(torch.nn.Module):
         token-to-wordpiece alignment; token_cls_rows: (N,) the [CLS] row per
         token; span_*: (S,) candidates in global token offsets; pair_*: (P,)
         pairs to classify (training), or None to build them from the kept
-        spans (inference).
+        spans (inference); blocks: at inference, (first span, end span,
+        first token, end token) of each block of whole segments
+        (``SpanBatch.blocks``; None: one block).
         RETURNS: entity logits (S, E), relation logits (P, R), pair heads and
             tails (P,).
         """
@@ -479,19 +487,38 @@ class SpERTHead(torch.nn.Module):
                 empty,
                 empty,
             )
-        pool = RangeMax(hidden, align_rows, align_tokens, n_tokens, max_range)
         if pair_heads is not None:  # training: the sampled spans and pairs
+            pool = RangeMax(hidden, align_rows, align_tokens, n_tokens, max_range)
             span_pool, widths, entity_logits = self._entities(pool, hidden, token_cls_rows, span_starts, span_ends)
             relation_logits = self._relation_logits(
                 pool, span_starts, span_ends, span_pool, widths, entity_logits, pair_heads, pair_tails
             )
             return entity_logits, relation_logits, pair_heads, pair_tails
-        # Inference: score all candidates in chunks, so that the features of
-        # a long doc's ~10 spans per token never exist at once; then pair the
-        # kept spans, whose features are computed again (a small subset).
+        # Inference, one block of whole segments at a time: the range-max
+        # table and the span features of a long doc never exist at once.
+        if blocks is None:
+            blocks = [(0, int(span_starts.shape[0]), 0, n_tokens)]
+        outputs = []
+        bounds = torch.searchsorted(align_tokens, torch.tensor([t for b in blocks for t in b[2:]], device=align_tokens.device))
+        for i, (s0, s1, t0, t1) in enumerate(blocks):
+            a0, a1 = int(bounds[2 * i]), int(bounds[2 * i + 1])
+            pool = RangeMax(hidden, align_rows[a0:a1], align_tokens[a0:a1] - t0, t1 - t0, min(max_range, t1 - t0))
+            ent, rel, heads, tails = self._predict_block(
+                pool, hidden, token_cls_rows[t0:t1], span_starts[s0:s1] - t0, span_ends[s0:s1] - t0,
+                span_segments[s0:s1], threshold,
+            )
+            outputs.append((ent, rel, heads + s0, tails + s0))
+        return tuple(torch.cat(parts) for parts in zip(*outputs))
+
+    def _predict_block(self, pool, hidden, token_cls_rows, span_starts, span_ends, span_segments, threshold):
+        """Entity logits of all candidates of a block, and relation logits of
+        the pairs of its kept spans (head and tail indices into the block's
+        spans). Candidates are scored in chunks, so that the features of a
+        long doc's ~10 spans per token never exist at once; when they fit one
+        chunk, the kept spans' features are reused for the pairs."""
         chunk = self.pair_batch_size
         n_spans = int(span_starts.shape[0])
-        if n_spans <= chunk:  # one chunk: keep its features for the pairs
+        if n_spans <= chunk:
             span_pool, widths, entity_logits = self._entities(pool, hidden, token_cls_rows, span_starts, span_ends)
         else:
             span_pool = widths = None
@@ -520,7 +547,7 @@ class SpERTHead(torch.nn.Module):
             )
             for i in range(0, int(heads.shape[0]), chunk)
         ]
-        relation_logits = torch.cat(pieces) if pieces else hidden.new_zeros((0, n_rel_out))
+        relation_logits = torch.cat(pieces) if pieces else hidden.new_zeros((0, self.n_relation_outputs))
         return entity_logits, relation_logits, kept.index_select(0, heads), kept.index_select(0, tails)
 
     def _entities(self, pool, hidden, token_cls_rows, starts, ends, classify: bool = True):

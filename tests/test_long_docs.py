@@ -174,3 +174,36 @@ def test_chunked_scoring_gives_the_same_output(trained_nlp):
     )
     for a, b in zip(sorted(chunked._.relations, key=relation_key), sorted(one_chunk._.relations, key=relation_key)):
         assert a["score"] == pytest.approx(b["score"], rel=1e-5)
+
+
+def test_blocks_group_whole_segments():
+    from spacy_spert.candidates import SpanBatch
+
+    batch = SpanBatch(
+        doc_offsets=numpy.asarray([0, 30]),
+        starts=numpy.asarray([0, 1, 9, 10, 12, 20, 25]),
+        ends=numpy.asarray([2, 11, 10, 13, 14, 22, 26]),
+        segments=numpy.asarray([0, 0, 0, 1, 1, 2, 2]),
+    )
+    # segment 0 covers tokens 0-11, 1 covers 10-14, 2 covers 20-26
+    assert batch.blocks(14) == [(0, 5, 0, 14), (5, 7, 20, 26)]
+    assert batch.blocks(5) == [(0, 3, 0, 11), (3, 5, 10, 14), (5, 7, 20, 26)]
+    assert batch.blocks(100) == [(0, 7, 0, 26)]
+
+
+def test_small_blocks_give_the_same_output(trained_nlp, monkeypatch):
+    """The head run one block of ~16 tokens at a time (and a 128-token piece
+    split into 32-token pieces) predicts what it predicts in one block."""
+    import spacy_spert.model
+
+    spert = trained_nlp.get_pipe("spert")
+    monkeypatch.setitem(spert.cfg, "max_segment_length", 32)
+    text = " ".join(SENTENCES * 4)
+    one_block = trained_nlp(text)
+    monkeypatch.setattr(spacy_spert.model, "INFERENCE_BLOCK_TOKENS", 16)
+    blocks = trained_nlp(text)
+    assert relations_as_tokens(blocks) == relations_as_tokens(one_block) != []
+    assert [(s.start, s.end, s.label_) for s in blocks.spans["sc"]] == [
+        (s.start, s.end, s.label_) for s in one_block.spans["sc"]
+    ]
+    numpy.testing.assert_allclose(blocks.spans["sc"].attrs["scores"], one_block.spans["sc"].attrs["scores"], rtol=1e-5)
