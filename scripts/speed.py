@@ -279,12 +279,12 @@ def plot(rows: List[Dict[str, Any]], path: Path, title: str) -> None:
     for mode, style in (("pipeline", "o-"), ("transformer", "s--")):
         ax1.plot(tokens, [r[mode]["seconds"] for r in rows], style, label=f"{mode} (transformer + spert)" if mode == "pipeline" else "transformer alone")
         ax2.plot(tokens, [r[mode]["peak_rss_mb"] / 1024 for r in rows], style, label="pipeline" if mode == "pipeline" else "transformer alone")
-    for ax, ylabel in ((ax1, "seconds per doc"), (ax2, "peak memory of the process (GB)")):
-        ax.set_xscale("log")
+    for ax, ylabel in ((ax1, "seconds per doc (log-log)"), (ax2, "peak memory of the process (GB)")):
         ax.set_xlabel("document length (tokens)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
+    ax1.set_xscale("log")
     ax1.set_yscale("log")
     fig.suptitle(title)
     fig.tight_layout()
@@ -383,7 +383,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     table = markdown(results)
     path.with_suffix(".md").write_text(table, encoding="utf8")
     if args.plot and results.get("lengths"):
-        plot(results["lengths"], args.plot, f"spert on raw text ({device}, {Path(args.model).name})")
+        plot(results["lengths"], args.plot, f"{args.model}: raw text without sentence boundaries, {device}")
     print(table)
     return 0
 

@@ -27,6 +27,7 @@ from typing import List, Optional, Tuple
 
 import numpy
 import torch
+from torch.nn.functional import linear
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData
@@ -513,19 +514,35 @@ class SpERTHead(torch.nn.Module):
     def _predict_block(self, pool, hidden, token_cls_rows, span_starts, span_ends, span_segments, threshold):
         """Entity logits of all candidates of a block, and relation logits of
         the pairs of its kept spans (head and tail indices into the block's
-        spans). Candidates are scored in chunks, so that the features of a
-        long doc's ~10 spans per token never exist at once; when they fit one
-        chunk, the kept spans' features are reused for the pairs."""
+        spans).
+
+        The same numbers as the classifiers on the concatenated inputs (the
+        head is in eval mode, without dropout), computed part by part with
+        each linear map split by input columns, so that no (spans, 2H + W) or
+        (pairs, 3H + ...) input is built: the [CLS] part is projected once per
+        token, the width part once per width, and a pair's head and tail parts
+        once per kept span; per pair only its context is pooled and projected.
+        Candidates and pairs are processed in chunks of ``pair_batch_size``.
+        """
         chunk = self.pair_batch_size
+        width = hidden.shape[1]
+        weight, bias = self._stage_weight("entity")
+        cls_part = linear(hidden.index_select(0, token_cls_rows), weight[:, :width])
+        width_part = linear(self.width_embedding.weight, weight[:, 2 * width :])
         n_spans = int(span_starts.shape[0])
-        if n_spans <= chunk:
-            span_pool, widths, entity_logits = self._entities(pool, hidden, token_cls_rows, span_starts, span_ends)
-        else:
-            span_pool = widths = None
-            entity_logits = torch.cat([
-                self._entities(pool, hidden, token_cls_rows, span_starts[i : i + chunk], span_ends[i : i + chunk])[2]
-                for i in range(0, n_spans, chunk)
-            ])
+        span_pool = None
+        logits = []
+        for i in range(0, n_spans, chunk):
+            starts, ends = span_starts[i : i + chunk], span_ends[i : i + chunk]
+            pooled = pool(starts, ends)
+            if n_spans <= chunk:  # one chunk: keep the pools for the pairs
+                span_pool = pooled
+            logits.append(
+                linear(pooled, weight[:, width : 2 * width], bias)
+                + cls_part.index_select(0, starts)
+                + width_part.index_select(0, (ends - starts).clamp(max=self.max_width))
+            )
+        entity_logits = torch.cat(logits)
         keep = self.objective.keep_entities(entity_logits, threshold)
         kept = keep.nonzero().squeeze(1)
         if kept.numel() > 10:
@@ -536,34 +553,57 @@ class SpERTHead(torch.nn.Module):
         local = torch.arange(kept.numel(), device=kept.device)
         heads, tails = pairs_within_segments(local, span_segments.index_select(0, kept))
         k_starts, k_ends = span_starts.index_select(0, kept), span_ends.index_select(0, kept)
-        if span_pool is None:
-            k_pool, k_widths, _ = self._entities(pool, hidden, token_cls_rows, k_starts, k_ends, classify=False)
-        else:
-            k_pool, k_widths = span_pool.index_select(0, kept), widths.index_select(0, kept)
-        k_logits = entity_logits.index_select(0, kept)
-        pieces = [
-            self._relation_logits(
-                pool, k_starts, k_ends, k_pool, k_widths, k_logits, heads[i : i + chunk], tails[i : i + chunk]
+        k_pool = pool(k_starts, k_ends) if span_pool is None else span_pool.index_select(0, kept)
+        k_width = self.width_embedding((k_ends - k_starts).clamp(max=self.max_width))
+
+        weight, bias = self._stage_weight("relation")
+        sizes = [width] * 3 + [k_width.shape[1]] * 2
+        if self.entity_logits_in_relation:
+            sizes += [self.n_entity_outputs] * 2
+        w_ctx, w_head, w_tail, w_head_width, w_tail_width, *w_logits = torch.split(weight, sizes, dim=1)
+        head_part = linear(k_pool, w_head) + linear(k_width, w_head_width)
+        tail_part = linear(k_pool, w_tail) + linear(k_width, w_tail_width)
+        if self.entity_logits_in_relation:
+            k_logits = entity_logits.index_select(0, kept)
+            head_part = head_part + linear(k_logits, w_logits[0])
+            tail_part = tail_part + linear(k_logits, w_logits[1])
+        pieces = []
+        for i in range(0, int(heads.shape[0]), chunk):
+            h, t = heads[i : i + chunk], tails[i : i + chunk]
+            ctx_start = torch.minimum(k_ends.index_select(0, h), k_ends.index_select(0, t))
+            ctx_end = torch.maximum(k_starts.index_select(0, h), k_starts.index_select(0, t))
+            pieces.append(
+                linear(pool(ctx_start, ctx_end), w_ctx, bias) + head_part.index_select(0, h) + tail_part.index_select(0, t)
             )
-            for i in range(0, int(heads.shape[0]), chunk)
-        ]
         relation_logits = torch.cat(pieces) if pieces else hidden.new_zeros((0, self.n_relation_outputs))
         return entity_logits, relation_logits, kept.index_select(0, heads), kept.index_select(0, tails)
 
-    def _entities(self, pool, hidden, token_cls_rows, starts, ends, classify: bool = True):
-        """Span representations and entity logits (None unless ``classify``).
+    def _stage_weight(self, stage: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The classifier(s) of a stage ("entity" or "relation") as one linear
+        map: weight (outputs, inputs) and bias (outputs,), the identification
+        row first when there are identification heads."""
+        classifier = getattr(self, f"{stage}_classifier")
+        if not self.identification_heads:
+            return classifier.weight, classifier.bias
+        identifier = getattr(self, f"{stage}_identifier")
+        n_classes = classifier.weight.shape[0]
+        return (
+            torch.cat([identifier.weight, classifier.weight]),
+            torch.cat([identifier.bias, identifier.bias.new_zeros((n_classes,))]),
+        )
 
-        RETURNS: span max-pools (S, H), width embeddings (S, W), logits (S, E).
-        """
+    def _entities(self, pool, hidden, token_cls_rows, starts, ends):
+        """Training: span max-pools (S, H), width embeddings (S, W) and entity
+        logits (S, E) from the concatenated, dropped-out input."""
         span_pool = pool(starts, ends)
         widths = self.width_embedding((ends - starts).clamp(max=self.max_width))
-        if not classify:
-            return span_pool, widths, None
         cls = hidden.index_select(0, token_cls_rows.index_select(0, starts))
         logits = self._classify_entities(self.dropout(torch.cat([cls, span_pool, widths], dim=1)))
         return span_pool, widths, logits
 
     def _relation_logits(self, pool, starts, ends, span_pool, widths, entity_logits, heads, tails):
+        """Training: relation logits (P, R) of the pairs from the concatenated,
+        dropped-out input [context; head; tail; widths; (entity logits)]."""
         ctx_start = torch.minimum(ends.index_select(0, heads), ends.index_select(0, tails))
         ctx_end = torch.maximum(starts.index_select(0, heads), starts.index_select(0, tails))
         parts = [
@@ -621,8 +661,7 @@ class RangeMax:
         base = level * self.n_tokens
         a = self.table.index_select(0, base + starts)
         b = self.table.index_select(0, base + ends - (1 << level))
-        pooled = torch.maximum(a, b)
-        return torch.where(valid.unsqueeze(1), pooled, torch.zeros_like(pooled))
+        return torch.maximum(a, b).masked_fill(~valid.unsqueeze(1), 0.0)
 
 
 def pairs_within_segments(kept: torch.Tensor, segments: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

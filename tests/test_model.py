@@ -127,3 +127,46 @@ def test_sample_doc_caps_and_resamples():
     assert len(a.starts) == 15 + 7 and len(a.pair_heads) == 5
     assert (a.relation_labels == 0).all()
     assert a.starts[15:].tolist() != b.starts[15:].tolist() or a.ends[15:].tolist() != b.ends[15:].tolist()
+
+
+class _KeepAll:
+    """An objective that keeps every span (top 10 per segment form pairs)."""
+
+    def keep_entities(self, logits, threshold):
+        return torch.ones(logits.shape[0], dtype=torch.bool)
+
+    def decode_entities(self, logits, threshold):
+        return logits.argmax(dim=1), logits[:, 1]
+
+
+@pytest.mark.parametrize("mt,logits_in_relation", [(False, False), (True, True), (True, False)])
+def test_split_linear_inference_matches_concatenated_inputs(mt, logits_in_relation):
+    """Inference computes each classifier part by part (per token, per width,
+    per kept span); it must equal the classifier on the concatenated inputs
+    that training uses, for every span and every pair."""
+    from spacy_spert.model import RangeMax, SpERTHead
+
+    torch.manual_seed(0)
+    head = SpERTHead(
+        16, 4, 3, _KeepAll(), width_embedding_size=5, pair_batch_size=7,
+        entity_logits_in_relation=logits_in_relation, identification_heads=mt,
+    )
+    for param in head.parameters():
+        torch.nn.init.normal_(param, std=0.5)
+    head.eval()
+    n_tokens = 12
+    hidden = torch.randn(20, 16)
+    align_tokens = torch.arange(n_tokens).repeat_interleave(torch.tensor([1, 2] * 6))[:18]
+    align_rows = torch.arange(1, 19)
+    cls_rows = torch.tensor([0] * 6 + [10] * 6)
+    starts, ends = enumerate_spans(n_tokens, 4)
+    starts, ends = torch.as_tensor(starts), torch.as_tensor(ends)
+    segments = (starts >= 6).long()
+    pool = RangeMax(hidden, align_rows, align_tokens, n_tokens, n_tokens)
+    with torch.no_grad():
+        ent, rel, heads, tails = head._predict_block(pool, hidden, cls_rows, starts, ends, segments, 0.0)
+        span_pool, widths, ent_concat = head._entities(pool, hidden, cls_rows, starts, ends)
+        rel_concat = head._relation_logits(pool, starts, ends, span_pool, widths, ent_concat, heads, tails)
+    assert heads.numel() > 20 and (segments[heads] == segments[tails]).all()
+    torch.testing.assert_close(ent, ent_concat, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rel, rel_concat, rtol=1e-5, atol=1e-5)
