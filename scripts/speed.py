@@ -27,7 +27,8 @@ speed drifts:
 3. Time and peak memory against document length: raw text made of the TEST
    sentences, without sentence boundaries, cut to each length in --lengths
    tokens. Each length runs in a fresh process, once for the pipeline and
-   once for the transformer alone; the table gives seconds, tokens/s, the
+   once for the transformer alone; the table gives seconds (best of
+   --repeats-long), the spert component alone on the encoded doc, tokens/s, the
    resident memory after loading and its peak during the run (Linux resets the
    peak after loading, through /proc/self/clear_refs).
 
@@ -149,6 +150,7 @@ def training(nlp, examples, n_steps: int, gpu_id: int) -> Dict[str, Any]:
     optimizer = T["optimizer"]
     trf = nlp.get_pipe("transformer")
     update, trf_fb, opt = [], [], []
+    warmup = min(3, len(batches) - 1)  # the first steps warm up (allocator, caches)
     for i, batch in enumerate(batches):
         docs = [eg.predicted for eg in batch]
         set_dropout_rate(trf.model, T["dropout"])
@@ -165,7 +167,7 @@ def training(nlp, examples, n_steps: int, gpu_id: int) -> Dict[str, Any]:
                 proc.finish_update(optimizer)
         sync(gpu_id)
         t3 = time.perf_counter()
-        if i >= 3:  # the first steps warm up
+        if i >= warmup:
             trf_fb.append(t1 - t0)
             update.append(t2 - t1)
             opt.append(t3 - t2)
@@ -242,9 +244,13 @@ def length_worker(args) -> int:
             sync(args.gpu_id)
             best = min(best, time.perf_counter() - start)
     peak = peak_memory()
+    spert_seconds = None
+    if args.mode == "pipeline":  # the spert component alone on the encoded doc
+        spert_seconds = min(run_head(nlp, [doc], 1, args.gpu_id) for _ in range(args.repeats_long))
     out = {"tokens": len(doc), "wordpieces": n_wordpieces([doc]), "seconds": round(best, 3),
            "peak_rss_mb": round(peak), "rss_before_mb": round(base)}
     if args.mode == "pipeline":
+        out["spert_seconds"] = round(spert_seconds, 3)
         out["entities"] = len(doc.spans["sc"])
         out["relations"] = len(doc._.relations)
     print(json.dumps(out), flush=True)
@@ -263,6 +269,8 @@ def lengths(args, values: List[int]) -> List[Dict[str, Any]]:
             data = json.loads(out)
             row[mode] = data
         row["head_share"] = round(1 - row["transformer"]["seconds"] / row["pipeline"]["seconds"], 3)
+        spert = row["pipeline"]["spert_seconds"]
+        row["head_share_direct"] = round(spert / (row["transformer"]["seconds"] + spert), 3)
         print(f"length {n}: {row}", flush=True)
         rows.append(row)
     return rows
@@ -310,12 +318,12 @@ def markdown(results: Dict[str, Any]) -> str:
     rows = results.get("lengths")
     if rows:
         lines += ["", "Time and peak memory against document length (raw text, no sentence boundaries):", "",
-                  "| tokens | wordpieces | pipeline s | transformer s | pipeline tokens/s | head share | pipeline peak MB (+ over loaded) | transformer peak MB (+ over loaded) | entities | relations |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| tokens | wordpieces | pipeline s | transformer s | spert alone s | pipeline tokens/s | head share | direct head share | pipeline peak MB (+ over loaded) | transformer peak MB (+ over loaded) | entities | relations |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             p, b = r["pipeline"], r["transformer"]
-            lines.append(f"| {r['tokens']} | {p['wordpieces']} | {p['seconds']} | {b['seconds']} | {round(r['tokens'] / p['seconds'])} | "
-                         f"{r['head_share']:.1%} | {p['peak_rss_mb']} (+{p['peak_rss_mb'] - p['rss_before_mb']}) | "
+            lines.append(f"| {r['tokens']} | {p['wordpieces']} | {p['seconds']} | {b['seconds']} | {p['spert_seconds']} | {round(r['tokens'] / p['seconds'])} | "
+                         f"{r['head_share']:.1%} | {r['head_share_direct']:.1%} | {p['peak_rss_mb']} (+{p['peak_rss_mb'] - p['rss_before_mb']}) | "
                          f"{b['peak_rss_mb']} (+{b['peak_rss_mb'] - b['rss_before_mb']}) | {p['entities']} | {p['relations']} |")
     lines += ["", f"Command: `{results['command']}`; device: {results['machine']['device']}; "
               f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.", ""]
@@ -360,7 +368,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "seed": args.seed,
         "spacy_spert_path": str(Path(spacy_spert.__file__).parent),
         "windows": "model's own" if args.doc_windows else SENTENCE_WINDOWS,
-        "inference": inference(nlp, texts, [int(b) for b in args.batch_sizes.split(",")], args.repeats, args.gpu_id),
+        "inference": inference(nlp, texts, [int(b) for b in args.batch_sizes.split(",") if b], args.repeats, args.gpu_id),
     }
     if args.train is not None and args.train_steps >= 0:
         train_examples = list(Corpus(str(args.train))(nlp))

@@ -248,3 +248,57 @@ def test_project_file():
     for dataset in ("conll04", "scierc"):
         assert {f"{dataset}_{s}.json" for s in ("train", "dev", "test", "train_dev", "types")} == by_dataset[dataset]
     assert len(by_dataset["ade"]) == 22  # full, types, 10 x (train, test)
+
+
+def _results(path: Path, ner: float, rel: float) -> None:
+    metrics = {key: {"p": 0.0, "r": 0.0, "f": ner if key.startswith("ner") else rel} for key in (
+        "ner_micro", "ner_macro", "rel_strict_micro", "rel_strict_macro", "rel_boundaries_micro")}
+    path.write_text(json.dumps({
+        "metrics": metrics, "test": "test.spacy", "train": "train_dev.spacy", "epochs": 20, "seed": 0,
+        "versions": {"spacy": "3"},
+    }), encoding="utf8")
+
+
+def test_ablation_table(tmp_path):
+    ablation_table = _load_script("ablation_table")
+    _results(tmp_path / "spert.json", 85.0, 63.0)
+    _results(tmp_path / "mt-seed0.json", 86.5, 65.0)
+    _results(tmp_path / "mt-no_multitask-seed0.json", 86.0, 64.0)
+    out = tmp_path / "table.md"
+    ablation_table.main(["--spert", str(tmp_path / "spert.json"), "--mt-prefix", str(tmp_path / "mt"), "--output", str(out)])
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.read_text(encoding="utf8").splitlines() if line.startswith("| ")}
+    assert "| 85.00 (-1.50) | 85.00 (-1.50) | 63.00 (-2.00) |" in rows["SpERT"]
+    assert "| 86.50 | 86.50 | 65.00 | 65.00 | 65.00 |" in rows["SpERT.MT"]
+    assert "| 86.00 (-0.50) |" in rows["SpERT.MT - multitask heads (-MTL)"]
+    assert "| – | – | – | – | – |" in rows["SpERT.MT - IoU-scaled loss (-EIL)"]
+
+
+@pytest.mark.slow
+def test_speed_script(tiny_bert, tmp_path):
+    """scripts/speed.py runs end to end on a small pipeline and writes every
+    figure it promises (no timing is asserted)."""
+    from conftest import make_nlp, overfit
+
+    nlp = make_nlp(tiny_bert, window="sentence")
+    examples = overfit(nlp, n_steps=3)
+    nlp.to_disk(tmp_path / "model")
+    DocBin(docs=[eg.reference for eg in examples], store_user_data=True).to_disk(tmp_path / "test.spacy")
+    speed = _load_script("speed")
+    results = tmp_path / "speed.json"
+    args = [str(tmp_path / "model"), "--test", str(tmp_path / "test.spacy"), "--train", str(tmp_path / "test.spacy"),
+            "--results", str(results), "--batch-sizes", "1,4", "--repeats", "1", "--train-steps", "4",
+            "--lengths", "50,300", "--repeats-long", "1"]
+    if importlib.util.find_spec("matplotlib") is not None:
+        args += ["--plot", str(tmp_path / "speed.png")]
+    assert speed.main(args) == 0
+    data = json.loads(results.read_text(encoding="utf8"))
+    for row in data["inference"]["by_batch_size"].values():
+        assert row["pipeline_docs_per_s"] > 0 and row["transformer_wordpieces_per_s"] > 0 and 0 < row["head_share_direct"] < 1
+    training = data["training"]
+    assert training["steps_timed"] == 1 and training["mean_step_seconds"] > 0
+    assert 0 < training["head_share"] < 1
+    assert [row["tokens"] for row in data["lengths"]] == [50, 300]
+    assert all(row["pipeline"]["tokens"] == row["tokens"] and row["pipeline"]["peak_rss_mb"] > 0 for row in data["lengths"])
+    assert "Time and peak memory" in results.with_suffix(".md").read_text(encoding="utf8")
+    if "--plot" in args:
+        assert (tmp_path / "speed.png").stat().st_size > 1000
