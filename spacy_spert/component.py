@@ -356,7 +356,7 @@ class SpERT(TrainablePipe):
             symmetric={i for i, l in enumerate(self.relation_labels) if l in self._symmetric},
             segment_ids=segments,
             skip=whitespace_mask(doc),
-            pair_segment_ids=pair_segments(len(doc), segments, self.cfg.get("max_segment_length", 0)),
+            pair_segment_ids=pair_segments(len(doc), segments, self.cfg["max_segment_length"]),
         )
 
     @property
@@ -424,7 +424,7 @@ class SpERT(TrainablePipe):
             self.cfg["max_span_width"],
             self.cfg["candidate_scope"],
             self.cfg["threshold"],
-            self.cfg.get("max_segment_length", 0),
+            self.cfg["max_segment_length"],
         )
         return batch, self.model.predict((docs, batch))
 

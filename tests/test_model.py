@@ -119,6 +119,22 @@ def test_sample_doc_follows_spert():
     assert sample.entity_iou[:4].tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
+def test_sample_doc_strong_negatives_stay_in_pairing_segments():
+    """Inference pairs only spans that start in one pairing segment, so the
+    strong negatives are drawn the same way; gold relations across segments
+    stay positives."""
+    entities = [(0, 1, 1), (2, 3, 1), (5, 6, 2), (7, 8, 2)]
+    relations = [(0, 2, 0)]  # across the two segments
+    sample = sample_doc(
+        10, entities, relations, n_relation_labels=1, max_width=3, neg_entity_count=0,
+        neg_relation_count=100, rng=numpy.random.default_rng(0),
+        pair_segment_ids=numpy.asarray([0] * 5 + [1] * 5),
+    )
+    pairs = set(zip(sample.pair_heads.tolist(), sample.pair_tails.tolist()))
+    assert pairs == {(0, 2), (0, 1), (1, 0), (2, 3), (3, 2)}
+    assert sample.relation_labels.sum(axis=1).tolist()[0] == 1.0
+
+
 def test_sample_doc_caps_and_resamples():
     entities = [(i, i + 1, 1) for i in range(15)]
     kwargs = dict(n_relation_labels=1, max_width=10, neg_entity_count=7, neg_relation_count=5)
