@@ -586,11 +586,10 @@ class SpERTHead(torch.nn.Module):
         if not self.identification_heads:
             return classifier.weight, classifier.bias
         identifier = getattr(self, f"{stage}_identifier")
-        n_classes = classifier.weight.shape[0]
-        return (
-            torch.cat([identifier.weight, classifier.weight]),
-            torch.cat([identifier.bias, identifier.bias.new_zeros((n_classes,))]),
-        )
+        bias = classifier.bias
+        if bias is None:  # SpERT.MT's class scores are a bias-free dot product
+            bias = identifier.bias.new_zeros((classifier.weight.shape[0],))
+        return torch.cat([identifier.weight, classifier.weight]), torch.cat([identifier.bias, bias])
 
     def _entities(self, pool, hidden, token_cls_rows, starts, ends):
         """Training: span max-pools (S, H), width embeddings (S, W) and entity
