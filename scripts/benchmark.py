@@ -143,7 +143,7 @@ def main(argv=None) -> int:
             "by_batch_size": inference,
             "peak_rss_gb_inference_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         },
-        "versions": {p: _version(p) for p in PACKAGES} | {"python": platform.python_version()},
+        "versions": package_versions(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "gpu_id": args.gpu_id},
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -171,11 +171,15 @@ def markdown(results: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except Exception:
-        return "not installed"
+def package_versions() -> Dict[str, str]:
+    """The installed versions of PACKAGES and Python, for results files."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = version(package)
+        except Exception:
+            versions[package] = "not installed"
+    return versions | {"python": platform.python_version()}
 
 
 if __name__ == "__main__":

@@ -49,7 +49,6 @@ import statistics
 import subprocess
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -60,8 +59,8 @@ from spacy.training import Corpus
 from thinc.api import set_dropout_rate
 
 import spacy_spert
+from benchmark import package_versions  # scripts/benchmark.py
 
-PACKAGES = ["spacy-spert", "spacy", "spacy-transformers", "thinc", "torch", "transformers"]
 SENTENCE_WINDOWS = {"@span_getters": "spacy-spert.sentence_windows.v1", "max_tokens": 128, "stride": 96}
 
 
@@ -330,13 +329,6 @@ def markdown(results: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except Exception:
-        return "not installed"
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
@@ -382,7 +374,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         device = torch.cuda.get_device_name(args.gpu_id)
     import torch
 
-    results["versions"] = {p: _version(p) for p in PACKAGES} | {"python": platform.python_version()}
+    results["versions"] = package_versions()
     results["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "platform": platform.platform(), "device": device}
     path = Path(args.results)
