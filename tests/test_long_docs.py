@@ -207,3 +207,13 @@ def test_small_blocks_give_the_same_output(trained_nlp, monkeypatch):
         (s.start, s.end, s.label_) for s in one_block.spans["sc"]
     ]
     numpy.testing.assert_allclose(blocks.spans["sc"].attrs["scores"], one_block.spans["sc"].attrs["scores"], rtol=1e-5)
+
+
+def test_two_processes_give_the_same_output(trained_nlp):
+    """nlp.pipe(n_process=2) with sentence windows (the getter is pickled to
+    the workers) gives what one process gives."""
+    texts = [" ".join(SENTENCES * k) for k in range(1, 5)] + [SENTENCES[0]] * 4
+    one = [(relations_as_tokens(d), [(s.start, s.end, s.label_) for s in d.spans["sc"]]) for d in trained_nlp.pipe(texts)]
+    two = [(relations_as_tokens(d), [(s.start, s.end, s.label_) for s in d.spans["sc"]])
+           for d in trained_nlp.pipe(texts, n_process=2, batch_size=2)]
+    assert two == one and any(rels for rels, _ in one)
