@@ -236,12 +236,19 @@ class SpanBatch:
         every span and every context between two of its spans."""
         if self.is_training or len(self.starts) == 0:
             return max(1, int(numpy.diff(self.doc_offsets).max(initial=1)))
-        n = int(self.segments.max()) + 1
-        first = numpy.full((n,), self.doc_offsets[-1], dtype="int64")
-        last = numpy.zeros((n,), dtype="int64")
-        numpy.minimum.at(first, self.segments, self.starts)
-        numpy.maximum.at(last, self.segments, self.ends)
-        return max(1, int((last - first).max()))
+        _, _, tok_lo, tok_hi = self._segment_extents()
+        return max(1, int((tok_hi - tok_lo).max()))
+
+    def _segment_extents(self) -> Tuple[Ints1d, Ints1d, Ints1d, Ints1d]:
+        """Per segment of an inference batch (spans ordered by segment, as
+        ``build_inference_batch`` makes them): its first and end span index,
+        and the first and end token its spans cover."""
+        n = len(self.starts)
+        if (numpy.diff(self.segments) < 0).any():
+            raise ValueError("SpanBatch needs inference spans ordered by segment")
+        seg_lo = numpy.concatenate([[0], numpy.flatnonzero(numpy.diff(self.segments)) + 1])
+        seg_hi = numpy.concatenate([seg_lo[1:], [n]])
+        return seg_lo, seg_hi, numpy.minimum.reduceat(self.starts, seg_lo), numpy.maximum.reduceat(self.ends, seg_lo)
 
     def blocks(self, max_tokens: int) -> List[Tuple[int, int, int, int]]:
         """Consecutive groups of whole segments for inference, each covering
@@ -252,15 +259,9 @@ class SpanBatch:
         RETURNS (List[Tuple[int, int, int, int]]): (first span, end span, first
             token, end token) per block; the token range holds all its spans.
         """
-        n = len(self.starts)
-        if n == 0:
+        if len(self.starts) == 0:
             return []
-        if (numpy.diff(self.segments) < 0).any():
-            raise ValueError("SpanBatch.blocks needs spans ordered by segment")
-        seg_lo = numpy.concatenate([[0], numpy.flatnonzero(numpy.diff(self.segments)) + 1])
-        seg_hi = numpy.concatenate([seg_lo[1:], [n]])
-        tok_lo = numpy.minimum.reduceat(self.starts, seg_lo)
-        tok_hi = numpy.maximum.reduceat(self.ends, seg_lo)
+        seg_lo, seg_hi, tok_lo, tok_hi = self._segment_extents()
         blocks: List[List[int]] = []
         for i in range(len(seg_lo)):
             if blocks and max(blocks[-1][3], tok_hi[i]) - blocks[-1][2] <= max_tokens:
