@@ -14,7 +14,7 @@ AdamW with ``correct_bias=False``: Adam's bias correction is on (torch's
 AdamW), and gradient clipping is per parameter array (as in thinc), since an
 optimizer called once per array cannot see the global norm.
 """
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from spacy.util import registry
@@ -34,6 +34,7 @@ def create_adamw(
     eps: float = 1e-6,
     grad_clip: float = 1.0,
     no_decay: Sequence[str] = NO_DECAY,
+    learn_rate_scales: Optional[Mapping[str, float]] = None,
 ) -> "AdamW":
     """AdamW with decoupled weight decay, skipped for parameters whose name ends
     with one of ``no_decay``.
@@ -44,6 +45,12 @@ def create_adamw(
     beta1, beta2, eps (float): Adam's moment rates and epsilon.
     grad_clip (float): Clip each parameter array's gradient to this L2 norm (0: off).
     no_decay (Sequence[str]): Name suffixes of parameters without weight decay.
+    learn_rate_scales (Optional[Mapping[str, float]]): Learning-rate multipliers
+        by parameter-name prefix, the longest matching prefix wins; e.g.
+        ``{"width_embedding": 10, "entity_": 10, "relation_": 10}`` trains the
+        SpERT head (its parameters are named ``width_embedding.*``,
+        ``entity_*`` and ``relation_*``) 10x faster than the encoder. Default:
+        every parameter at the schedule's rate, as in SpERT.
     RETURNS (AdamW): The optimizer.
     """
     return AdamW(
@@ -54,6 +61,7 @@ def create_adamw(
         eps=eps,
         grad_clip=grad_clip,
         no_decay=tuple(no_decay),
+        learn_rate_scales=dict(learn_rate_scales or {}),
     )
 
 
@@ -70,6 +78,7 @@ class AdamW(Optimizer):
         eps: float,
         grad_clip: float,
         no_decay: Tuple[str, ...],
+        learn_rate_scales: Optional[Dict[str, float]] = None,
     ):
         super().__init__(
             learn_rate,
@@ -82,12 +91,19 @@ class AdamW(Optimizer):
         )
         self.weight_decay = weight_decay
         self.no_decay = no_decay
+        self.learn_rate_scales = dict(learn_rate_scales or {})
         self._torch: Dict[Tuple[int, str], Tuple[torch.nn.Parameter, torch.optim.AdamW]] = {}
 
     def decays(self, key: Tuple[int, str]) -> bool:
         """Whether the parameter ``key`` = (id, name) gets weight decay."""
         name = key[1] if isinstance(key[1], str) else ""
         return bool(self.weight_decay) and not name.endswith(self.no_decay)
+
+    def scale(self, key: Tuple[int, str]) -> float:
+        """The learning-rate multiplier of the parameter ``key`` = (id, name)."""
+        name = key[1] if isinstance(key[1], str) else ""
+        prefixes = [prefix for prefix in self.learn_rate_scales if name.startswith(prefix)]
+        return float(self.learn_rate_scales[max(prefixes, key=len)]) if prefixes else 1.0
 
     def __call__(self, key: Tuple[int, str], weights: FloatsXd, gradient: FloatsXd, *, lr_scale: float = 1.0):
         """Update ``weights`` in place from ``gradient`` (then zeroed).
@@ -118,7 +134,7 @@ class AdamW(Optimizer):
         param, optimizer = self._torch[key]
         param.data = w
         param.grad = g
-        optimizer.param_groups[0]["lr"] = self.learn_rate * lr_scale
+        optimizer.param_groups[0]["lr"] = self.learn_rate * lr_scale * self.scale(key)
         optimizer.step()
         param.grad = None
         g.zero_()

@@ -45,3 +45,28 @@ def test_gradient_clipping_per_array_and_schedule():
     expected = reference(weights, [grad.copy()], 0.05, 0.0, clip=1.0)
     got, _ = optimizer((1, "w"), weights.copy(), grad.copy())
     numpy.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name,scale",
+    [("entity_classifier.weight", 2.0), ("entity_identifier.weight", 10.0), ("encoder.layer.0.attention.self.query.weight", 1.0)],
+)
+def test_learn_rate_scales_by_longest_name_prefix(name, scale):
+    rng = numpy.random.default_rng(1)
+    weights = rng.normal(size=(5,)).astype("float32")
+    grads = [rng.normal(size=(5,)).astype("float32") for _ in range(2)]
+    optimizer = registry.resolve(
+        {
+            "o": {
+                "@optimizers": "spacy-spert.AdamW.v1",
+                "learn_rate": 0.01,
+                "weight_decay": 0.0,
+                "grad_clip": 0.0,
+                "learn_rate_scales": {"entity_": 10, "entity_classifier": 2},
+            }
+        }
+    )["o"]
+    ours = weights.copy()
+    for g in grads:
+        ours, _ = optimizer((3, name), ours, g.copy())
+    numpy.testing.assert_allclose(ours, reference(weights, grads, 0.01 * scale, 0.0), rtol=1e-5, atol=1e-6)
