@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
             "--training.max_epochs", str(args.epochs), "--system.seed", str(args.seed),
             *overrides,
         ]
-        print(" ".join(cmd), flush=True)
+        print(shlex.join(cmd), flush=True)
         start = time.perf_counter()
         subprocess.run(cmd, check=True)
         train_seconds = time.perf_counter() - start
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
         "epochs": args.epochs,
         "seed": args.seed,
         "overrides": overrides,
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "command": shlex.join([Path(sys.executable).name] + sys.argv),
         "metrics": metrics,
         "training": {
             "wall_seconds": None if train_seconds is None else round(train_seconds, 1),

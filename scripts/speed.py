@@ -45,6 +45,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -356,7 +357,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     texts = [eg.reference.text for eg in examples]
     results: Dict[str, Any] = {
         "model": str(args.model),
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "command": shlex.join([Path(sys.executable).name] + sys.argv),
         "seed": args.seed,
         "spacy_spert_path": str(Path(spacy_spert.__file__).parent),
         "windows": "model's own" if args.doc_windows else SENTENCE_WINDOWS,
