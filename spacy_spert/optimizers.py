@@ -61,8 +61,13 @@ def create_adamw(
         eps=eps,
         grad_clip=grad_clip,
         no_decay=tuple(no_decay),
-        learn_rate_scales=dict(learn_rate_scales or {}),
+        learn_rate_scales=learn_rate_scales,
     )
+
+
+def _name(key: Tuple[int, str]) -> str:
+    """The parameter name of an optimizer key (id, name); "" when it has none."""
+    return key[1] if isinstance(key[1], str) else ""
 
 
 class AdamW(Optimizer):
@@ -78,7 +83,7 @@ class AdamW(Optimizer):
         eps: float,
         grad_clip: float,
         no_decay: Tuple[str, ...],
-        learn_rate_scales: Optional[Dict[str, float]] = None,
+        learn_rate_scales: Optional[Mapping[str, float]] = None,
     ):
         super().__init__(
             learn_rate,
@@ -96,12 +101,11 @@ class AdamW(Optimizer):
 
     def decays(self, key: Tuple[int, str]) -> bool:
         """Whether the parameter ``key`` = (id, name) gets weight decay."""
-        name = key[1] if isinstance(key[1], str) else ""
-        return bool(self.weight_decay) and not name.endswith(self.no_decay)
+        return bool(self.weight_decay) and not _name(key).endswith(self.no_decay)
 
     def scale(self, key: Tuple[int, str]) -> float:
         """The learning-rate multiplier of the parameter ``key`` = (id, name)."""
-        name = key[1] if isinstance(key[1], str) else ""
+        name = _name(key)
         prefixes = [prefix for prefix in self.learn_rate_scales if name.startswith(prefix)]
         return float(self.learn_rate_scales[max(prefixes, key=len)]) if prefixes else 1.0
 
