@@ -97,7 +97,8 @@ class AdamW(Optimizer):
         self.weight_decay = weight_decay
         self.no_decay = no_decay
         self.learn_rate_scales = dict(learn_rate_scales or {})
-        self._torch: Dict[Tuple[int, str], Tuple[torch.nn.Parameter, torch.optim.AdamW]] = {}
+        # key -> (parameter, its AdamW, its learning-rate multiplier)
+        self._torch: Dict[Tuple[int, str], Tuple[torch.nn.Parameter, torch.optim.AdamW, float]] = {}
 
     def decays(self, key: Tuple[int, str]) -> bool:
         """Whether the parameter ``key`` = (id, name) gets weight decay."""
@@ -134,11 +135,11 @@ class AdamW(Optimizer):
                 weight_decay=self.weight_decay if self.decays(key) else 0.0,
                 fused=w.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16),
             )
-            self._torch[key] = (param, optimizer)
-        param, optimizer = self._torch[key]
+            self._torch[key] = (param, optimizer, self.scale(key))
+        param, optimizer, scale = self._torch[key]
         param.data = w
         param.grad = g
-        optimizer.param_groups[0]["lr"] = self.learn_rate * lr_scale * self.scale(key)
+        optimizer.param_groups[0]["lr"] = self.learn_rate * lr_scale * scale
         optimizer.step()
         param.grad = None
         g.zero_()
