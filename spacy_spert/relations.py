@@ -16,9 +16,11 @@ Serialization turns lists into tuples (DocBin) or tuples into lists
 (multiprocessing), so read ``doc._.relations`` as any sequence and assign a new
 list rather than mutating it in place.
 """
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Generic, Iterable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from spacy.tokens import Doc, Span
+
+T = TypeVar("T")
 
 RELATIONS_ATTR = "relations"
 REQUIRED_KEYS = ("head_start", "head_end", "tail_start", "tail_end", "label")
@@ -93,6 +95,45 @@ def validate_relation(doc: Doc, rel: Dict[str, Any], where: str = "") -> None:
             )
 
 
+class EntityIndex(Generic[T]):
+    """The entities of a doc by their boundaries, to resolve the endpoints of
+    relations: an endpoint refers to the first entity with the same
+    (start, end) and, when the relation records the endpoint's label
+    (``head_label``/``tail_label``), the same label.
+
+    Each entity carries a value of the caller's choice (a Span, an index into a
+    list of entities, a label). Used wherever relations meet entities: gold
+    reading in the component, ``get_relation_spans``, the scorer and the
+    converter.
+    """
+
+    def __init__(self) -> None:
+        self._by_bounds: Dict[Tuple[int, int], List[Tuple[str, T]]] = {}
+
+    @classmethod
+    def from_spans(cls, spans: Iterable[Span]) -> "EntityIndex[Span]":
+        """An index whose values are the spans themselves."""
+        index: EntityIndex[Span] = cls()
+        for span in spans:
+            index.add(span.start, span.end, span.label_, span)
+        return index
+
+    def add(self, start: int, end: int, label: str, value: T) -> None:
+        """Add an entity. Entities added earlier win when several match."""
+        self._by_bounds.setdefault((int(start), int(end)), []).append((label, value))
+
+    def matches(self, start: int, end: int, label: Optional[str] = None) -> List[T]:
+        """RETURNS (List[T]): The values of the entities with these boundaries
+        (and this label, unless it is None), in the order they were added."""
+        return [v for lab, v in self._by_bounds.get((int(start), int(end)), ()) if label is None or lab == label]
+
+    def endpoint(self, rel: Dict[str, Any], side: str) -> Optional[T]:
+        """The value of the entity that the ``side`` ("head" or "tail") of the
+        relation dict ``rel`` refers to, or None if there is none."""
+        found = self.matches(rel[f"{side}_start"], rel[f"{side}_end"], rel.get(f"{side}_label"))
+        return found[0] if found else None
+
+
 def get_relation_spans(doc: Doc, spans_key: Optional[str] = "sc") -> List[RelationSpans]:
     """Return the relations of a doc with Span views of their arguments.
 
@@ -105,19 +146,13 @@ def get_relation_spans(doc: Doc, spans_key: Optional[str] = "sc") -> List[Relati
     spans_key (Optional[str]): The span group that holds the entities.
     RETURNS (List[RelationSpans]): (head, tail, label, score) tuples.
     """
-    entities: Dict[tuple, Span] = {}
-    if spans_key is not None and spans_key in doc.spans:
-        for span in doc.spans[spans_key]:
-            entities.setdefault((span.start, span.end, span.label_), span)
-            entities.setdefault((span.start, span.end, None), span)
+    entities = EntityIndex.from_spans(doc.spans[spans_key] if spans_key is not None and spans_key in doc.spans else ())
 
     def view(rel: Dict[str, Any], side: str) -> Span:
-        start, end = rel[f"{side}_start"], rel[f"{side}_end"]
-        label = rel.get(f"{side}_label")
-        span = entities.get((start, end, label)) or (
-            entities.get((start, end, None)) if label is None else None
-        )
-        return span if span is not None else Span(doc, start, end, label=label or "")
+        span = entities.endpoint(rel, side)
+        if span is None:
+            span = Span(doc, rel[f"{side}_start"], rel[f"{side}_end"], label=rel.get(f"{side}_label") or "")
+        return span
 
     return [
         RelationSpans(view(rel, "head"), view(rel, "tail"), rel["label"], float(rel.get("score", 1.0)))
