@@ -4,6 +4,7 @@ from .relations import RelationSpans, get_relation_spans, install_extensions, ma
 install_extensions()
 
 from . import optimizers, windows  # noqa: E402,F401
+from .candidates import SpanCandidates, build_span_candidates  # noqa: E402
 from .component import SpERT, make_spert  # noqa: E402
 from .model import build_spert_model, build_spert_mt_model  # noqa: E402
 from .scorer import make_spert_scorer, score_spert  # noqa: E402
@@ -14,6 +15,8 @@ __version__ = "0.1.0"
 __all__ = [
     "SpERT",
     "make_spert",
+    "SpanCandidates",
+    "build_span_candidates",
     "build_spert_model",
     "build_spert_mt_model",
     "score_spert",

@@ -1,38 +1,55 @@
-"""Candidate generation and negative sampling.
+"""Candidate generation and negative sampling: which spans and pairs the
+model scores.
 
-Everything here works on token offsets with numpy and has no model state:
+Everything here works on token offsets with numpy and has no model state.
+Three words name the units candidates live in:
 
-* ``enumerate_spans``: every span of 1..max_width tokens inside a segment
-  (a doc or a sentence), not starting or ending on a whitespace token.
+* scope: the unit that candidate spans and relation pairs never cross, a
+  sentence (``scope="sentence"``, when the doc has sentence boundaries) or the
+  whole doc (``scope_ids``);
+* pairing group: a scope cut into pieces of at most ``max_group_length``
+  tokens; relation candidates are the pairs of spans that start in the same
+  group, so pairs grow linearly with the length of a text (``pairing_groups``);
+* block: at inference, consecutive whole pairing groups that the model pools
+  and classifies together, to bound its memory (``Candidates.blocks``).
+
+The pieces:
+
+* ``SpanCandidates`` (registered as ``spacy-spert.span_candidates.v1``): the
+  suggester. It gives every span of 1..max_width tokens inside a scope, not
+  starting or ending on a whitespace token, and the pairing group of each
+  token; training samples from these candidates and inference scores them.
 * ``sample_doc``: SpERT's training sample for one doc: all gold entities
-  (also wider than max_width) plus up to N random non-entity spans, all gold
-  relations (multi-hot per ordered entity pair) plus up to N "strong" negative
-  pairs of gold entities that hold no relation.
-* ``SpanBatch``: the candidates of a batch of docs in global token offsets, the
-  input of the model (with the training targets when it is a training batch).
+  (also wider than max_width) plus up to N random non-entity candidates, all
+  gold relations (multi-hot per ordered entity pair) plus up to N "strong"
+  negative pairs of gold entities that hold no relation.
+* ``Candidates`` and ``TrainingBatch``: the spans of a batch of docs in
+  global token offsets, the model's input at inference and in training.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy
-
 from spacy.tokens import Doc
+from spacy.util import registry
 
 Ints1d = numpy.ndarray
+
+SCOPES = ("doc", "sentence")
 
 
 def enumerate_spans(
     n_tokens: int,
     max_width: int,
-    segment_ids: Optional[Ints1d] = None,
+    scopes: Optional[Ints1d] = None,
     skip: Optional[Ints1d] = None,
 ) -> Tuple[Ints1d, Ints1d]:
     """All spans of ``1..max_width`` tokens of a doc, vectorized.
 
     n_tokens (int): The number of tokens in the doc.
     max_width (int): The widest span, in tokens.
-    segment_ids (Optional[Ints1d]): A segment id per token (e.g. the sentence
-        index); spans never cross a segment boundary. None: one segment.
+    scopes (Optional[Ints1d]): A scope id per token (``scope_ids``, e.g. the
+        sentence index); spans never cross a scope boundary. None: one scope.
     skip (Optional[Ints1d]): A bool per token; spans that start or end on such a
         token (e.g. whitespace) are left out.
     RETURNS (Tuple[Ints1d, Ints1d]): starts and (exclusive) ends, int64, ordered
@@ -46,8 +63,8 @@ def enumerate_spans(
     valid = ends <= n_tokens
     starts, ends = starts[valid], ends[valid]
     keep = numpy.ones(starts.shape, dtype=bool)
-    if segment_ids is not None:
-        keep &= segment_ids[starts] == segment_ids[ends - 1]
+    if scopes is not None:
+        keep &= scopes[starts] == scopes[ends - 1]
     if skip is not None:
         keep &= ~skip[starts] & ~skip[ends - 1]
     return starts[keep], ends[keep]
@@ -69,6 +86,146 @@ def max_iou(starts: Ints1d, ends: Ints1d, gold_starts: Ints1d, gold_ends: Ints1d
     return (inter / union).max(axis=1).astype("float32")
 
 
+def scope_ids(doc: Doc, scope: str) -> Optional[Ints1d]:
+    """The scope of each token: None (one scope) for ``scope="doc"`` or a doc
+    without sentence boundaries, else the sentence index. Candidate spans and
+    relation pairs never cross a scope boundary.
+
+    doc (Doc): The doc.
+    scope (str): "doc" or "sentence".
+    RETURNS (Optional[Ints1d]): (n_tokens,) int64 ids, or None.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"Unknown candidate scope '{scope}': use 'doc' or 'sentence'.")
+    if scope == "doc" or len(doc) == 0:
+        return None
+    if not (doc.has_annotation("SENT_START") or doc.has_annotation("DEP")):
+        return None
+    starts = numpy.asarray([t.is_sent_start for t in doc], dtype=bool)
+    starts[0] = True
+    return numpy.cumsum(starts) - 1
+
+
+def pairing_groups(n_tokens: int, scopes: Optional[Ints1d], max_length: int) -> Ints1d:
+    """The pairing group of each token: relation candidates are pairs of
+    spans whose first tokens share it. It is the scope (``scope_ids``) cut
+    into consecutive pieces of at most ``max_length`` tokens (0: no cut), so
+    that the pairs of a long sentence or of text without sentence boundaries
+    grow linearly with its length. A span may end in the next group of its
+    scope: cutting loses no entity, only pairs across a cut.
+
+    n_tokens (int): The number of tokens of the doc.
+    scopes (Optional[Ints1d]): ``scope_ids`` of the doc (None: one scope).
+    max_length (int): The longest group, in tokens; 0 for no limit.
+    RETURNS (Ints1d): (n_tokens,) int64 ids, 0, 1, ... in token order.
+    """
+    if scopes is None:
+        scopes = numpy.zeros((n_tokens,), dtype="int64")
+    if n_tokens == 0 or max_length <= 0:
+        return numpy.asarray(scopes, dtype="int64")
+    new_scope = numpy.ones((n_tokens,), dtype=bool)
+    new_scope[1:] = scopes[1:] != scopes[:-1]
+    first = numpy.maximum.accumulate(numpy.where(new_scope, numpy.arange(n_tokens), 0))
+    position = numpy.arange(n_tokens) - first
+    new_group = new_scope | (position % max_length == 0)
+    return (numpy.cumsum(new_group) - 1).astype("int64")
+
+
+def whitespace_mask(doc: Doc) -> Ints1d:
+    """A bool per token: True for whitespace-only tokens."""
+    return numpy.asarray([t.is_space for t in doc], dtype=bool)
+
+
+@dataclass
+class DocCandidates:
+    """The candidate spans of one doc, in the doc's token offsets.
+
+    starts, ends: (S,) the spans (end exclusive), ordered by start, then width.
+    token_groups: (n_tokens,) the pairing group of each token.
+    """
+
+    starts: Ints1d
+    ends: Ints1d
+    token_groups: Ints1d
+
+    @classmethod
+    def all_spans(
+        cls,
+        n_tokens: int,
+        max_width: int,
+        scopes: Optional[Ints1d] = None,
+        skip: Optional[Ints1d] = None,
+        max_group_length: int = 0,
+    ) -> "DocCandidates":
+        """Every span of 1..max_width tokens within a scope (see
+        ``enumerate_spans``) and the pairing groups (see ``pairing_groups``)."""
+        starts, ends = enumerate_spans(n_tokens, max_width, scopes, skip)
+        return cls(starts, ends, pairing_groups(n_tokens, scopes, max_group_length))
+
+
+class SpanCandidates:
+    """The suggester of the ``spert`` component: the candidate spans of each
+    doc and their pairing groups, the same for training and inference.
+
+    max_width (int): The widest candidate span, in tokens (10).
+    scope (str): "sentence": spans and pairs stay within a sentence (the whole
+        doc when it has no sentence boundaries); "doc": they may cross.
+    max_group_length (int): Pairs only among spans that start in the same
+        piece of at most this many tokens of a scope (0: no limit).
+    """
+
+    def __init__(self, max_width: int = 10, scope: str = "sentence", max_group_length: int = 128):
+        if max_width < 1:
+            raise ValueError(f"span_candidates: max_width must be at least 1, not {max_width}")
+        if scope not in SCOPES:
+            raise ValueError(f"span_candidates: scope must be 'doc' or 'sentence', not '{scope}'")
+        if max_group_length < 0:
+            raise ValueError(f"span_candidates: max_group_length must be >= 0 (0: no limit), not {max_group_length}")
+        self.max_width = max_width
+        self.scope = scope
+        self.max_group_length = max_group_length
+
+    def doc_candidates(self, doc: Doc) -> DocCandidates:
+        """RETURNS (DocCandidates): The candidates of one doc."""
+        return DocCandidates.all_spans(
+            len(doc), self.max_width, scope_ids(doc, self.scope), whitespace_mask(doc), self.max_group_length
+        )
+
+    def __call__(self, docs: Sequence[Doc]) -> "Candidates":
+        """RETURNS (Candidates): The candidates of a batch of docs in global
+        token offsets, with pairing groups numbered across the batch."""
+        offsets = doc_offsets(docs)
+        starts, ends, groups = [], [], []
+        n_groups = 0
+        for i, doc in enumerate(docs):
+            cands = self.doc_candidates(doc)
+            group = cands.token_groups[cands.starts]
+            starts.append(cands.starts + offsets[i])
+            ends.append(cands.ends + offsets[i])
+            groups.append(group + n_groups)
+            n_groups += int(group.max()) + 1 if len(group) else 1
+        return Candidates(
+            doc_offsets=offsets,
+            starts=_concat(starts, "int64"),
+            ends=_concat(ends, "int64"),
+            groups=_concat(groups, "int64"),
+        )
+
+
+@registry.misc("spacy-spert.span_candidates.v1")
+def build_span_candidates(max_width: int = 10, scope: str = "sentence", max_group_length: int = 128) -> SpanCandidates:
+    """The default suggester of ``spert``: every span of 1..max_width tokens
+    within a sentence (or doc), pairs within groups of at most
+    max_group_length tokens.
+
+    max_width (int): The widest candidate span, in tokens (10, as SpERT).
+    scope (str): "sentence" or "doc" (see ``SpanCandidates``).
+    max_group_length (int): The longest pairing group in tokens (128; 0: none).
+    RETURNS (SpanCandidates): The suggester.
+    """
+    return SpanCandidates(max_width, scope, max_group_length)
+
+
 @dataclass
 class DocSample:
     """The training sample of one doc, in the doc's token offsets.
@@ -77,6 +234,7 @@ class DocSample:
     entity_labels: the label id per span (0: no entity, i + 1: label i).
     pair_heads, pair_tails: indices into the spans for each relation sample.
     relation_labels: a multi-hot row (float32) per relation sample.
+    entity_iou: the largest IoU of each span with a gold entity.
     """
 
     starts: Ints1d
@@ -89,40 +247,35 @@ class DocSample:
 
 
 def sample_doc(
-    n_tokens: int,
+    candidates: DocCandidates,
     gold_entities: Sequence[Tuple[int, int, int]],
     gold_relations: Sequence[Tuple[int, int, int]],
     *,
     n_relation_labels: int,
-    max_width: int,
     neg_entity_count: int,
     neg_relation_count: int,
     rng: numpy.random.Generator,
     symmetric: Set[int] = frozenset(),
-    segment_ids: Optional[Ints1d] = None,
-    skip: Optional[Ints1d] = None,
-    pair_segment_ids: Optional[Ints1d] = None,
 ) -> DocSample:
     """Draw SpERT's training sample for one doc.
 
-    n_tokens (int): The number of tokens.
+    candidates (DocCandidates): The doc's candidates (from the suggester):
+        negative entities are drawn among them, and strong negative pairs only
+        among entities whose first tokens share a pairing group, as inference
+        pairs only those.
     gold_entities: (start, end, label_id) per gold entity, label_id >= 1. Two
         entities with the same boundaries are one sample (the first label wins).
     gold_relations: (head, tail, relation_id) per gold relation; head and tail
         index ``gold_entities``; relation_id in 0..n_relation_labels-1.
     n_relation_labels (int): The number of relation types.
-    max_width (int): The widest candidate span.
     neg_entity_count (int): Up to this many non-entity spans are drawn.
     neg_relation_count (int): Up to this many entity pairs without a relation.
     rng (numpy.random.Generator): The random generator.
     symmetric (Set[int]): Symmetric relation ids: the reverse of such a gold
         pair is not used as a negative.
-    segment_ids, skip: As in ``enumerate_spans``.
-    pair_segment_ids (Optional[Ints1d]): ``pair_segments`` of the doc: strong
-        negative pairs are drawn only among entities whose first tokens share
-        it, as inference pairs only those (None: all pairs).
     RETURNS (DocSample): The sample.
     """
+    n_tokens = len(candidates.token_groups)
     span_index: Dict[Tuple[int, int], int] = {}
     starts: List[int] = []
     ends: List[int] = []
@@ -141,7 +294,7 @@ def sample_doc(
     gold_ends = numpy.asarray(ends, dtype="int64")
 
     # Negative entities: candidate spans that are not gold entities.
-    cand_starts, cand_ends = enumerate_spans(n_tokens, max_width, segment_ids, skip)
+    cand_starts, cand_ends = candidates.starts, candidates.ends
     if n_pos and len(cand_starts):
         is_gold = numpy.isin(cand_starts * (n_tokens + 1) + cand_ends, gold_starts * (n_tokens + 1) + gold_ends)
         cand_starts, cand_ends = cand_starts[~is_gold], cand_ends[~is_gold]
@@ -170,12 +323,12 @@ def sample_doc(
         if rel in symmetric:
             symmetric_pairs.add(pair)
     # Strong negatives: ordered pairs of gold spans with no relation.
-    pair_seg = pair_segment_ids[gold_starts] if pair_segment_ids is not None else numpy.zeros((n_pos,), "int64")
+    group = candidates.token_groups[gold_starts]
     neg_pairs = [
         (h, t)
         for h in range(n_pos)
         for t in range(n_pos)
-        if h != t and pair_seg[h] == pair_seg[t] and (h, t) not in pair_rows and (t, h) not in symmetric_pairs
+        if h != t and group[h] == group[t] and (h, t) not in pair_rows and (t, h) not in symmetric_pairs
     ]
     n_neg_rel = min(neg_relation_count, len(neg_pairs))
     if n_neg_rel:
@@ -198,193 +351,123 @@ def sample_doc(
     )
 
 
-@dataclass
-class SpanBatch:
-    """The span candidates (and, for training, targets) of a batch of docs.
-
-    Offsets are global: token i of doc d is ``doc_offsets[d] + i``.
-
-    doc_offsets: (n_docs + 1,) token offset of each doc.
-    starts, ends: (S,) span boundaries (end exclusive).
-    segments: (S,) a segment id per span; relation candidates at inference are
-        the pairs of kept spans with the same segment id.
-    pair_heads, pair_tails: (P,) indices into the spans (training only).
-    entity_labels: (S,) targets (0: none), relation_labels: (P, R) multi-hot,
-        entity_iou: (S,) max IoU with a gold entity (training only).
-    threshold: the decoding threshold used at inference.
-    """
-
-    doc_offsets: Ints1d
-    starts: Ints1d
-    ends: Ints1d
-    segments: Ints1d
-    pair_heads: Optional[Ints1d] = None
-    pair_tails: Optional[Ints1d] = None
-    entity_labels: Optional[Ints1d] = None
-    relation_labels: Optional[numpy.ndarray] = None
-    entity_iou: Optional[numpy.ndarray] = None
-    threshold: float = 0.5
-
-    @property
-    def is_training(self) -> bool:
-        return self.pair_heads is not None
-
-    def max_range(self) -> int:
-        """The longest token range the model may pool: the longest doc in
-        training (gold pairs may lie anywhere in a doc); at inference the
-        widest pairing segment (max end - min start of its spans), which holds
-        every span and every context between two of its spans."""
-        if self.is_training or len(self.starts) == 0:
-            return max(1, int(numpy.diff(self.doc_offsets).max(initial=1)))
-        _, _, tok_lo, tok_hi = self._segment_extents()
-        return max(1, int((tok_hi - tok_lo).max()))
-
-    def _segment_extents(self) -> Tuple[Ints1d, Ints1d, Ints1d, Ints1d]:
-        """Per segment of an inference batch (spans ordered by segment, as
-        ``build_inference_batch`` makes them): its first and end span index,
-        and the first and end token its spans cover."""
-        n = len(self.starts)
-        if (numpy.diff(self.segments) < 0).any():
-            raise ValueError("SpanBatch needs inference spans ordered by segment")
-        seg_lo = numpy.concatenate([[0], numpy.flatnonzero(numpy.diff(self.segments)) + 1])
-        seg_hi = numpy.concatenate([seg_lo[1:], [n]])
-        return seg_lo, seg_hi, numpy.minimum.reduceat(self.starts, seg_lo), numpy.maximum.reduceat(self.ends, seg_lo)
-
-    def blocks(self, max_tokens: int) -> List[Tuple[int, int, int, int]]:
-        """Consecutive groups of whole segments for inference, each covering
-        at most ``max_tokens`` tokens (or one segment, if it alone covers
-        more). Needs spans ordered by segment, as ``build_inference_batch``
-        makes them.
-
-        RETURNS (List[Tuple[int, int, int, int]]): (first span, end span, first
-            token, end token) per block; the token range holds all its spans.
-        """
-        if len(self.starts) == 0:
-            return []
-        seg_lo, seg_hi, tok_lo, tok_hi = self._segment_extents()
-        blocks: List[List[int]] = []
-        for i in range(len(seg_lo)):
-            if blocks and max(blocks[-1][3], tok_hi[i]) - blocks[-1][2] <= max_tokens:
-                blocks[-1][1] = int(seg_hi[i])
-                blocks[-1][3] = max(blocks[-1][3], int(tok_hi[i]))
-            else:
-                blocks.append([int(seg_lo[i]), int(seg_hi[i]), int(tok_lo[i]), int(tok_hi[i])])
-        return [tuple(b) for b in blocks]
-
-    def span_docs(self) -> Ints1d:
-        """The doc index of each span."""
-        return numpy.searchsorted(self.doc_offsets, self.starts, side="right") - 1
-
-
-def doc_segments(doc: Doc, scope: str) -> Optional[Ints1d]:
-    """Segment id per token: None for ``scope="doc"``, the sentence index for
-    ``scope="sentence"`` (when the doc has sentence boundaries). Candidate
-    spans never cross a segment boundary."""
-    if scope == "doc" or len(doc) == 0:
-        return None
-    if scope != "sentence":
-        raise ValueError(f"Unknown candidate scope '{scope}': use 'doc' or 'sentence'.")
-    if not (doc.has_annotation("SENT_START") or doc.has_annotation("DEP")):
-        return None
-    starts = numpy.asarray([t.is_sent_start for t in doc], dtype=bool)
-    starts[0] = True
-    return numpy.cumsum(starts) - 1
-
-
-def pair_segments(n_tokens: int, segment_ids: Optional[Ints1d], max_length: int) -> Ints1d:
-    """The pairing segment of each token: relation candidates are pairs of
-    spans whose first tokens share it. It is the segment (``doc_segments``)
-    cut into consecutive pieces of at most ``max_length`` tokens (0: no cut),
-    so that the pairs of a long sentence or of text without sentence
-    boundaries grow linearly with its length. A span may end in the next
-    piece of its segment: cutting loses no entity, only pairs across a cut.
-
-    n_tokens (int): The number of tokens of the doc.
-    segment_ids (Optional[Ints1d]): ``doc_segments`` of the doc (None: one).
-    max_length (int): The longest piece, in tokens; 0 for no limit.
-    RETURNS (Ints1d): (n_tokens,) int64 ids, 0, 1, ... in token order.
-    """
-    if segment_ids is None:
-        segment_ids = numpy.zeros((n_tokens,), dtype="int64")
-    if n_tokens == 0 or max_length <= 0:
-        return numpy.asarray(segment_ids, dtype="int64")
-    new_segment = numpy.ones((n_tokens,), dtype=bool)
-    new_segment[1:] = segment_ids[1:] != segment_ids[:-1]
-    first = numpy.maximum.accumulate(numpy.where(new_segment, numpy.arange(n_tokens), 0))
-    position = numpy.arange(n_tokens) - first
-    new_piece = new_segment | (position % max_length == 0)
-    return (numpy.cumsum(new_piece) - 1).astype("int64")
-
-
-def whitespace_mask(doc: Doc) -> Ints1d:
-    """A bool per token: True for whitespace-only tokens."""
-    return numpy.asarray([t.is_space for t in doc], dtype=bool)
-
-
 def doc_offsets(docs: Sequence[Doc]) -> Ints1d:
     """RETURNS (Ints1d): (n_docs + 1,) the global offset of each doc's first
     token, and the total number of tokens last."""
     return numpy.cumsum([0] + [len(doc) for doc in docs], dtype="int64")
 
 
-def build_inference_batch(
-    docs: Sequence[Doc], max_width: int, scope: str = "doc", threshold: float = 0.5, max_segment_length: int = 0
-) -> SpanBatch:
-    """All candidate spans of a batch of docs.
+@dataclass
+class Candidates:
+    """The candidate spans of a batch of docs, the model's input at inference.
 
-    docs (Sequence[Doc]): The docs.
-    max_width (int): The widest candidate span.
-    scope (str): "doc" or "sentence": where candidates and pairs may reach.
-    threshold (float): The decoding threshold passed to the model.
-    max_segment_length (int): Pairs only within pieces of at most this many
-        tokens of a segment (``pair_segments``); 0: no limit.
-    RETURNS (SpanBatch): The candidates in global token offsets.
+    Offsets are global: token i of doc d is ``doc_offsets[d] + i``.
+
+    doc_offsets: (n_docs + 1,) token offset of each doc.
+    starts, ends: (S,) span boundaries (end exclusive), ordered by group.
+    groups: (S,) the pairing group of each span, numbered across the batch;
+        relation candidates are the pairs of kept spans of one group.
     """
-    offsets = doc_offsets(docs)
-    all_starts, all_ends, all_segments = [], [], []
-    n_segments = 0
-    for i, doc in enumerate(docs):
-        segment_ids = doc_segments(doc, scope)
-        starts, ends = enumerate_spans(len(doc), max_width, segment_ids, whitespace_mask(doc))
-        seg = pair_segments(len(doc), segment_ids, max_segment_length)[starts]
-        all_starts.append(starts + offsets[i])
-        all_ends.append(ends + offsets[i])
-        all_segments.append(seg + n_segments)
-        n_segments += int(seg.max()) + 1 if len(seg) else 1
-    return SpanBatch(
-        doc_offsets=offsets,
-        starts=_concat(all_starts, "int64"),
-        ends=_concat(all_ends, "int64"),
-        segments=_concat(all_segments, "int64"),
-        threshold=threshold,
-    )
+
+    doc_offsets: Ints1d
+    starts: Ints1d
+    ends: Ints1d
+    groups: Ints1d
+
+    def span_docs(self) -> Ints1d:
+        """RETURNS (Ints1d): (S,) the doc index of each span."""
+        return numpy.searchsorted(self.doc_offsets, self.starts, side="right") - 1
+
+    def max_range(self) -> int:
+        """The longest token range the model may pool: the widest pairing
+        group (max end - min start of its spans), which holds every span and
+        every context between two of its spans."""
+        if len(self.starts) == 0:
+            return max(1, int(numpy.diff(self.doc_offsets).max(initial=1)))
+        _, _, tok_lo, tok_hi = self._group_extents()
+        return max(1, int((tok_hi - tok_lo).max()))
+
+    def _group_extents(self) -> Tuple[Ints1d, Ints1d, Ints1d, Ints1d]:
+        """Per pairing group: its first and end span index, and the first and
+        end token its spans cover."""
+        n = len(self.starts)
+        if (numpy.diff(self.groups) < 0).any():
+            raise ValueError("Candidates need spans ordered by pairing group")
+        lo = numpy.concatenate([[0], numpy.flatnonzero(numpy.diff(self.groups)) + 1])
+        hi = numpy.concatenate([lo[1:], [n]])
+        return lo, hi, numpy.minimum.reduceat(self.starts, lo), numpy.maximum.reduceat(self.ends, lo)
+
+    def blocks(self, max_tokens: int) -> List[Tuple[int, int, int, int]]:
+        """Consecutive whole pairing groups, each block covering at most
+        ``max_tokens`` tokens (or one group, if it alone covers more).
+
+        RETURNS (List[Tuple[int, int, int, int]]): (first span, end span, first
+            token, end token) per block; the token range holds all its spans.
+        """
+        if len(self.starts) == 0:
+            return []
+        lo, hi, tok_lo, tok_hi = self._group_extents()
+        blocks: List[List[int]] = []
+        for i in range(len(lo)):
+            if blocks and max(blocks[-1][3], tok_hi[i]) - blocks[-1][2] <= max_tokens:
+                blocks[-1][1] = int(hi[i])
+                blocks[-1][3] = max(blocks[-1][3], int(tok_hi[i]))
+            else:
+                blocks.append([int(lo[i]), int(hi[i]), int(tok_lo[i]), int(tok_hi[i])])
+        return [tuple(b) for b in blocks]
 
 
-def build_training_batch(docs: Sequence[Doc], samples: Sequence[DocSample]) -> SpanBatch:
-    """Concatenate per-doc training samples into one batch.
+@dataclass
+class TrainingBatch:
+    """The sampled spans and pairs of a batch of docs with their targets, the
+    model's input in training. Offsets are global, as in ``Candidates``.
 
-    docs (Sequence[Doc]): The predicted docs (for their lengths).
-    samples (Sequence[DocSample]): One sample per doc.
-    RETURNS (SpanBatch): The batch with targets.
+    doc_offsets: (n_docs + 1,) token offset of each doc.
+    starts, ends: (S,) span boundaries (end exclusive).
+    pair_heads, pair_tails: (P,) indices into the spans.
+    entity_labels: (S,) targets (0: none); relation_labels: (P, R) multi-hot;
+    entity_iou: (S,) max IoU with a gold entity.
     """
-    offsets = doc_offsets(docs)
-    span_offsets = numpy.cumsum([0] + [len(s.starts) for s in samples])
-    n_rel = samples[0].relation_labels.shape[1] if samples else 0
-    return SpanBatch(
-        doc_offsets=offsets,
-        starts=_concat([s.starts + offsets[i] for i, s in enumerate(samples)], "int64"),
-        ends=_concat([s.ends + offsets[i] for i, s in enumerate(samples)], "int64"),
-        segments=_concat([numpy.full(len(s.starts), i) for i, s in enumerate(samples)], "int64"),
-        pair_heads=_concat([s.pair_heads + span_offsets[i] for i, s in enumerate(samples)], "int64"),
-        pair_tails=_concat([s.pair_tails + span_offsets[i] for i, s in enumerate(samples)], "int64"),
-        entity_labels=_concat([s.entity_labels for s in samples], "int64"),
-        relation_labels=(
-            numpy.concatenate([s.relation_labels for s in samples])
-            if samples
-            else numpy.zeros((0, n_rel), dtype="float32")
-        ),
-        entity_iou=_concat([s.entity_iou for s in samples], "float32"),
-    )
+
+    doc_offsets: Ints1d
+    starts: Ints1d
+    ends: Ints1d
+    pair_heads: Ints1d
+    pair_tails: Ints1d
+    entity_labels: Ints1d
+    relation_labels: numpy.ndarray
+    entity_iou: numpy.ndarray
+
+    @classmethod
+    def from_samples(cls, docs: Sequence[Doc], samples: Sequence[DocSample]) -> "TrainingBatch":
+        """Concatenate per-doc samples into one batch.
+
+        docs (Sequence[Doc]): The predicted docs (for their lengths).
+        samples (Sequence[DocSample]): One sample per doc.
+        RETURNS (TrainingBatch): The batch.
+        """
+        offsets = doc_offsets(docs)
+        span_offsets = numpy.cumsum([0] + [len(s.starts) for s in samples])
+        n_rel = samples[0].relation_labels.shape[1] if samples else 0
+        return cls(
+            doc_offsets=offsets,
+            starts=_concat([s.starts + offsets[i] for i, s in enumerate(samples)], "int64"),
+            ends=_concat([s.ends + offsets[i] for i, s in enumerate(samples)], "int64"),
+            pair_heads=_concat([s.pair_heads + span_offsets[i] for i, s in enumerate(samples)], "int64"),
+            pair_tails=_concat([s.pair_tails + span_offsets[i] for i, s in enumerate(samples)], "int64"),
+            entity_labels=_concat([s.entity_labels for s in samples], "int64"),
+            relation_labels=(
+                numpy.concatenate([s.relation_labels for s in samples])
+                if samples
+                else numpy.zeros((0, n_rel), dtype="float32")
+            ),
+            entity_iou=_concat([s.entity_iou for s in samples], "float32"),
+        )
+
+    def max_range(self) -> int:
+        """The longest token range the model may pool: the longest doc (gold
+        pairs may lie anywhere in a doc)."""
+        return max(1, int(numpy.diff(self.doc_offsets).max(initial=1)))
 
 
 def _concat(arrays: List[numpy.ndarray], dtype: str) -> numpy.ndarray:

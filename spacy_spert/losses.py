@@ -12,12 +12,13 @@ how their logits are turned into predictions, and how they are trained:
 The losses are written with torch so that the gradient with respect to the
 logits comes from autograd; ``compute_loss`` returns it as arrays for thinc.
 """
+from dataclasses import dataclass
 from typing import Tuple
 
 import torch
 from thinc.api import get_array_module, torch2xp, xp2torch
 
-from .candidates import SpanBatch
+from .candidates import TrainingBatch
 
 
 class SpERTObjective:
@@ -51,7 +52,7 @@ class SpERTObjective:
         score is >= threshold."""
         return torch.sigmoid(relation_logits)
 
-    def loss(self, entity_logits: torch.Tensor, relation_logits: torch.Tensor, batch: SpanBatch) -> torch.Tensor:
+    def loss(self, entity_logits: torch.Tensor, relation_logits: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
         """Cross-entropy over the entity samples (mean over samples) plus binary
         cross-entropy over the relation samples (mean over types, then samples).
 
@@ -68,7 +69,7 @@ class SpERTObjective:
         return loss
 
 
-def compute_loss(objective, entity_logits, relation_logits, batch: SpanBatch):
+def compute_loss(objective, entity_logits, relation_logits, batch: TrainingBatch):
     """Evaluate the objective's loss on logits given as (numpy/cupy) arrays.
 
     RETURNS (Tuple[float, array, array]): the loss and its gradient with respect
@@ -91,9 +92,9 @@ def compute_loss(objective, entity_logits, relation_logits, batch: SpanBatch):
 def ranking_loss(
     scores: torch.Tensor,
     targets: torch.Tensor,
-    m_plus: float = 2.5,
-    m_minus: float = 0.5,
-    gamma: float = 2.0,
+    m_plus: float,
+    m_minus: float,
+    gamma: float,
 ) -> torch.Tensor:
     """The pairwise ranking loss of Santos et al. (2015), per sample.
 
@@ -125,7 +126,7 @@ def ranking_loss(
     return pos.sum(dim=1) + torch.where(has_wrong, neg, torch.zeros_like(neg))
 
 
-def iou_bce(logits: torch.Tensor, is_entity: torch.Tensor, iou: torch.Tensor, delta: float = 0.25) -> torch.Tensor:
+def iou_bce(logits: torch.Tensor, is_entity: torch.Tensor, iou: torch.Tensor, delta: float) -> torch.Tensor:
     """SpERT.MT's IoU-scaled binary cross-entropy, per sample:
 
     H = -q (1 - delta) log p - delta (1 - q) (1 + ENIoU) log(1 - p),  p = sigmoid(logit)
@@ -143,6 +144,7 @@ def iou_bce(logits: torch.Tensor, is_entity: torch.Tensor, iou: torch.Tensor, de
     return -q * (1 - delta) * logsig(logits) - delta * (1 - q) * (1 + iou.to(logits.dtype)) * logsig(-logits)
 
 
+@dataclass
 class SpERTMTObjective:
     """SpERT.MT (Xue & Lu 2023): an identification and a classification task
     per stage, trained jointly; prediction from the class scores only.
@@ -182,27 +184,20 @@ class SpERTMTObjective:
     the raw score.
     """
 
+    # The paper's settings; ``spacy-spert.SpERTMT.v1`` takes its defaults
+    # from here. alpha, beta: weights of the identification and ranking
+    # losses; m_plus, m_minus, gamma: margins and scale of the ranking loss;
+    # delta: balance of the IoU-scaled loss; multitask, iou_loss: off for the
+    # ablations "-MTL" and "-EIL".
+    alpha: float = 1.0
+    beta: float = 1.0
+    m_plus: float = 2.5
+    m_minus: float = 0.5
+    gamma: float = 2.0
+    delta: float = 0.25
+    multitask: bool = True
+    iou_loss: bool = True
     name = "spert_mt"
-
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        beta: float = 1.0,
-        m_plus: float = 2.5,
-        m_minus: float = 0.5,
-        gamma: float = 2.0,
-        delta: float = 0.25,
-        multitask: bool = True,
-        iou_loss: bool = True,
-    ):
-        self.alpha = alpha
-        self.beta = beta
-        self.m_plus = m_plus
-        self.m_minus = m_minus
-        self.gamma = gamma
-        self.delta = delta
-        self.multitask = multitask
-        self.iou_loss = iou_loss
 
     def n_entity_outputs(self, n_labels: int) -> int:
         return n_labels + 1
@@ -231,7 +226,7 @@ class SpERTMTObjective:
         where the score is >= threshold."""
         return relation_logits[:, 1:]
 
-    def loss(self, entity_logits: torch.Tensor, relation_logits: torch.Tensor, batch: SpanBatch) -> torch.Tensor:
+    def loss(self, entity_logits: torch.Tensor, relation_logits: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
         """RETURNS (torch.Tensor): The scalar loss (see the class docstring)."""
         device = entity_logits.device
         loss = entity_logits.new_zeros(())

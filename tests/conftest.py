@@ -108,6 +108,11 @@ def make_nlp(tiny_bert: Path, spert_config: Dict = None, window: str = "doc") ->
     return nlp
 
 
+def head_of(nlp: Language, name: str = "spert"):
+    """The PyTorch head (``SpERTHead``) of a spert component."""
+    return nlp.get_pipe(name).model.get_ref("head").shims[0]._model
+
+
 def train_examples(nlp: Language) -> List[Example]:
     return [
         Example(nlp.make_doc(" ".join(words)), make_doc(nlp.vocab, words, ents, rels))

@@ -9,7 +9,7 @@ from thinc.api import NumpyOps, get_current_ops, set_current_ops
 
 from spacy_spert.relations import relation_key
 
-from conftest import TRAIN_DATA, make_nlp, overfit, train_examples
+from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples
 
 pytestmark = [
     pytest.mark.gpu,
@@ -34,7 +34,7 @@ def test_overfit_on_gpu(tiny_bert, on_gpu):
     fix_random_seed(0)
     nlp = make_nlp(tiny_bert, window="sentence")
     overfit(nlp)
-    head = nlp.get_pipe("spert").model.layers[1].shims[0]._model
+    head = head_of(nlp)
     assert all(p.is_cuda for p in head.parameters())
     scores = nlp.evaluate(train_examples(nlp))
     assert scores["spert_ent_f"] == 1.0 and scores["spert_rel_f"] == 1.0

@@ -6,11 +6,11 @@ import pytest
 import spacy
 from spacy.util import fix_random_seed
 
-from spacy_spert.candidates import doc_segments, pair_segments
+from spacy_spert.candidates import Candidates, pairing_groups, scope_ids
 from spacy_spert.relations import relation_key
 from spacy_spert.windows import SentenceWindows
 
-from conftest import TRAIN_DATA, make_nlp, overfit, train_examples
+from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples
 
 SENTENCES = [" ".join(words) for words, _, _ in TRAIN_DATA if words[-1] == "."]
 
@@ -59,12 +59,12 @@ def test_sentence_windows_reject_bad_settings():
         SentenceWindows(0, 1)
 
 
-def test_pair_segments_cut_long_segments():
-    assert pair_segments(10, None, 4).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
+def test_pairing_groups_cut_long_scopes():
+    assert pairing_groups(10, None, 4).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
     sentences = numpy.asarray([0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
-    assert pair_segments(10, sentences, 4).tolist() == [0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
-    assert pair_segments(10, sentences, 0).tolist() == sentences.tolist()
-    assert pair_segments(3, None, 0).tolist() == [0, 0, 0]
+    assert pairing_groups(10, sentences, 4).tolist() == [0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
+    assert pairing_groups(10, sentences, 0).tolist() == sentences.tolist()
+    assert pairing_groups(3, None, 0).tolist() == [0, 0, 0]
 
 
 def relations_as_tokens(doc):
@@ -112,7 +112,7 @@ def test_twenty_thousand_tokens_without_punctuation(trained_nlp):
     ents = doc.spans["sc"]
     assert len(ents) > 1000 and ents[len(ents) - 1].start > 19000
     assert len(doc._.relations) > 100
-    pieces = pair_segments(len(doc), doc_segments(doc, "sentence"), 128)
+    pieces = pairing_groups(len(doc), scope_ids(doc, "sentence"), 128)
     for head_start, _, tail_start, _, _ in relations_as_tokens(doc):
         assert pieces[head_start] == pieces[tail_start]
 
@@ -156,7 +156,7 @@ def test_doc_spans_warns_when_a_doc_is_truncated(tiny_bert):
 def test_chunked_scoring_gives_the_same_output(trained_nlp):
     """Spans and pairs scored in chunks of 5 (features of kept spans computed
     again) give the same entities, relations and scores as in one chunk."""
-    head = trained_nlp.get_pipe("spert").model.layers[1].shims[0]._model
+    head = head_of(trained_nlp)
     text = " ".join(SENTENCES * 2)
     one_chunk = trained_nlp(text)
     assert len(one_chunk) * 10 < head.pair_batch_size  # at most 10 candidates per token: one chunk
@@ -176,14 +176,12 @@ def test_chunked_scoring_gives_the_same_output(trained_nlp):
         assert a["score"] == pytest.approx(b["score"], rel=1e-5)
 
 
-def test_blocks_group_whole_segments():
-    from spacy_spert.candidates import SpanBatch
-
-    batch = SpanBatch(
+def test_blocks_group_whole_pairing_groups():
+    batch = Candidates(
         doc_offsets=numpy.asarray([0, 30]),
         starts=numpy.asarray([0, 1, 9, 10, 12, 20, 25]),
         ends=numpy.asarray([2, 11, 10, 13, 14, 22, 26]),
-        segments=numpy.asarray([0, 0, 0, 1, 1, 2, 2]),
+        groups=numpy.asarray([0, 0, 0, 1, 1, 2, 2]),
     )
     # segment 0 covers tokens 0-11, 1 covers 10-14, 2 covers 20-26
     assert batch.blocks(14) == [(0, 5, 0, 14), (5, 7, 20, 26)]
@@ -197,7 +195,7 @@ def test_small_blocks_give_the_same_output(trained_nlp, monkeypatch):
     import spacy_spert.model
 
     spert = trained_nlp.get_pipe("spert")
-    monkeypatch.setitem(spert.cfg, "max_segment_length", 32)
+    monkeypatch.setattr(spert.suggester, "max_group_length", 32)
     text = " ".join(SENTENCES * 4)
     one_block = trained_nlp(text)
     monkeypatch.setattr(spacy_spert.model, "INFERENCE_BLOCK_TOKENS", 16)

@@ -5,8 +5,8 @@ import numpy
 import pytest
 import torch
 
-from spacy_spert.candidates import enumerate_spans, max_iou, sample_doc
-from spacy_spert.model import RangeMax, pairs_within_segments, top_per_segment
+from spacy_spert.candidates import DocCandidates, enumerate_spans, max_iou, sample_doc
+from spacy_spert.pytorch_model import RangeMax, pairs_within_groups, top_per_group
 
 
 def random_alignment(rng, n_tokens, n_rows):
@@ -53,24 +53,24 @@ def test_range_max_gradient_goes_to_the_max_wordpiece():
     assert hidden.grad.tolist() == [[0.0, 1.0], [2.0, 0.0], [0.0, 1.0]]
 
 
-def test_pairs_within_segments_matches_naive():
+def test_pairs_within_groups_matches_naive():
     segments = torch.tensor([0, 0, 1, 1, 1, 0, 2, 1, 3])
     kept = torch.tensor([0, 2, 3, 5, 6, 7, 8])
-    heads, tails = pairs_within_segments(kept, segments)
+    heads, tails = pairs_within_groups(kept, segments)
     got = sorted(zip(heads.tolist(), tails.tolist()))
     expected = sorted(
         (a, b) for a, b in itertools.permutations(kept.tolist(), 2) if segments[a] == segments[b]
     )
     assert got == expected
-    empty = pairs_within_segments(torch.tensor([4]), segments)
+    empty = pairs_within_groups(torch.tensor([4]), segments)
     assert empty[0].numel() == 0 and empty[1].numel() == 0
 
 
-def test_top_per_segment():
+def test_top_per_group():
     segments = torch.tensor([0, 0, 0, 1, 1, 1])
     kept = torch.tensor([0, 1, 2, 3, 4, 5])
     scores = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.2, 0.8])
-    chosen = top_per_segment(kept, scores, segments, torch.tensor([2, 1]))
+    chosen = top_per_group(kept, scores, segments, torch.tensor([2, 1]))
     assert sorted(chosen.tolist()) == [1, 2, 5]
 
 
@@ -96,7 +96,7 @@ def test_sample_doc_follows_spert():
     entities = [(0, 2, 1), (3, 4, 2), (5, 17, 1), (6, 7, 3)]  # one wider than max_width
     relations = [(0, 1, 0), (0, 1, 2), (2, 3, 1), (1, 3, 1)]  # relation 1 is symmetric
     sample = sample_doc(
-        20, entities, relations, n_relation_labels=3, max_width=10,
+        DocCandidates.all_spans(20, 10), entities, relations, n_relation_labels=3,
         neg_entity_count=100, neg_relation_count=100, rng=rng, symmetric={1},
     )
     n_candidates = sum(min(10, 20 - i) for i in range(20))
@@ -119,16 +119,17 @@ def test_sample_doc_follows_spert():
     assert sample.entity_iou[:4].tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
-def test_sample_doc_strong_negatives_stay_in_pairing_segments():
-    """Inference pairs only spans that start in one pairing segment, so the
-    strong negatives are drawn the same way; gold relations across segments
+def test_sample_doc_strong_negatives_stay_in_pairing_groups():
+    """Inference pairs only spans that start in one pairing group, so the
+    strong negatives are drawn the same way; gold relations across groups
     stay positives."""
     entities = [(0, 1, 1), (2, 3, 1), (5, 6, 2), (7, 8, 2)]
-    relations = [(0, 2, 0)]  # across the two segments
+    relations = [(0, 2, 0)]  # across the two groups
+    candidates = DocCandidates.all_spans(10, 3, max_group_length=5)
+    assert candidates.token_groups.tolist() == [0] * 5 + [1] * 5
     sample = sample_doc(
-        10, entities, relations, n_relation_labels=1, max_width=3, neg_entity_count=0,
+        candidates, entities, relations, n_relation_labels=1, neg_entity_count=0,
         neg_relation_count=100, rng=numpy.random.default_rng(0),
-        pair_segment_ids=numpy.asarray([0] * 5 + [1] * 5),
     )
     pairs = set(zip(sample.pair_heads.tolist(), sample.pair_tails.tolist()))
     assert pairs == {(0, 2), (0, 1), (1, 0), (2, 3), (3, 2)}
@@ -137,16 +138,17 @@ def test_sample_doc_strong_negatives_stay_in_pairing_segments():
 
 def test_sample_doc_caps_and_resamples():
     entities = [(i, i + 1, 1) for i in range(15)]
-    kwargs = dict(n_relation_labels=1, max_width=10, neg_entity_count=7, neg_relation_count=5)
-    a = sample_doc(30, entities, [], rng=numpy.random.default_rng(1), **kwargs)
-    b = sample_doc(30, entities, [], rng=numpy.random.default_rng(2), **kwargs)
+    kwargs = dict(n_relation_labels=1, neg_entity_count=7, neg_relation_count=5)
+    candidates = DocCandidates.all_spans(30, 10)
+    a = sample_doc(candidates, entities, [], rng=numpy.random.default_rng(1), **kwargs)
+    b = sample_doc(candidates, entities, [], rng=numpy.random.default_rng(2), **kwargs)
     assert len(a.starts) == 15 + 7 and len(a.pair_heads) == 5
     assert (a.relation_labels == 0).all()
     assert a.starts[15:].tolist() != b.starts[15:].tolist() or a.ends[15:].tolist() != b.ends[15:].tolist()
 
 
 class _KeepAll:
-    """An objective that keeps every span (top 10 per segment form pairs)."""
+    """An objective that keeps every span (top 10 per group form pairs)."""
 
     def keep_entities(self, logits, threshold):
         return torch.ones(logits.shape[0], dtype=torch.bool)
@@ -156,16 +158,16 @@ class _KeepAll:
 
 
 @pytest.mark.parametrize("mt,logits_in_relation", [(False, False), (True, True), (True, False)])
-def test_split_linear_inference_matches_concatenated_inputs(mt, logits_in_relation):
-    """Inference computes each classifier part by part (per token, per width,
-    per kept span); it must equal the classifier on the concatenated inputs
-    that training uses, for every span and every pair."""
-    from spacy_spert.model import RangeMax, SpERTHead
+def test_factorised_inference_matches_training_computation(mt, logits_in_relation):
+    """At inference each classifier is computed part by part (per token, per
+    width, per kept span); it must equal the training computation on the
+    concatenated inputs (without dropout), for every span and every pair."""
+    from spacy_spert.pytorch_model import SpERTHead
 
     torch.manual_seed(0)
     head = SpERTHead(
-        16, 4, 3, _KeepAll(), width_embedding_size=5, pair_batch_size=7,
-        entity_logits_in_relation=logits_in_relation, identification_heads=mt,
+        16, 4, 3, width_embedding_size=5, max_width_embeddings=100, dropout=0.1, pair_batch_size=7,
+        max_pair_entities_per_token=0.5, entity_logits_in_relation=logits_in_relation, identification_heads=mt,
     )
     for param in head.parameters():
         torch.nn.init.normal_(param, std=0.5)
@@ -177,12 +179,38 @@ def test_split_linear_inference_matches_concatenated_inputs(mt, logits_in_relati
     cls_rows = torch.tensor([0] * 6 + [10] * 6)
     starts, ends = enumerate_spans(n_tokens, 4)
     starts, ends = torch.as_tensor(starts), torch.as_tensor(ends)
-    segments = (starts >= 6).long()
-    pool = RangeMax(hidden, align_rows, align_tokens, n_tokens, n_tokens)
+    groups = (starts >= 6).long()
+    inputs = dict(
+        align_rows=align_rows, align_tokens=align_tokens, token_cls_rows=cls_rows, n_tokens=n_tokens,
+        max_range=n_tokens, span_starts=starts, span_ends=ends,
+    )
     with torch.no_grad():
-        ent, rel, heads, tails = head._predict_block(pool, hidden, cls_rows, starts, ends, segments, 0.0)
-        span_pool, widths, ent_concat = head._entities(pool, hidden, cls_rows, starts, ends)
-        rel_concat = head._relation_logits(pool, starts, ends, span_pool, widths, ent_concat, heads, tails)
-    assert heads.numel() > 20 and (segments[heads] == segments[tails]).all()
-    torch.testing.assert_close(ent, ent_concat, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(rel, rel_concat, rtol=1e-5, atol=1e-5)
+        ent, heads, tails, rel = head.predict(
+            hidden, span_groups=groups, blocks=[(0, len(starts), 0, n_tokens)], objective=_KeepAll(), threshold=0.0,
+            **inputs,
+        )
+        ent_train, rel_train = head(hidden, pair_heads=heads, pair_tails=tails, **inputs)
+    assert heads.numel() > 20 and (groups[heads] == groups[tails]).all()
+    torch.testing.assert_close(ent, ent_train, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rel, rel_train, rtol=1e-5, atol=1e-5)
+
+
+def test_head_loads_weights_saved_before_the_classifier_modules():
+    """Pipelines saved by spacy-spert 0.1.0 name the classifier weights
+    entity_classifier.weight, entity_identifier.bias, ...: they still load."""
+    from spacy_spert.pytorch_model import SpERTHead
+
+    settings = dict(width_embedding_size=5, max_width_embeddings=100, dropout=0.1, pair_batch_size=7,
+                    max_pair_entities_per_token=0.5, entity_logits_in_relation=True, identification_heads=True)
+    torch.manual_seed(0)
+    saved = SpERTHead(16, 4, 3, **settings)
+    legacy = {}
+    for key, value in saved.state_dict().items():
+        key = key.replace("_classifier.identifier.", "_identifier.").replace("_classifier.classes.", "_classifier.")
+        legacy[key] = value
+    assert "entity_identifier.weight" in legacy and "relation_classifier.weight" in legacy
+    torch.manual_seed(1)
+    loaded = SpERTHead(16, 4, 3, **settings)
+    loaded.load_state_dict(legacy)
+    for (name, a), (_, b) in zip(saved.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name

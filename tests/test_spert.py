@@ -13,7 +13,7 @@ from spacy.util import fix_random_seed, make_tempdir
 from spacy_spert import get_relation_spans
 from spacy_spert.relations import relation_key
 
-from conftest import TRAIN_DATA, make_doc, make_nlp, overfit, train_examples, train_step
+from conftest import TRAIN_DATA, head_of, make_doc, make_nlp, overfit, train_examples, train_step
 
 TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
 
@@ -164,34 +164,36 @@ def test_edge_case_training_batches(tiny_bert):
     assert numpy.isfinite(losses["spert"])
 
 
-def test_long_sentence_inference_bounded(trained_nlp):
+def test_long_sentence_inference_bounded(trained_nlp, monkeypatch):
     """A 120-token sentence where every candidate span is kept as an entity:
     by default relation pairs are formed among the 60 best spans; with the
     bound lifted all ~1.3M ordered pairs are classified, in chunks, without
     running out of memory."""
+    import spacy_spert.model
+
     spert = trained_nlp.get_pipe("spert")
     objective = spert.model.attrs["objective"]
-    head = spert.model.layers[1].shims[0]._model
+    head = head_of(trained_nlp)
     words = ((TEXTS[0] + " " + TEXTS[1]).split() * 8)[:120]
     doc = trained_nlp.get_pipe("transformer")(trained_nlp.make_doc(" ".join(words)))
-    original = objective.keep_entities
-    objective.keep_entities = lambda logits, threshold: torch.ones(len(logits), dtype=torch.bool)
-    try:
-        batch, output = spert.predict([doc])
-        n_spans = len(batch.starts)
-        assert n_spans == sum(min(10, 120 - i) for i in range(120))
-        assert output.relation_logits.shape[0] == 60 * 59
-        scores = torch.softmax(torch.as_tensor(output.entity_logits), dim=1).max(dim=1).values
-        chosen = torch.as_tensor(numpy.unique(output.pair_heads))
-        assert len(chosen) == 60
-        assert scores[chosen].min() >= torch.topk(scores, 60).values.min()
-        head.max_pair_entities_per_token = 100.0
-        batch, output = spert.predict([doc])
-    finally:
-        objective.keep_entities = original
-        head.max_pair_entities_per_token = 0.5
-    assert output.relation_logits.shape[0] == n_spans * (n_spans - 1)
-    pairs = set(zip(output.pair_heads.tolist(), output.pair_tails.tolist()))
+    logits = []  # (entity logits, pair heads, pair tails, relation logits) per call
+    decode = spacy_spert.model._decode
+    monkeypatch.setattr(spacy_spert.model, "_decode", lambda obj, t, *out: logits.append(out) or decode(obj, t, *out))
+    monkeypatch.setattr(objective, "keep_entities", lambda logits, threshold: torch.ones(len(logits), dtype=torch.bool))
+    candidates, _ = spert.predict([doc])
+    n_spans = len(candidates.starts)
+    assert n_spans == sum(min(10, 120 - i) for i in range(120))
+    entity_logits, pair_heads, pair_tails, relation_logits = logits[-1]
+    assert relation_logits.shape[0] == 60 * 59
+    scores = torch.softmax(entity_logits, dim=1).max(dim=1).values
+    chosen = torch.unique(pair_heads)
+    assert len(chosen) == 60
+    assert scores[chosen].min() >= torch.topk(scores, 60).values.min()
+    monkeypatch.setattr(head, "max_pair_entities_per_token", 100.0)
+    spert.predict([doc])
+    _, pair_heads, pair_tails, relation_logits = logits[-1]
+    assert relation_logits.shape[0] == n_spans * (n_spans - 1)
+    pairs = set(zip(pair_heads.tolist(), pair_tails.tolist()))
     assert len(pairs) == n_spans * (n_spans - 1)
 
 

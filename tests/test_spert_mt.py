@@ -12,7 +12,7 @@ from spacy.util import fix_random_seed, make_tempdir
 from spacy_spert.losses import SpERTMTObjective, SpERTObjective, iou_bce, ranking_loss
 from spacy_spert.relations import relation_key
 
-from conftest import TRAIN_DATA, make_nlp, overfit, train_examples, train_step
+from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples, train_step
 
 TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
 
@@ -152,13 +152,14 @@ def trained_mt(tiny_bert):
 def test_mt_model_structure(trained_mt):
     spert = trained_mt.get_pipe("spert")
     assert isinstance(spert.model.attrs["objective"], SpERTMTObjective)
-    head = spert.model.layers[1].shims[0]._model
+    head = head_of(trained_mt)
     n_ent, n_rel = len(spert.entity_labels), len(spert.relation_labels)
-    assert head.entity_classifier.bias is None and head.relation_classifier.bias is None
-    assert head.entity_classifier.out_features == n_ent and head.entity_identifier.out_features == 1
-    assert head.relation_classifier.out_features == n_rel and head.relation_identifier.out_features == 1
+    ent, rel = head.entity_classifier, head.relation_classifier
+    assert ent.classes.bias is None and rel.classes.bias is None
+    assert ent.classes.out_features == n_ent and ent.identifier.out_features == 1
+    assert rel.classes.out_features == n_rel and rel.identifier.out_features == 1
     hidden = 32
-    assert head.relation_classifier.in_features == 3 * hidden + 2 * 25 + 2 * (n_ent + 1)
+    assert rel.classes.in_features == 3 * hidden + 2 * 25 + 2 * (n_ent + 1)
 
 
 def test_mt_overfit_evaluate_is_perfect(trained_mt):
@@ -192,10 +193,10 @@ def test_mt_switches_build_and_train(tiny_bert, switch):
     optimizer = nlp.initialize(lambda: examples)
     spert = nlp.get_pipe("spert")
     objective = spert.model.attrs["objective"]
-    head = spert.model.layers[1].shims[0]._model
+    head = head_of(nlp)
     if switch == "entity_logits_in_relation":
-        assert not head.entity_logits_in_relation
-        assert head.relation_classifier.in_features == 3 * 32 + 2 * 25
+        assert not head.relation_classifier.uses_entity_logits
+        assert head.relation_classifier.classes.in_features == 3 * 32 + 2 * 25
     else:
         assert getattr(objective, switch) is False
     for _ in range(3):
@@ -211,14 +212,15 @@ def test_default_factory_is_still_spert(tiny_bert):
     nlp.initialize(lambda: examples)
     spert = nlp.get_pipe("spert")
     assert type(spert.model.attrs["objective"]) is SpERTObjective
-    head = spert.model.layers[1].shims[0]._model
-    # SpERT's parameter names are unchanged, so saved SpERT models still load
+    head = head_of(nlp)
+    # one linear layer with bias per stage; weights saved under the names of
+    # spacy-spert 0.1.0 still load (test_model.py, legacy names)
     assert set(head.state_dict()) == {
         "width_embedding.weight",
-        "entity_classifier.weight",
-        "entity_classifier.bias",
-        "relation_classifier.weight",
-        "relation_classifier.bias",
+        "entity_classifier.classes.weight",
+        "entity_classifier.classes.bias",
+        "relation_classifier.classes.weight",
+        "relation_classifier.classes.bias",
     }
-    assert head.entity_classifier.out_features == len(spert.entity_labels) + 1
-    assert head.relation_classifier.out_features == len(spert.relation_labels)
+    assert head.entity_classifier.classes.out_features == len(spert.entity_labels) + 1
+    assert head.relation_classifier.classes.out_features == len(spert.relation_labels)

@@ -1,0 +1,88 @@
+"""Writing the model's predictions to docs: entities to a ``SpanGroup`` in
+``doc.spans[spans_key]`` (scores in ``attrs["scores"]``), relations to
+``doc._.relations`` as the dicts of ``relations.py`` (built with
+``make_relation``), and optionally the best non-overlapping entities to
+``doc.ents``."""
+from typing import Dict, List, Sequence
+
+import numpy
+from spacy.tokens import Doc, Span, SpanGroup
+
+from .candidates import Candidates
+from .model import SpERTPredictions
+from .relations import RELATIONS_ATTR, canonical_order, make_relation
+
+
+def write_predictions(
+    docs: Sequence[Doc],
+    candidates: Candidates,
+    predictions: SpERTPredictions,
+    *,
+    entity_labels: Sequence[str],
+    relation_labels: Sequence[str],
+    spans_key: str,
+    symmetric_relations: Sequence[str] = (),
+    set_ents: bool = False,
+) -> None:
+    """Write the predicted entities and relations of a batch to its docs.
+
+    docs (Sequence[Doc]): The docs, in the order of the candidates.
+    candidates (Candidates): The candidates the model classified.
+    predictions (SpERTPredictions): The model's decoded output.
+    entity_labels, relation_labels (Sequence[str]): The label names.
+    spans_key (str): The span group to write the entities to.
+    symmetric_relations (Sequence[str]): Relation types written once per
+        pair, with the earlier span as head.
+    set_ents (bool): Also write the best non-overlapping entities to doc.ents.
+    """
+    p = predictions
+    span_docs = candidates.span_docs()
+    ent_docs = span_docs[p.entity_spans]
+    rel_docs = span_docs[p.relation_heads]
+    for d, doc in enumerate(docs):
+        offset = int(candidates.doc_offsets[d])
+        mine = numpy.flatnonzero(ent_docs == d)
+        spans: Dict[int, Span] = {}
+        for i in mine:
+            c = int(p.entity_spans[i])
+            spans[c] = Span(
+                doc,
+                int(candidates.starts[c]) - offset,
+                int(candidates.ends[c]) - offset,
+                label=entity_labels[p.entity_labels[i]],
+            )
+        entities = list(spans.values())
+        scores = p.entity_scores[mine]
+        doc.spans[spans_key] = SpanGroup(doc, name=spans_key, spans=entities, attrs={"scores": scores})
+        relations = [
+            make_relation(
+                spans[int(p.relation_heads[q])],
+                spans[int(p.relation_tails[q])],
+                relation_labels[p.relation_labels[q]],
+                float(p.relation_scores[q]),
+            )
+            for q in numpy.flatnonzero(rel_docs == d)
+        ]
+        if symmetric_relations:
+            relations = canonical_order(relations, symmetric_relations)
+        doc._.set(RELATIONS_ATTR, relations)
+        if set_ents:
+            doc.ents = best_non_overlapping(entities, scores)
+
+
+def best_non_overlapping(spans: List[Span], scores: numpy.ndarray) -> List[Span]:
+    """The highest-scoring spans that do not overlap, in document order.
+
+    spans (List[Span]): The candidate entities.
+    scores (numpy.ndarray): One score per span.
+    RETURNS (List[Span]): The chosen spans, sorted by start.
+    """
+    taken = set()
+    chosen = []
+    for i in numpy.argsort(-scores, kind="stable"):
+        span = spans[i]
+        tokens = range(span.start, span.end)
+        if not taken.intersection(tokens):
+            taken.update(tokens)
+            chosen.append(span)
+    return sorted(chosen, key=lambda s: s.start)
