@@ -1,100 +1,358 @@
-"""Command-line interface: ``python -m spacy_spert COMMAND ...``.
+"""The ``spert`` command-line interface, on spaCy's own tooling (typer, wasabi).
 
-Commands are argparse subparsers; each is registered by a ``_add_*`` function
-that sets ``func`` to the function that runs it. To add a command (e.g.
-``benchmark``), write such a pair and call the ``_add_*`` function from
-:func:`build_parser`.
+Run it as ``python -m spacy_spert COMMAND`` or, through the ``spacy_cli``
+entry point, as ``python -m spacy spert COMMAND``. ``--help`` after a command
+shows its arguments.
 
-Commands:
-    convert IN.json OUT.spacy [--types TYPES.json] [--spans-key sc] [--lang en]
-        Convert a SpERT JSON file to a .spacy DocBin (see spacy_spert.convert).
+Commands (each line is the first sentence of the command's help):
+    convert          Convert a SpERT JSON file to a .spacy file.
+    convert-dataset  Convert every SpERT JSON file of a folder.
+    evaluate         Score a pipeline; print SpERT's table.
+    benchmark        Train, score and time; write a results file.
+    kfold            k-fold cross-validation of a config.
+    speed            Speed and memory against the transformer.
+    ablation-table   The SpERT.MT ablation table.
+    demo             Tag sentences and print what was found.
+    demo-data        Write the offline demo corpus.
+
+To add a command (``predict``, ``render``, ``serve``, ...): write one function
+decorated with ``@app.command("name")`` whose parameters are typer ``Arg`` and
+``Opt`` and whose docstring is its help (a first sentence of at most 45
+characters, listed above); let it call one library function inside ``with
+_user_errors():``; report progress with wasabi's ``msg`` and print tables and
+data lines with ``typer.echo`` (``msg`` wraps text at 80 columns). The logic
+lives in the library (:mod:`spacy_spert.experiments` for the project's
+tools), not here.
+
+Errors in the input (invalid data, a missing file, a failed run) end a command
+with one line ``error: ...`` on stderr and exit status 1; nothing is written
+for invalid data. Usage errors exit with status 2.
 """
-import argparse
-import sys
-from typing import List, Optional
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, NoReturn, Optional
 
+import click
+import typer
+from spacy.cli._util import Arg, Opt
+from spacy.cli._util import app as spacy_app
+from spacy.cli._util import parse_config_overrides
+from wasabi import msg
+
+NAME = "spert"
 PROG = "python -m spacy_spert"
+HELP = """SpERT joint entity and relation extraction.
+
+Convert data, evaluate, benchmark and demo spaCy pipelines with a `spert`
+component (SpERT and SpERT.MT).
+"""
+# Commands that take config overrides (--section.key value) after their options.
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+app = typer.Typer(name=NAME, help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split("\n"))
+def fail(message: str, status: int = 1) -> NoReturn:
+    """Print ``error: MESSAGE`` as one line to stderr and exit with ``status``."""
+    typer.echo(f"error: {' '.join(str(message).splitlines())}", err=True)
+    raise typer.Exit(status)
 
 
-def _error(message: str) -> int:
-    """Print ``error: message`` as one line to stderr; return the exit status 1."""
-    print(f"error: {_one_line(message)}", file=sys.stderr)
-    return 1
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors of bad input into :func:`fail`: ValueError (e.g. a
+    ConversionError), OSError (``FILE: what``) and a failed subprocess."""
+    try:
+        yield
+    except ValueError as e:
+        fail(str(e))
+    except OSError as e:
+        what = e.strerror or str(e)
+        fail(f"{e.filename}: {what}" if e.filename is not None else what)
+    except subprocess.CalledProcessError as e:
+        fail(f"exit status {e.returncode} from: {' '.join(map(str, e.cmd))}")
 
 
-def run_convert(args: argparse.Namespace) -> int:
-    """Run ``convert``: convert ``args.input`` to ``args.output``.
+def _ints(text: str) -> List[int]:
+    """``"1,8,64"`` -> [1, 8, 64] (``""`` -> [])."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"expected comma-separated integers, got {text!r}")
 
-    args (Namespace): input, output, types, spans_key, lang.
-    RETURNS (int): The exit status: 0 on success; 1 (after printing one
-        ``error: ...`` line to stderr) for invalid data, an unknown language or
-        a file that cannot be read or written.
+
+def _overrides(ctx: typer.Context) -> List[str]:
+    """The extra arguments of a command, checked as spaCy checks config overrides."""
+    try:
+        parse_config_overrides(list(ctx.args))
+    except click.ClickException as e:  # e.g. NoSuchOption for "--name" without a section
+        fail(e.format_message(), status=2)
+    return list(ctx.args)
+
+
+@app.command("convert")
+def convert_cli(
+    # fmt: off
+    input_path: Path = Arg(..., help="SpERT JSON file to read", show_default=False),
+    output_path: Path = Arg(..., help=".spacy file to write", show_default=False),
+    types: Optional[Path] = Opt(None, "--types", metavar="TYPES.json", help="SpERT types file; entity/relation types not in it are errors"),
+    spans_key: str = Opt("sc", "--spans-key", help="Span group for the entities"),
+    lang: str = Opt("en", "--lang", help="Language code for the vocab"),
+    # fmt: on
+):
+    """Convert a SpERT JSON file to a .spacy file.
+
+    The JSON file is a list of {tokens, entities, relations} records; the
+    .spacy file a DocBin with the entities in doc.spans[SPANS_KEY], relations in
+    doc._.relations, gold tokenization kept. Nothing is written if any record
+    is invalid.
     """
     from .convert import convert_file
 
-    try:
-        n_docs = convert_file(
-            args.input,
-            args.output,
-            types_path=args.types,
-            spans_key=args.spans_key,
-            lang=args.lang,
-        )
-    except ValueError as e:  # ConversionError, unknown language
-        return _error(str(e))
-    except OSError as e:
-        where = e.filename if e.filename is not None else ""
-        what = e.strerror or str(e)
-        return _error(f"{where}: {what}" if where else what)
-    print(f"Converted {n_docs} docs from {args.input} to {args.output}")
-    return 0
+    with _user_errors():
+        n_docs = convert_file(input_path, output_path, types_path=types, spans_key=spans_key, lang=lang)
+    typer.echo(f"Converted {n_docs} docs from {input_path} to {output_path}")
 
 
-def _add_convert(subparsers: "argparse._SubParsersAction") -> None:
-    parser = subparsers.add_parser(
-        "convert",
-        help="convert a SpERT JSON file to a .spacy file",
-        description=(
-            "Convert a SpERT JSON file (a list of {tokens, entities, relations} records) "
-            "to a .spacy DocBin: entities in doc.spans[SPANS_KEY], relations in "
-            "doc._.relations, gold tokenization kept. Nothing is written if any record "
-            "is invalid."
-        ),
-    )
-    parser.add_argument("input", help="SpERT JSON file to read")
-    parser.add_argument("output", help=".spacy file to write")
-    parser.add_argument(
-        "--types",
-        metavar="TYPES.json",
-        default=None,
-        help="SpERT types file; entity/relation types not in it are errors",
-    )
-    parser.add_argument(
-        "--spans-key", default="sc", help="span group for the entities (default: sc)"
-    )
-    parser.add_argument("--lang", default="en", help="language code for the vocab (default: en)")
-    parser.set_defaults(func=run_convert)
+@app.command("convert-dataset")
+def convert_dataset_cli(
+    # fmt: off
+    input_dir: Path = Arg(..., help="Folder with the SpERT JSON files", show_default=False),
+    output_dir: Path = Arg(..., help="Folder for the .spacy files", show_default=False),
+    dataset: Optional[str] = Opt(None, "--dataset", help="Dataset name (default: the input folder's name)"),
+    types: Optional[Path] = Opt(None, "--types", help="Types file (default: <dataset>_types.json or types.json)"),
+    # fmt: on
+):
+    """Convert every SpERT JSON file of a folder.
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with one subparser per command."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="spacy-spert: SpERT joint entity and relation extraction for spaCy"
-    )
-    subparsers = parser.add_subparsers(dest="command", title="commands")
-    subparsers.required = True
-    _add_convert(subparsers)
-    return parser
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the command.
-
-    RETURNS (int): The exit status (argparse exits with 2 on bad usage).
+    Each file but the types file becomes OUTPUT_DIR/<split>.spacy, where <split> is the file name without the dataset prefix
+    (conll04_train_dev.json -> train_dev.spacy). Every file is checked against
+    the types file.
     """
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    from .experiments.datasets import convert_dataset
+
+    with _user_errors():
+        for path, output, n_docs in convert_dataset(input_dir, output_dir, dataset, types):
+            typer.echo(f"{path} -> {output} ({n_docs} docs)")
+
+
+@app.command("evaluate")
+def evaluate_cli(
+    # fmt: off
+    model: str = Arg(..., help="Pipeline directory or package name", show_default=False),
+    data_path: Path = Arg(..., help=".spacy file (or folder) with gold annotation", show_default=False),
+    output: Optional[Path] = Opt(None, "--output", "-o", help="JSON file for all scores", dir_okay=False),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+    # fmt: on
+):
+    """Score a pipeline; print SpERT's table.
+
+    Runs spaCy's evaluate (same JSON as `spacy evaluate`) and prints SpERT's NER and relation P/R/F1, micro and macro, relations in
+    strict and boundaries mode: percentages in the table, fractions in the JSON.
+    """
+    from .experiments.evaluation import evaluate, score_table
+
+    with _user_errors():
+        scores = evaluate(model, data_path, output, gpu_id)
+    msg.divider(f"{model} on {data_path}")
+    typer.echo(score_table(scores))
+    if output is not None:
+        msg.good(f"Saved all scores to {output}")
+
+
+@app.command("benchmark", context_settings=OVERRIDES)
+def benchmark_cli(
+    # fmt: off
+    ctx: typer.Context,
+    config: Path = Arg(..., help="Training config", show_default=False),
+    train: Path = Opt(..., "--train", help="Training corpus (.spacy)", show_default=False),
+    test: Path = Opt(..., "--test", help="Test corpus (.spacy): logged during training, scored after", show_default=False),
+    output_dir: Path = Opt(..., "--output-dir", help="Training output; its model-last is scored", show_default=False),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    epochs: int = Opt(20, "--epochs", help="Training epochs"),
+    seed: int = Opt(0, "--seed", help="Random seed (system.seed)"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes to time"),
+    skip_train: bool = Opt(False, "--skip-train", help="Reuse the model in --output-dir"),
+    skip_speed: bool = Opt(False, "--skip-speed", help="Do not time inference"),
+    # fmt: on
+):
+    """Train, score and time; write a results file.
+
+    Trains CONFIG with the paper protocol (`spacy train` on --train for
+    --epochs epochs, --test only logged), score model-last on --test, time
+    inference against the transformer alone; write --results (JSON) and its
+    tables (.md) with the command, versions, seed and machine. Further
+    --section.key value arguments are config overrides for training, recorded
+    in the results.
+    """
+    from .experiments.benchmark import markdown, run_benchmark
+
+    overrides = _overrides(ctx)
+    sizes = [] if skip_speed else _ints(batch_sizes)
+    with _user_errors():
+        out = run_benchmark(config, train, test, output_dir, results, epochs=epochs, seed=seed, gpu_id=gpu_id,
+                            batch_sizes=sizes, skip_train=skip_train, overrides=overrides)
+    typer.echo(markdown(out))
+
+
+@app.command("kfold", context_settings=OVERRIDES)
+def kfold_cli(
+    # fmt: off
+    ctx: typer.Context,
+    config_path: Path = Arg(..., help="Training config", show_default=False),
+    corpus_dir: Path = Arg(..., help="Folder with the folds' .spacy files", show_default=False),
+    output: Path = Opt(..., "--output", "-o", help="Folder for the fold models", show_default=False),
+    metrics: Path = Opt(..., "--metrics", "-m", help="JSON file for the aggregated scores", show_default=False),
+    train_pattern: str = Opt("split_{fold}_train.spacy", "--train-pattern", help="Train file name with {fold}"),
+    test_pattern: str = Opt("split_{fold}_test.spacy", "--test-pattern", help="Test file name with {fold}"),
+    folds: str = Opt("all", "--folds", help="'all' or comma-separated fold ids"),
+    model: str = Opt("last", "--model", help="Model to evaluate: last or best"),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+    resume: bool = Opt(False, "--resume", help="Skip folds that have a metrics.json"),
+    # fmt: on
+):
+    """k-fold cross-validation of a config.
+
+    For every fold in CORPUS_DIR: `spacy train` on
+    its train file (its test file only logged) and evaluate model-last on its
+    test file, each in a fresh process; then write the mean and sample standard
+    deviation of every score to --metrics. Further --section.key value
+    arguments are config overrides for training.
+    """
+    from .experiments.evaluation import score_table
+    from .experiments.kfold import run_kfold, summary
+
+    overrides = _overrides(ctx)
+    with _user_errors():
+        result = run_kfold(config_path, corpus_dir, output, metrics, train_pattern=train_pattern,
+                           test_pattern=test_pattern, folds=folds, model=model, gpu_id=gpu_id, resume=resume,
+                           overrides=overrides)
+    msg.divider(f"Mean over {result['n_folds']} folds (sample standard deviation)")
+    typer.echo(score_table({key: value for key, value in result["mean"].items() if "." not in key}))
+    typer.echo("\n".join(summary(result)))
+    msg.good(f"Saved {metrics}")
+
+
+@app.command("speed")
+def speed_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Trained pipeline (e.g. the model-last of `benchmark`)", show_default=False),
+    test: Path = Opt(..., "--test", help="Corpus whose texts are tagged", show_default=False),
+    train: Optional[Path] = Opt(None, "--train", help="Training corpus for the training step split"),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes"),
+    repeats: int = Opt(5, "--repeats", help="Alternating inference runs per batch size"),
+    train_steps: int = Opt(0, "--train-steps", help="Training steps to time; 0: one epoch; <0: none"),
+    lengths: str = Opt("100,300,1000,3000,10000,20000", "--lengths", help="Document lengths in tokens; '' for none"),
+    repeats_long: int = Opt(2, "--repeats-long", help="Timed runs per length"),
+    plot: Optional[Path] = Opt(None, "--plot", help="PNG of time and memory against length (needs matplotlib: the bench extra)"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    seed: int = Opt(0, "--seed", help="Random seed"),
+    doc_windows: bool = Opt(False, "--doc-windows", help="Keep the model's own span getter"),
+    # fmt: on
+):
+    """Speed and memory against the transformer.
+
+    Measures a trained pipeline against its transformer alone: inference by batch size, the training step split, and time and peak memory
+    against document length; writes --results (JSON), its tables (.md) and
+    the --plot.
+    """
+    from .experiments.speed import markdown, run_speed
+
+    if plot is not None and lengths.strip():
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            fail("--plot needs matplotlib: pip install 'spacy-spert[bench]'")
+    with _user_errors():
+        out = run_speed(model, test, results, train=train, batch_sizes=_ints(batch_sizes), repeats=repeats,
+                        train_steps=train_steps, length_values=_ints(lengths), repeats_long=repeats_long,
+                        plot_path=plot, gpu_id=gpu_id, seed=seed, doc_windows=doc_windows)
+    typer.echo(markdown(out))
+
+
+@app.command("ablation-table")
+def ablation_table_cli(
+    # fmt: off
+    spert: Path = Opt(..., "--spert", help="SpERT results file (from `benchmark`)", show_default=False),
+    mt_prefix: str = Opt(..., "--mt-prefix", help="SpERT.MT results files up to -seed<SEED>.json", show_default=False),
+    seed: int = Opt(0, "--seed", help="Seed in the results file names"),
+    output: Path = Opt(..., "--output", help="Markdown file for the table", show_default=False),
+    # fmt: on
+):
+    """The SpERT.MT ablation table.
+
+    Collects the results of `benchmark` runs (SpERT, SpERT.MT and SpERT.MT
+    without its multitask heads, IoU loss or entity logits) into one Markdown
+    table of F1 with the difference to SpERT.MT. Missing results files are rows
+    of dashes.
+    """
+    from .experiments.ablation import ablation_table
+
+    with _user_errors():
+        text = ablation_table(spert, mt_prefix, seed)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf8")
+    typer.echo(text)
+
+
+@app.command("demo")
+def demo_cli(
+    # fmt: off
+    model: str = Arg("training/demo/model-last", help="Pipeline directory or package name"),
+    text: Optional[List[str]] = Opt(None, "--text", help="A sentence to tag (repeatable; default: held-out demo sentences)"),
+    spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
+    # fmt: on
+):
+    """Tag sentences and print what was found.
+
+    Prints the entities and relations a trained pipeline finds. The default sentences use names, organisations and
+    places that the demo training data does not have.
+    """
+    import spacy
+
+    from .experiments.demo import demo
+
+    with _user_errors():
+        nlp = spacy.load(model)
+    msg.info(f"Pipeline {model}: {nlp.pipe_names}")
+    typer.echo("\n".join(demo(nlp, text, spans_key)))
+
+
+@app.command("demo-data")
+def demo_data_cli(
+    # fmt: off
+    output: Path = Opt(Path("assets/demo"), "--output", help="Output folder"),
+    n_train: int = Opt(500, "--n-train", help="Training sentences"),
+    n_dev: int = Opt(100, "--n-dev", help="Dev sentences"),
+    seed: int = Opt(13, "--seed", help="Random seed"),
+    # fmt: on
+):
+    """Write the offline demo corpus.
+
+    Writes train.json, dev.json and types.json in SpERT's format: template sentences with CoNLL04's types. Deterministic for
+    a seed; assets/demo holds the committed output.
+    """
+    from .experiments.demo_data import write_demo_data
+
+    with _user_errors():
+        n = write_demo_data(output, n_train, n_dev, seed)
+    msg.good(
+        f"Wrote {n['train']} train ({n['entities']} entities, {n['relations']} relations) "
+        f"and {n['dev']} dev sentences to {output}"
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Run the app as ``python -m spacy_spert`` (exits with the command's status).
+
+    argv (Optional[List[str]]): The arguments (default: ``sys.argv[1:]``).
+    """
+    typer.main.get_command(app)(args=argv, prog_name=PROG)
+
+
+# `python -m spacy spert ...`: spaCy's setup_cli loads the `spacy_cli` entry
+# points (this module), and this adds the app to spaCy's own.
+spacy_app.add_typer(app, name=NAME)

@@ -36,7 +36,7 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span, SpanGroup
 from spacy.vocab import Vocab
 
-from .relations import RELATIONS_ATTR, install_extensions, make_relation
+from .relations import RELATIONS_ATTR, EntityIndex, install_extensions, make_relation
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -396,15 +396,12 @@ def docs_to_records(
     records = []
     for d, doc in enumerate(docs):
         entities: List[Dict[str, Any]] = []
-        by_label: Dict[Tuple[int, int, str], int] = {}
-        by_bounds: Dict[Tuple[int, int], int] = {}
+        index: EntityIndex[int] = EntityIndex()  # (start, end, label) -> position in entities
 
         def add_entity(start: int, end: int, label: str) -> int:
-            idx = len(entities)
+            index.add(start, end, label, len(entities))
             entities.append({"type": label, "start": start, "end": end})
-            by_label.setdefault((start, end, label), idx)
-            by_bounds.setdefault((start, end), idx)
-            return idx
+            return len(entities) - 1
 
         if spans_key in doc.spans:
             for span in doc.spans[spans_key]:
@@ -412,17 +409,16 @@ def docs_to_records(
 
         def resolve(rel: Dict[str, Any], side: str) -> int:
             start, end = int(rel[f"{side}_start"]), int(rel[f"{side}_end"])
-            label = rel.get(f"{side}_label")
-            if label:
-                idx = by_label.get((start, end, label))
-                return idx if idx is not None else add_entity(start, end, label)
-            idx = by_bounds.get((start, end))
-            if idx is None:
+            label = rel.get(f"{side}_label") or None
+            found = index.matches(start, end, label)
+            if found:
+                return found[0]
+            if label is None:
                 raise ValueError(
                     f"doc {d}: the {side} of relation {rel} is not in doc.spans[{spans_key!r}] "
                     f"and has no '{side}_label' to make it an entity"
                 )
-            return idx
+            return add_entity(start, end, label)
 
         relations = []
         for rel in doc._.get(RELATIONS_ATTR) or ():

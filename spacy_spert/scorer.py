@@ -19,18 +19,25 @@ in lavis-nlp/spert), so that the numbers compare with the published ones:
   it is undefined, like scikit-learn's ``zero_division=0``).
 
 All values are fractions in [0, 1] (the spaCy convention; the SpERT evaluator
-prints percentages). With nothing to score every value is 0.0.
+prints percentages). With nothing to score every value is 0.0. The counting is
+spaCy's :class:`spacy.scorer.PRFScore`, one per type.
+
+``SCORE_MODES`` and ``SCORE_NAMES`` are the one table of the headline scores'
+names: their keys here, their names in results files (``"rel_strict_macro"``)
+and their labels in tables (``"RE strict macro F1"``). The CLI, the evaluation
+tables and the results files of :mod:`spacy_spert.experiments` all use it.
 
 The component's ``score`` method calls :func:`score_spert` with its whole
 config as keyword arguments; unknown keyword arguments are ignored.
 """
-from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import spacy
+from spacy.scorer import PRFScore
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-from .relations import RELATIONS_ATTR, canonical_order
+from .relations import RELATIONS_ATTR, EntityIndex, canonical_order
 
 # A tuple that identifies an entity or a relation in one doc (its last element
 # or, for relations, its label decides the type it is counted under).
@@ -67,13 +74,89 @@ SCORE_KEYS: Tuple[str, ...] = tuple(
 
 
 # ---------------------------------------------------------------------------
-# Counting (pure functions)
+# The names of the scores: one table for the CLI, tables and results files
 # ---------------------------------------------------------------------------
 
 
-def _safe_div(numerator: float, denominator: float) -> float:
-    """``numerator / denominator``, or 0.0 when the denominator is 0."""
-    return numerator / denominator if denominator else 0.0
+class ScoreMode(NamedTuple):
+    """An evaluation mode of :func:`score_spert`.
+
+    name (str): The mode in results files: ``"ner"`` gives ``"ner_micro"``,
+        ``"ner_macro"`` and ``"ner_per_type"``.
+    label (str): The mode in tables, e.g. ``"RE strict"``.
+    prefix (str): The prefix of the mode's keys in the scores, e.g. ``"spert_rel"``.
+    """
+
+    name: str
+    label: str
+    prefix: str
+
+
+SCORE_MODES: Tuple[ScoreMode, ...] = (
+    ScoreMode("ner", "NER", ENT_PREFIX),
+    ScoreMode("rel_strict", "RE strict", REL_PREFIX),
+    ScoreMode("rel_boundaries", "RE boundaries", REL_BOUND_PREFIX),
+)
+AVERAGES = ("micro", "macro")
+# How tables name precision, recall and F1.
+METRIC_LABELS = {"p": "P", "r": "R", "f": "F1"}
+
+
+class ScoreName(NamedTuple):
+    """A headline score: one evaluation mode, averaged one way.
+
+    mode (ScoreMode): The evaluation mode.
+    average (str): ``"micro"`` or ``"macro"``.
+    """
+
+    mode: ScoreMode
+    average: str
+
+    @property
+    def name(self) -> str:
+        """The name in results files, e.g. ``"rel_strict_macro"``."""
+        return f"{self.mode.name}_{self.average}"
+
+    def key(self, metric: str = "f") -> str:
+        """The key in the scores of :func:`score_spert`.
+
+        metric (str): ``"p"``, ``"r"`` or ``"f"``.
+        RETURNS (str): E.g. ``"spert_rel_macro_f"``.
+        """
+        suffix = metric if self.average == "micro" else f"macro_{metric}"
+        return score_keys(self.mode.prefix)[suffix]
+
+    def label(self, metric: str = "f") -> str:
+        """The label in tables.
+
+        metric (str): ``"p"``, ``"r"`` or ``"f"``.
+        RETURNS (str): E.g. ``"NER micro F1"``, ``"RE strict macro P"``.
+        """
+        return f"{self.mode.label} {self.average} {METRIC_LABELS[metric]}"
+
+
+# NER micro, NER macro, RE strict micro, ..., RE boundaries macro.
+SCORE_NAMES: Tuple[ScoreName, ...] = tuple(
+    ScoreName(mode, average) for mode in SCORE_MODES for average in AVERAGES
+)
+
+
+def score_name(name: str) -> ScoreName:
+    """Look up a headline score by its name in results files.
+
+    name (str): E.g. ``"rel_boundaries_micro"``.
+    RETURNS (ScoreName): The score.
+    RAISES: KeyError for an unknown name.
+    """
+    for score in SCORE_NAMES:
+        if score.name == name:
+            return score
+    raise KeyError(f"unknown score {name!r}; known: {', '.join(s.name for s in SCORE_NAMES)}")
+
+
+# ---------------------------------------------------------------------------
+# Counting (pure functions, with spaCy's PRFScore)
+# ---------------------------------------------------------------------------
 
 
 def prf_from_counts(tp: int, fp: int, fn: int) -> PRF:
@@ -83,10 +166,8 @@ def prf_from_counts(tp: int, fp: int, fn: int) -> PRF:
     RETURNS (Tuple[float, float, float]): (precision, recall, F1); each is 0.0
         where it is undefined.
     """
-    p = _safe_div(tp, tp + fp)
-    r = _safe_div(tp, tp + fn)
-    f = _safe_div(2 * p * r, p + r)
-    return p, r, f
+    prf = PRFScore(tp=tp, fp=fp, fn=fn)
+    return prf.precision, prf.recall, prf.fscore
 
 
 def prf_from_sets(
@@ -107,22 +188,18 @@ def prf_from_sets(
         Everything is 0.0 when there are no items.
     """
     types = sorted(t for t in set(gold) | set(pred) if gold.get(t) or pred.get(t))
-    tp_all = fp_all = fn_all = 0
+    micro = PRFScore()
     per_type: PerType = {}
     for label in types:
-        g, p = gold.get(label, set()), pred.get(label, set())
-        tp = len(g & p)
-        fp = len(p) - tp
-        fn = len(g) - tp
-        tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
-        prec, rec, f1 = prf_from_counts(tp, fp, fn)
-        per_type[label] = {"p": prec, "r": rec, "f": f1}
-    micro = prf_from_counts(tp_all, fp_all, fn_all)
-    n = len(types)
+        prf = PRFScore()
+        prf.score_set(pred.get(label, set()), gold.get(label, set()))
+        micro += prf
+        per_type[label] = prf.to_dict()
     macro = tuple(
-        _safe_div(sum(scores[m] for scores in per_type.values()), n) for m in ("p", "r", "f")
+        sum(scores[m] for scores in per_type.values()) / len(types) if types else 0.0
+        for m in ("p", "r", "f")
     )
-    return micro, macro, per_type  # type: ignore[return-value]
+    return (micro.precision, micro.recall, micro.fscore), macro, per_type  # type: ignore[return-value]
 
 
 def group_by_type(
@@ -204,21 +281,6 @@ def make_span_mapper(eg: Example) -> SpanMapper:
     return mapper
 
 
-def span_labels(doc: Doc, spans_key: str) -> Dict[Tuple[int, int], str]:
-    """The entity type of each span of a doc's span group.
-
-    doc (Doc): The doc.
-    spans_key (str): The span group; a missing group means no entities.
-    RETURNS (Dict[Tuple[int, int], str]): (start, end) -> label (the first span
-        with those boundaries wins).
-    """
-    labels: Dict[Tuple[int, int], str] = {}
-    if spans_key in doc.spans:
-        for span in doc.spans[spans_key]:
-            labels.setdefault((span.start, span.end), span.label_)
-    return labels
-
-
 def entity_keys(doc: Doc, spans_key: str, mapper: SpanMapper = _identity) -> List[Key]:
     """The entity tuples ``(start, end, type)`` of a doc.
 
@@ -243,8 +305,9 @@ def relation_keys(
 
     Relations of a type in ``symmetric_relations`` are put in canonical order
     first. An endpoint's type is the relation's ``head_label``/``tail_label``
-    if given, else the label of the span with the same boundaries in the span
-    group ``spans_key``, else None.
+    if given, else the label of the first span with the same boundaries in the
+    span group ``spans_key`` (found with
+    :class:`~spacy_spert.relations.EntityIndex`), else None.
 
     doc (Doc): The doc; relations are read from ``doc._.relations``.
     spans_key (str): The span group that holds the entities.
@@ -256,16 +319,16 @@ def relation_keys(
     if not relations:
         return []
     relations = canonical_order(relations, symmetric_relations)
-    labels = span_labels(doc, spans_key)
+    entities = EntityIndex.from_spans(doc.spans[spans_key] if spans_key in doc.spans else ())
     keys = []
     for rel in relations:
         ends = []
         for side in ("head", "tail"):
-            start, end = rel[f"{side}_start"], rel[f"{side}_end"]
             ent_type = rel.get(f"{side}_label")
-            if ent_type is None:
-                ent_type = labels.get((start, end))
-            ends.extend((*_map(mapper, start, end), ent_type))
+            if ent_type is None:  # the relation has no label: boundaries decide
+                span = entities.endpoint(rel, side)
+                ent_type = span.label_ if span is not None else None
+            ends.extend((*_map(mapper, rel[f"{side}_start"], rel[f"{side}_end"]), ent_type))
         keys.append((*ends, rel["label"]))
     return keys
 

@@ -553,7 +553,8 @@ def test_cli_missing_files_bad_types_and_lang(error_runs):
 def test_cli_usage(error_runs):
     _workdir, result = error_runs["usage"]
     assert result.returncode == 2
-    assert "{convert}" in result.stderr
+    assert "Usage: python -m spacy_spert" in result.stderr
+    assert "  convert  " in result.stderr  # the commands are listed
     assert "Traceback" not in result.stderr
 
 

@@ -1,5 +1,6 @@
 """The project around the component: encoders.py, configs/, project.yml and
-scripts/ (fast checks; no training)."""
+the experiment tools of spacy_spert.experiments that its commands run (fast
+checks; no training)."""
 import importlib.util
 import json
 import math
@@ -13,10 +14,12 @@ import pytest
 import spacy
 from spacy import util
 from spacy.schemas import ConfigSchemaInit, ConfigSchemaTraining
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc, DocBin, Span
 
 import spacy_spert  # noqa: F401
 from spacy_spert.encoders import find_installed_model, installed_model_path
+from spacy_spert.experiments import ablation, datasets, demo, demo_data, kfold
+from spacy_spert.relations import make_relation
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
@@ -148,20 +151,35 @@ def test_demo_config_schedule_matches_demo_data():
     assert T["eval_frequency"] == steps
 
 
-# scripts/ -------------------------------------------------------------------------
+# spacy_spert.experiments ----------------------------------------------------------
 
 
 def test_demo_data_is_reproducible(tmp_path):
-    make_demo_data = _load_script("make_demo_data")
-    make_demo_data.main(["--output", str(tmp_path)])
+    counts = demo_data.write_demo_data(tmp_path)
+    assert (counts["train"], counts["dev"]) == (500, 100)
     for name in ("train.json", "dev.json", "types.json"):
         committed = (REPO_ROOT / "assets" / "demo" / name).read_bytes()
         assert (tmp_path / name).read_bytes() == committed, f"assets/demo/{name} differs from the generator's output"
     records = json.loads((tmp_path / "train.json").read_text(encoding="utf8"))
     text = " " + " ".join(" ".join(r["tokens"]) for r in records) + " "
-    for names in make_demo_data.HELD_OUT.values():
+    for names in demo_data.HELD_OUT.values():
         for name in names:
             assert f" {name} " not in text
+
+
+def test_demo_describe():
+    nlp = spacy.blank("en")
+    doc = Doc(nlp.vocab, words="Ann Lee works for Acme .".split(), spaces=[True] * 5 + [False])
+    doc.spans["ents"] = [Span(doc, 0, 2, "Peop"), Span(doc, 4, 5, "Org")]
+    doc.spans["ents"].attrs["scores"] = [0.9, 0.75]
+    doc._.relations = [make_relation(doc.spans["ents"][0], doc.spans["ents"][1], "Work_For", 0.5)]
+    assert demo.describe(doc, "ents") == [
+        "Ann Lee works for Acme .",
+        "  entities:  [Ann Lee: Peop 0.90] [Acme: Org 0.75]",
+        "  relations: Ann Lee (Peop) --Work_For--> Acme (Org)  0.50",
+    ]
+    assert demo.describe(Doc(nlp.vocab, words=["Hi"]), "ents")[1:] == ["  entities:  (none)", "  relations: (none)"]
+    assert demo.spert_spans_key(nlp, default="x") == "x"
 
 
 def _write_docbin(path: Path, lengths):
@@ -190,7 +208,6 @@ def test_train_plan_schedule(tmp_path):
 
 
 def test_kfold_discover_and_aggregate(tmp_path):
-    kfold = _load_script("kfold")
     for name in ["split_0_train", "split_0_test", "split_1_train", "split_1_test", "split_10_train",
                  "split_10_test", "split_2_train", "full"]:
         (tmp_path / f"{name}.spacy").write_bytes(b"")
@@ -209,8 +226,15 @@ def test_kfold_discover_and_aggregate(tmp_path):
     assert stats["n"]["spert_ent_per_type.AE.f"] == 1 and stats["std"]["spert_ent_per_type.AE.f"] == 0.0
 
 
+def test_kfold_select_folds():
+    folds = {"0": {}, "1": {}, "10": {}}
+    assert kfold.select_folds(folds, "all") is folds
+    assert list(kfold.select_folds(folds, " 10, 0")) == ["10", "0"]
+    with pytest.raises(ValueError, match=r"unknown folds \['2'\]; found: \['0', '1', '10'\]"):
+        kfold.select_folds(folds, "0,2")
+
+
 def test_convert_dataset_split_names(tmp_path):
-    convert_dataset = _load_script("convert_dataset")
     data = tmp_path / "mini"
     data.mkdir()
     record = {"tokens": ["Anna", "lives", "in", "Oslo", "."],
@@ -220,8 +244,13 @@ def test_convert_dataset_split_names(tmp_path):
     (data / "mini_types.json").write_text(json.dumps(types))
     for split in ("train", "split_3_test"):
         (data / f"mini_{split}.json").write_text(json.dumps([record]))
-    assert convert_dataset.main([str(data), str(tmp_path / "out")]) == 0
+    converted = list(datasets.convert_dataset(data, tmp_path / "out"))
+    assert [(p.name, out.name, n) for p, out, n in converted] == [
+        ("mini_split_3_test.json", "split_3_test.spacy", 1), ("mini_train.json", "train.spacy", 1)]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["split_3_test.spacy", "train.spacy"]
+    (data / "mini_types.json").unlink()
+    with pytest.raises(ValueError, match="no mini_types.json or types.json in"):
+        list(datasets.convert_dataset(data, tmp_path / "out"))
 
 
 # project.yml ------------------------------------------------------------------------
@@ -260,13 +289,13 @@ def _results(path: Path, ner: float, rel: float) -> None:
 
 
 def test_ablation_table(tmp_path):
-    ablation_table = _load_script("ablation_table")
     _results(tmp_path / "spert.json", 85.0, 63.0)
     _results(tmp_path / "mt-seed0.json", 86.5, 65.0)
     _results(tmp_path / "mt-no_multitask-seed0.json", 86.0, 64.0)
-    out = tmp_path / "table.md"
-    ablation_table.main(["--spert", str(tmp_path / "spert.json"), "--mt-prefix", str(tmp_path / "mt"), "--output", str(out)])
-    rows = {line.split(" | ")[0].strip("| "): line for line in out.read_text(encoding="utf8").splitlines() if line.startswith("| ")}
+    text = ablation.ablation_table(tmp_path / "spert.json", str(tmp_path / "mt"), seed=0)
+    assert text.startswith("| model | NER micro F1 | NER macro F1 | RE strict micro F1 | RE strict macro F1 | "
+                           "RE boundaries micro F1 | results file |\n")
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "| 85.00 (-1.50) | 85.00 (-1.50) | 63.00 (-2.00) |" in rows["SpERT"]
     assert "| 86.50 | 86.50 | 65.00 | 65.00 | 65.00 |" in rows["SpERT.MT"]
     assert "| 86.00 (-0.50) |" in rows["SpERT.MT - multitask heads (-MTL)"]
@@ -274,23 +303,27 @@ def test_ablation_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_speed_script(tiny_bert, tmp_path):
-    """scripts/speed.py runs end to end on a small pipeline and writes every
-    figure it promises (no timing is asserted)."""
+def test_speed(tiny_bert, tmp_path):
+    """`python -m spacy_spert speed` runs end to end on a small pipeline (each
+    length in a fresh process) and writes every figure it promises (no timing
+    is asserted)."""
+    from typer.testing import CliRunner
+
     from conftest import make_nlp, overfit
+    from spacy_spert.cli import app
 
     nlp = make_nlp(tiny_bert, window="sentence")
     examples = overfit(nlp, n_steps=3)
     nlp.to_disk(tmp_path / "model")
     DocBin(docs=[eg.reference for eg in examples], store_user_data=True).to_disk(tmp_path / "test.spacy")
-    speed = _load_script("speed")
     results = tmp_path / "speed.json"
-    args = [str(tmp_path / "model"), "--test", str(tmp_path / "test.spacy"), "--train", str(tmp_path / "test.spacy"),
+    args = ["speed", str(tmp_path / "model"), "--test", str(tmp_path / "test.spacy"), "--train", str(tmp_path / "test.spacy"),
             "--results", str(results), "--batch-sizes", "1,4", "--repeats", "1", "--train-steps", "4",
             "--lengths", "50,300", "--repeats-long", "1"]
     if importlib.util.find_spec("matplotlib") is not None:
         args += ["--plot", str(tmp_path / "speed.png")]
-    assert speed.main(args) == 0
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
     data = json.loads(results.read_text(encoding="utf8"))
     for row in data["inference"]["by_batch_size"].values():
         assert row["pipeline_docs_per_s"] > 0 and row["transformer_wordpieces_per_s"] > 0 and 0 < row["head_share_direct"] < 1

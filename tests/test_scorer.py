@@ -9,10 +9,12 @@ from spacy.training import Example
 import spacy_spert  # noqa: F401  (registers doc._.relations and the scorer)
 from spacy_spert.scorer import (
     SCORE_KEYS,
+    SCORE_NAMES,
     boundaries_key,
     prf_from_counts,
     prf_from_sets,
     score_keys,
+    score_name,
     score_spert,
 )
 
@@ -451,3 +453,30 @@ def test_prf_from_sets_micro_macro_per_type():
 
 def test_boundaries_key_drops_types():
     assert boundaries_key((0, 2, "Peop", 4, 6, "Org", "Work_For")) == (0, 2, 4, 6, "Work_For")
+
+
+# ---------------------------------------------------------------------------
+# The table of score names
+# ---------------------------------------------------------------------------
+
+
+def test_score_names_table():
+    """Results files, tables and the CLI name the scores from this one table."""
+    assert [s.name for s in SCORE_NAMES] == [
+        "ner_micro", "ner_macro", "rel_strict_micro", "rel_strict_macro",
+        "rel_boundaries_micro", "rel_boundaries_macro",
+    ]
+    assert [s.label() for s in SCORE_NAMES] == [
+        "NER micro F1", "NER macro F1", "RE strict micro F1", "RE strict macro F1",
+        "RE boundaries micro F1", "RE boundaries macro F1",
+    ]
+    assert [s.key() for s in SCORE_NAMES] == [
+        "spert_ent_f", "spert_ent_macro_f", "spert_rel_f", "spert_rel_macro_f",
+        "spert_rel_bound_f", "spert_rel_bound_macro_f",
+    ]
+    assert score_name("rel_strict_macro").key("p") == "spert_rel_macro_p"
+    assert score_name("ner_micro").label("r") == "NER micro R"
+    keys = {s.key(m) for s in SCORE_NAMES for m in ("p", "r", "f")}
+    assert keys == {k for k in SCORE_KEYS if not k.endswith("per_type")}
+    with pytest.raises(KeyError, match="unknown score 'ner'"):
+        score_name("ner")

@@ -1,23 +1,18 @@
 """Speed and memory of a trained SpERT pipeline against its bare transformer.
 
-    python scripts/speed.py MODEL --test TEST.spacy --train TRAIN.spacy
-        --results RESULTS.json [--batch-sizes 1,8,64] [--repeats 5]
-        [--train-steps 0] [--lengths 100,300,1000,3000,10000,20000]
-        [--plot RESULTS.png] [--gpu-id -1] [--doc-windows]
-
 All in one run, on the same docs, so that the ratios hold while the machine's
 speed drifts:
 
 1. Inference on the TEST texts for each batch size: docs/s and wordpieces/s
    of the full pipeline and of the transformer alone (``nlp.select_pipes``),
-   timed in turn (full, bare, full, bare, ...) --repeats times; the head's
+   timed in turn (full, bare, full, bare, ...) ``repeats`` times; the head's
    share is 1 - bare time / full time, the median over the repeats. As the
    difference of two noisy times it can even come out negative, so the spert
    component is also timed alone on the docs the transformer encoded:
    direct head share = spert time / (transformer time + spert time).
 2. Training on the TRAIN examples as ``spacy train`` steps (``nlp.update``
    with the config's dropout, then ``finish_update`` of every component with
-   the config's optimizer), --train-steps batches of the config's batch size
+   the config's optimizer), ``train_steps`` batches of the config's batch size
    (0: one epoch). Before each step the transformer alone runs its forward
    and backward pass on the same batch. A step splits into: the transformer's
    forward and backward; the spert head (sampling, pooling, classifiers,
@@ -25,47 +20,56 @@ speed drifts:
    optimizer step (all weights, nearly all the transformer's). Seconds per
    epoch = the mean step time x steps per epoch (no evaluation).
 3. Time and peak memory against document length: raw text made of the TEST
-   sentences, without sentence boundaries, cut to each length in --lengths
-   tokens. Each length runs in a fresh process, once for the pipeline and
-   once for the transformer alone; the table gives seconds (best of
-   --repeats-long), the spert component alone on the encoded doc, tokens/s, the
-   resident memory after loading and its peak during the run (Linux resets the
-   peak after loading, through /proc/self/clear_refs).
+   sentences, without sentence boundaries, cut to each length in ``lengths``
+   tokens. Each length runs in a fresh process (``python -m
+   spacy_spert.experiments.speed SPEC``), once for the pipeline and once for
+   the transformer alone; the table gives seconds (best of ``repeats_long``),
+   the spert component alone on the encoded doc, tokens/s, the resident memory
+   after loading and its peak during the run (Linux resets the peak after
+   loading, through /proc/self/clear_refs).
 
-Unless --doc-windows is given, the transformer encodes docs with
+Unless ``doc_windows`` is set, the transformer encodes docs with
 ``spacy-spert.sentence_windows.v1`` (128 tokens, stride 96), whatever the
-MODEL's config says, so that docs of any length fit; for sentence-level test
+model's config says, so that docs of any length fit; for sentence-level test
 docs of up to 128 tokens this is one window per doc, as ``doc_spans``.
 
-Writes RESULTS (JSON), RESULTS with .md (tables) and, with --plot, a PNG of
-time and memory against length. Records the command, versions and machine.
+:func:`run_speed` writes RESULTS (JSON), RESULTS with .md (tables) and
+optionally a PNG of time and memory against length (matplotlib, the ``bench``
+extra). It records the command, versions and machine.
+
+Only two functions reach inside components: :func:`transformer_step` (the
+spacy-transformers model's output and backprop) and :func:`run_head` (finds
+the spert components by factory name).
 """
-import argparse
 import json
 import os
 import platform
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy
-import spacy
-from spacy import util
-from spacy.training import Corpus
-from thinc.api import set_dropout_rate
 
-import spacy_spert
-from benchmark import package_versions  # scripts/benchmark.py
+from .records import command_line, package_versions, write_results
 
 SENTENCE_WINDOWS = {"@span_getters": "spacy-spert.sentence_windows.v1", "max_tokens": 128, "stride": 96}
 
 
 def load(model: Path, doc_windows: bool, gpu_id: int):
+    """Load the pipeline, with sentence windows unless ``doc_windows``.
+
+    model (Path): The pipeline. doc_windows (bool): Keep the model's own span getter.
+    gpu_id (int): The GPU, -1 for the CPU.
+    RETURNS (Language): The pipeline.
+    """
+    import spacy
+
+    import spacy_spert  # noqa: F401  (the span getters)
+
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     overrides = {} if doc_windows else {"components.transformer.model.get_spans": SENTENCE_WINDOWS}
@@ -73,6 +77,7 @@ def load(model: Path, doc_windows: bool, gpu_id: int):
 
 
 def sync(gpu_id: int) -> None:
+    """Wait for the GPU's queued work (nothing on the CPU), so timings are complete."""
     if gpu_id >= 0:
         import torch
 
@@ -80,11 +85,16 @@ def sync(gpu_id: int) -> None:
 
 
 def n_wordpieces(docs) -> int:
-    """Wordpieces the transformer encoded, [CLS] and [SEP] included, padding not."""
+    """Wordpieces the transformer encoded, [CLS] and [SEP] included, padding not.
+
+    docs (Iterable[Doc]): Docs processed by the transformer.
+    RETURNS (int): The number of wordpieces.
+    """
     return int(sum(int(numpy.asarray(doc._.trf_data.wordpieces.lengths).sum()) for doc in docs))
 
 
 def run_pipe(nlp, texts: List[str], batch_size: int, gpu_id: int) -> float:
+    """RETURNS (float): Seconds of ``nlp.pipe`` over the texts."""
     start = time.perf_counter()
     for _ in nlp.pipe(texts, batch_size=batch_size):
         pass
@@ -93,7 +103,12 @@ def run_pipe(nlp, texts: List[str], batch_size: int, gpu_id: int) -> float:
 
 
 def run_head(nlp, docs, batch_size: int, gpu_id: int) -> float:
-    """Seconds of the spert components alone on docs the transformer encoded."""
+    """Seconds of the spert components alone on docs the transformer encoded.
+
+    nlp (Language): The pipeline. docs (List[Doc]): Encoded docs.
+    batch_size (int): The batch size. gpu_id (int): The GPU, -1 for the CPU.
+    RETURNS (float): Seconds.
+    """
     start = time.perf_counter()
     for name in nlp.pipe_names:
         if nlp.get_pipe_meta(name).factory == "spert":
@@ -103,7 +118,14 @@ def run_head(nlp, docs, batch_size: int, gpu_id: int) -> float:
     return time.perf_counter() - start
 
 
-def inference(nlp, texts: List[str], batch_sizes: List[int], repeats: int, gpu_id: int) -> Dict[str, Any]:
+def inference(nlp, texts: List[str], batch_sizes: Sequence[int], repeats: int, gpu_id: int) -> Dict[str, Any]:
+    """Step 1: inference speed by batch size (see the module docstring).
+
+    nlp (Language): The pipeline. texts (List[str]): The texts.
+    batch_sizes (Sequence[int]): The batch sizes. repeats (int): Alternating runs.
+    gpu_id (int): The GPU, -1 for the CPU.
+    RETURNS (Dict[str, Any]): {"n_docs", "n_wordpieces", "repeats", "by_batch_size"}.
+    """
     wordpieces = n_wordpieces(nlp.pipe(texts, batch_size=64))
     rows = {}
     for batch_size in batch_sizes:
@@ -116,14 +138,14 @@ def inference(nlp, texts: List[str], batch_sizes: List[int], repeats: int, gpu_i
                 docs = list(nlp.pipe(texts, batch_size=batch_size))
             head.append(run_head(nlp, docs, batch_size, gpu_id))
         t_full, t_bare, t_head = statistics.median(full), statistics.median(bare), statistics.median(head)
+        shares = [1 - b / f for f, b in zip(full, bare)]
         rows[str(batch_size)] = {
             "pipeline_docs_per_s": round(len(texts) / t_full, 1),
             "transformer_docs_per_s": round(len(texts) / t_bare, 1),
             "pipeline_wordpieces_per_s": round(wordpieces / t_full),
             "transformer_wordpieces_per_s": round(wordpieces / t_bare),
-            "head_share": round(statistics.median(1 - b / f for f, b in zip(full, bare)), 3),
-            "head_share_min_max": [round(min(1 - b / f for f, b in zip(full, bare)), 3),
-                                   round(max(1 - b / f for f, b in zip(full, bare)), 3)],
+            "head_share": round(statistics.median(shares), 3),
+            "head_share_min_max": [round(min(shares), 3), round(max(shares), 3)],
             "head_alone_seconds": round(t_head, 3),
             "head_share_direct": round(t_head / (t_bare + t_head), 3),
         }
@@ -133,7 +155,11 @@ def inference(nlp, texts: List[str], batch_sizes: List[int], repeats: int, gpu_i
 
 def transformer_step(trf, docs) -> None:
     """The transformer's own forward and backward pass on a batch, with a
-    gradient for last_hidden_state as the spert listener sends it."""
+    gradient for last_hidden_state as the spert listener sends it. (Reaches
+    into spacy-transformers' model output: ``doc_data``, ``unsplit_by_doc``.)
+
+    trf (Transformer): The ``transformer`` component. docs (List[Doc]): The batch.
+    """
     outputs, backprop = trf.model.begin_update(docs)
     d_tensors = []
     for data in outputs.doc_data:
@@ -143,6 +169,17 @@ def transformer_step(trf, docs) -> None:
 
 
 def training(nlp, examples, n_steps: int, gpu_id: int) -> Dict[str, Any]:
+    """Step 2: the training step split (see the module docstring).
+
+    nlp (Language): The pipeline, with its training config.
+    examples (List[Example]): The training examples.
+    n_steps (int): Batches to run; 0: one epoch.
+    gpu_id (int): The GPU, -1 for the CPU.
+    RETURNS (Dict[str, Any]): Mean seconds per part of a step and the shares.
+    """
+    from spacy import util
+    from thinc.api import set_dropout_rate
+
     T = util.registry.resolve({"t": nlp.config["training"]}, validate=False)["t"]
     batches = list(T["batcher"](examples))
     steps_per_epoch = len(batches)
@@ -192,7 +229,12 @@ def training(nlp, examples, n_steps: int, gpu_id: int) -> Dict[str, Any]:
 
 def long_text(texts: List[str], n_tokens: int, nlp) -> str:
     """Raw text of exactly n_tokens tokens, from the texts, with no sentence
-    boundaries set (the pipeline has no sentencizer)."""
+    boundaries set (the pipeline has no sentencizer).
+
+    texts (List[str]): The texts to repeat. n_tokens (int): The length.
+    nlp (Language): Its tokenizer counts the tokens.
+    RETURNS (str): The text.
+    """
     words: List[str] = []
     while len(words) < n_tokens:
         for text in texts:
@@ -201,6 +243,7 @@ def long_text(texts: List[str], n_tokens: int, nlp) -> str:
 
 
 def _status_mb(field: str) -> Optional[float]:
+    """A memory field of /proc/self/status in MB, or None where there is none."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -212,8 +255,10 @@ def _status_mb(field: str) -> Optional[float]:
 
 def reset_peak_memory() -> float:
     """Reset the process's peak resident memory to its current value where
-    Linux allows it (so loading the model does not hide the peak of the run);
-    RETURNS the current resident memory in MB."""
+    Linux allows it (so loading the model does not hide the peak of the run).
+
+    RETURNS (float): The current resident memory in MB.
+    """
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
@@ -223,51 +268,75 @@ def reset_peak_memory() -> float:
 
 
 def peak_memory() -> float:
-    """The peak resident memory in MB since ``reset_peak_memory``."""
+    """RETURNS (float): The peak resident memory in MB since :func:`reset_peak_memory`."""
     peak = _status_mb("VmHWM")
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
 
-def length_worker(args) -> int:
-    """One length in this process: print a JSON line with the timing and memory."""
-    nlp = load(args.model, args.doc_windows, args.gpu_id)
-    texts = [eg.reference.text for eg in Corpus(str(args.test))(nlp)]
-    text = long_text(texts, args.length_worker, nlp)
-    disable = [] if args.mode == "pipeline" else [name for name in nlp.pipe_names if name != "transformer"]
+def length_worker(
+    model: Path, test: Path, n_tokens: int, mode: str, gpu_id: int, repeats_long: int, doc_windows: bool, seed: int = 0
+) -> Dict[str, Any]:
+    """Step 3 for one length and mode, in this process (a fresh one: see
+    :func:`lengths`).
+
+    model (Path): The pipeline. test (Path): The corpus whose texts make the doc.
+    n_tokens (int): The doc's length.
+    mode (str): ``"pipeline"`` or ``"transformer"`` (alone).
+    gpu_id (int): The GPU, -1 for the CPU.
+    repeats_long (int): Timed runs; the best counts.
+    doc_windows (bool): Keep the model's own span getter.
+    seed (int): The random seed.
+    RETURNS (Dict[str, Any]): tokens, wordpieces, seconds, peak_rss_mb,
+        rss_before_mb; for the pipeline also spert_seconds, entities, relations.
+    """
+    from spacy import util
+    from spacy.training import Corpus
+
+    util.fix_random_seed(seed)
+    nlp = load(model, doc_windows, gpu_id)
+    texts = [eg.reference.text for eg in Corpus(str(test))(nlp)]
+    text = long_text(texts, n_tokens, nlp)
+    disable = [] if mode == "pipeline" else [name for name in nlp.pipe_names if name != "transformer"]
     with nlp.select_pipes(disable=disable):
         nlp(texts[0])  # warm-up
         base = reset_peak_memory()
         best = float("inf")
-        for _ in range(args.repeats_long):
+        for _ in range(repeats_long):
             start = time.perf_counter()
             doc = nlp(text)
-            sync(args.gpu_id)
+            sync(gpu_id)
             best = min(best, time.perf_counter() - start)
     peak = peak_memory()
-    spert_seconds = None
-    if args.mode == "pipeline":  # the spert component alone on the encoded doc
-        spert_seconds = min(run_head(nlp, [doc], 1, args.gpu_id) for _ in range(args.repeats_long))
     out = {"tokens": len(doc), "wordpieces": n_wordpieces([doc]), "seconds": round(best, 3),
            "peak_rss_mb": round(peak), "rss_before_mb": round(base)}
-    if args.mode == "pipeline":
-        out["spert_seconds"] = round(spert_seconds, 3)
+    if mode == "pipeline":  # the spert component alone on the encoded doc
+        out["spert_seconds"] = round(min(run_head(nlp, [doc], 1, gpu_id) for _ in range(repeats_long)), 3)
         out["entities"] = len(doc.spans["sc"])
         out["relations"] = len(doc._.relations)
-    print(json.dumps(out), flush=True)
-    return 0
+    return out
 
 
-def lengths(args, values: List[int]) -> List[Dict[str, Any]]:
+def lengths(
+    model: Path, test: Path, values: Sequence[int], gpu_id: int, repeats_long: int, doc_windows: bool, seed: int = 0
+) -> List[Dict[str, Any]]:
+    """Step 3: time and memory against length, each length and mode in a fresh
+    process running :func:`length_worker`.
+
+    model (Path): The pipeline. test (Path): The corpus whose texts make the docs.
+    values (Sequence[int]): The lengths in tokens.
+    gpu_id (int): The GPU, -1 for the CPU. repeats_long (int): Timed runs each.
+    doc_windows (bool): Keep the model's own span getter. seed (int): The random seed.
+    RETURNS (List[Dict[str, Any]]): One row per length.
+    """
     rows = []
     for n in values:
         row: Dict[str, Any] = {"tokens": n}
         for mode in ("pipeline", "transformer"):
-            cmd = [sys.executable, __file__, str(args.model), "--test", str(args.test), "--results", "-",
-                   "--length-worker", str(n), "--mode", mode, "--gpu-id", str(args.gpu_id),
-                   "--repeats-long", str(args.repeats_long)] + (["--doc-windows"] if args.doc_windows else [])
+            spec = {"model": str(model), "test": str(test), "n_tokens": n, "mode": mode, "gpu_id": gpu_id,
+                    "repeats_long": repeats_long, "doc_windows": doc_windows, "seed": seed}
+            cmd = [sys.executable, "-m", __name__, json.dumps(spec)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            data = json.loads(out)
-            row[mode] = data
+            row[mode] = json.loads(out)
         row["head_share"] = round(1 - row["transformer"]["seconds"] / row["pipeline"]["seconds"], 3)
         spert = row["pipeline"]["spert_seconds"]
         row["head_share_direct"] = round(spert / (row["transformer"]["seconds"] + spert), 3)
@@ -277,6 +346,12 @@ def lengths(args, values: List[int]) -> List[Dict[str, Any]]:
 
 
 def plot(rows: List[Dict[str, Any]], path: Path, title: str) -> None:
+    """Draw time (log-log) and peak memory against length to a PNG.
+
+    rows (List[Dict[str, Any]]): As returned by :func:`lengths`.
+    path (Path): The PNG file. title (str): The figure's title.
+    RAISES: ImportError without matplotlib (``pip install spacy-spert[bench]``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,6 +375,11 @@ def plot(rows: List[Dict[str, Any]], path: Path, title: str) -> None:
 
 
 def markdown(results: Dict[str, Any]) -> str:
+    """The tables of a speed results file.
+
+    results (Dict[str, Any]): As written by :func:`run_speed`.
+    RETURNS (str): Markdown.
+    """
     inf = results["inference"]
     lines = [f"Inference on {inf['n_docs']} docs ({inf['n_wordpieces']} wordpieces), median of {inf['repeats']} alternating runs:", "",
              "| batch size | pipeline docs/s | transformer docs/s | pipeline wordpieces/s | transformer wordpieces/s | head share (min–max) | spert alone s | direct head share |",
@@ -330,64 +410,74 @@ def markdown(results: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path)
-    parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--train", type=Path)
-    parser.add_argument("--results", required=True)
-    parser.add_argument("--batch-sizes", default="1,8,64")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--train-steps", type=int, default=0, help="0: one epoch; <0: no training")
-    parser.add_argument("--lengths", default="100,300,1000,3000,10000,20000", help="'' for none")
-    parser.add_argument("--repeats-long", type=int, default=2)
-    parser.add_argument("--plot", type=Path)
-    parser.add_argument("--gpu-id", type=int, default=-1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--doc-windows", action="store_true", help="keep the model's own span getter")
-    parser.add_argument("--length-worker", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--mode", default="pipeline", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    util.fix_random_seed(args.seed)
-    if args.length_worker:
-        return length_worker(args)
+def run_speed(
+    model: Path,
+    test: Path,
+    results_path: Path,
+    *,
+    train: Optional[Path] = None,
+    batch_sizes: Sequence[int] = (1, 8, 64),
+    repeats: int = 5,
+    train_steps: int = 0,
+    length_values: Sequence[int] = (100, 300, 1000, 3000, 10000, 20000),
+    repeats_long: int = 2,
+    plot_path: Optional[Path] = None,
+    gpu_id: int = -1,
+    seed: int = 0,
+    doc_windows: bool = False,
+    command: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Measure (see the module docstring) and write the results file, its
+    tables and, with ``plot_path`` and lengths, the plot.
 
-    nlp = load(args.model, args.doc_windows, args.gpu_id)
-    examples = list(Corpus(str(args.test))(nlp))
-    texts = [eg.reference.text for eg in examples]
-    results: Dict[str, Any] = {
-        "model": str(args.model),
-        "command": shlex.join([Path(sys.executable).name] + sys.argv),
-        "seed": args.seed,
-        "spacy_spert_path": str(Path(spacy_spert.__file__).parent),
-        "windows": "model's own" if args.doc_windows else SENTENCE_WINDOWS,
-        "inference": inference(nlp, texts, [int(b) for b in args.batch_sizes.split(",") if b], args.repeats, args.gpu_id),
-    }
-    if args.train is not None and args.train_steps >= 0:
-        train_examples = list(Corpus(str(args.train))(nlp))
-        results["training"] = training(nlp, train_examples, args.train_steps, args.gpu_id)
-    if args.lengths:
-        results["lengths"] = lengths(args, [int(n) for n in args.lengths.split(",")])
-    device = "CPU"
-    if args.gpu_id >= 0:
-        import torch
-
-        device = torch.cuda.get_device_name(args.gpu_id)
+    model (Path): The trained pipeline. test (Path): The inference corpus.
+    results_path (Path): The JSON results file; the tables go next to it (.md).
+    train (Optional[Path]): The training corpus; None: no training step split.
+    batch_sizes (Sequence[int]): Inference batch sizes.
+    repeats (int): Alternating inference runs per batch size.
+    train_steps (int): Training steps to time; 0: one epoch; < 0: none.
+    length_values (Sequence[int]): Document lengths in tokens; empty: none.
+    repeats_long (int): Timed runs per length.
+    plot_path (Optional[Path]): A PNG for time and memory against length.
+    gpu_id (int): The GPU, -1 for the CPU. seed (int): The random seed.
+    doc_windows (bool): Keep the model's own span getter.
+    command (Optional[str]): The command to record (default: this process's).
+    RETURNS (Dict[str, Any]): The results written.
+    """
     import torch
+    from spacy import util
+    from spacy.training import Corpus
 
+    import spacy_spert
+
+    util.fix_random_seed(seed)
+    nlp = load(model, doc_windows, gpu_id)
+    texts = [eg.reference.text for eg in Corpus(str(test))(nlp)]
+    results: Dict[str, Any] = {
+        "model": str(model),
+        "command": command if command is not None else command_line(),
+        "seed": seed,
+        "spacy_spert_path": str(Path(spacy_spert.__file__).parent),
+        "windows": "model's own" if doc_windows else SENTENCE_WINDOWS,
+        "inference": inference(nlp, texts, batch_sizes, repeats, gpu_id),
+    }
+    if train is not None and train_steps >= 0:
+        train_examples = list(Corpus(str(train))(nlp))
+        results["training"] = training(nlp, train_examples, train_steps, gpu_id)
+    if length_values:
+        results["lengths"] = lengths(model, test, length_values, gpu_id, repeats_long, doc_windows, seed)
+    device = torch.cuda.get_device_name(gpu_id) if gpu_id >= 0 else "CPU"
     results["versions"] = package_versions()
     results["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "platform": platform.platform(), "device": device}
-    path = Path(args.results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf8")
-    table = markdown(results)
-    path.with_suffix(".md").write_text(table, encoding="utf8")
-    if args.plot and results.get("lengths"):
-        plot(results["lengths"], args.plot, f"{args.model}: raw text without sentence boundaries, {device}")
-    print(table)
-    return 0
+    write_results(results_path, results, markdown(results))
+    if plot_path is not None and results.get("lengths"):
+        plot(results["lengths"], plot_path, f"{model}: raw text without sentence boundaries, {device}")
+    return results
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The fresh process of one length: the spec is the JSON of length_worker's arguments.
+    spec = json.loads(sys.argv[1])
+    spec["model"], spec["test"] = Path(spec["model"]), Path(spec["test"])
+    print(json.dumps(length_worker(**spec)), flush=True)

@@ -1,6 +1,4 @@
-"""Write the small offline demo corpus in SpERT JSON format.
-
-    python scripts/make_demo_data.py [--output assets/demo] [--n-train 500] [--n-dev 100] [--seed 13]
+"""The small offline demo corpus in SpERT JSON format (``assets/demo``).
 
 Short English sentences made from templates with people (Peop), organisations
 (Org) and places (Loc), and the relations Work_For (Peop -> Org), Live_In
@@ -10,9 +8,9 @@ relation classifier) and some sentences have no entity at all.
 
 The output is deterministic for a given seed; assets/demo/ holds the committed
 output (train.json, dev.json, types.json). The names in HELD_OUT never appear in
-it: scripts/demo.py uses them to show that the model generalizes.
+it: :mod:`spacy_spert.experiments.demo` uses them to show that the model
+generalizes.
 """
-import argparse
 import json
 import random
 from pathlib import Path
@@ -57,7 +55,7 @@ PLACES = [
     "Baton Rouge", "Ho Chi Minh City",
 ]
 
-# Never used in the generated corpus; scripts/demo.py uses these.
+# Never used in the generated corpus; spacy_spert.experiments.demo uses these.
 HELD_OUT = {
     "people": ["Priya Raman", "Tomasz Nowak", "Ingrid Solberg", "Kwame Asante"],
     "organisations": ["Kestrel Labs", "Bluewater Analytics", "Harbor Freight Lines"],
@@ -161,7 +159,14 @@ def _fill(rng: random.Random, slot: str, used: Dict[str, str]) -> str:
 
 
 def make_record(rng: random.Random, template: str, relations, orig_id: str) -> Dict:
-    """One SpERT JSON record from a template."""
+    """One SpERT JSON record from a template.
+
+    rng (random.Random): Picks the names, years and jobs.
+    template (str): Words and slots (see TEMPLATES).
+    relations (List[Tuple[str, str, str]]): (type, head slot, tail slot).
+    orig_id (str): The record's id.
+    RETURNS (Dict): {"tokens", "entities", "relations", "orig_id"}.
+    """
     tokens: List[str] = []
     entities: List[Dict] = []
     slot_entity: Dict[str, int] = {}
@@ -198,6 +203,7 @@ def make_record(rng: random.Random, template: str, relations, orig_id: str) -> D
 
 
 def make_split(rng: random.Random, n: int, prefix: str) -> List[Dict]:
+    """``n`` records from random templates, with ids ``{prefix}-{i}``."""
     records = []
     for i in range(n):
         template, relations = rng.choice(TEMPLATES)
@@ -215,18 +221,21 @@ def check_held_out(records: List[Dict]) -> None:
                 raise ValueError(f"the held-out name {name!r} occurs in the demo data")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", default="assets/demo", help="output folder (default: assets/demo)")
-    parser.add_argument("--n-train", type=int, default=500, help="training sentences (default: 500)")
-    parser.add_argument("--n-dev", type=int, default=100, help="dev sentences (default: 100)")
-    parser.add_argument("--seed", type=int, default=13, help="random seed (default: 13)")
-    args = parser.parse_args(argv)
-    rng = random.Random(args.seed)
-    train = make_split(rng, args.n_train, "demo-train")
-    dev = make_split(rng, args.n_dev, "demo-dev")
+def write_demo_data(output: Path, n_train: int = 500, n_dev: int = 100, seed: int = 13) -> Dict[str, int]:
+    """Generate the corpus and write train.json, dev.json and types.json.
+
+    output (Path): The folder (created if missing).
+    n_train (int): Training sentences. n_dev (int): Dev sentences.
+    seed (int): The random seed; the same seed gives the same files.
+    RETURNS (Dict[str, int]): Counts: "train", "dev", "entities" and
+        "relations" (of the training split).
+    RAISES: ValueError if a held-out name occurs in the generated data.
+    """
+    rng = random.Random(seed)
+    train = make_split(rng, n_train, "demo-train")
+    dev = make_split(rng, n_dev, "demo-dev")
     check_held_out(train + dev)
-    out = Path(args.output)
+    out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     for name, data in (("train.json", train), ("dev.json", dev), ("types.json", TYPES)):
         # one record per line: small diffs, still a JSON list
@@ -235,10 +244,9 @@ def main(argv=None) -> None:
         else:
             text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
         (out / name).write_text(text, encoding="utf8")
-    n_ents = sum(len(r["entities"]) for r in train)
-    n_rels = sum(len(r["relations"]) for r in train)
-    print(f"Wrote {len(train)} train ({n_ents} entities, {n_rels} relations) and {len(dev)} dev sentences to {out}")
-
-
-if __name__ == "__main__":
-    main()
+    return {
+        "train": len(train),
+        "dev": len(dev),
+        "entities": sum(len(r["entities"]) for r in train),
+        "relations": sum(len(r["relations"]) for r in train),
+    }
