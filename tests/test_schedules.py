@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import spacy
+from spacy import util
+from spacy.schemas import ConfigSchemaTraining
 from spacy.tokens import Doc, DocBin
 from spacy.training import Corpus
 from spacy.util import registry
@@ -20,6 +22,9 @@ from spacy_spert.schedules import (
     warmup_linear_epochs,
     warmup_linear_rate,
 )
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATASETS = Path("/work/shared/datasets")
 
 
 def _write_docbin(path: Path, lengths) -> Path:
@@ -142,6 +147,18 @@ def test_optimizer_creation_needs_no_corpus(tmp_path):
         optimizer.step_schedules()
 
 
+def test_config_resolves_without_corpus(tmp_path):
+    """What `spacy debug config` does with configs/spert.cfg: resolve [training]."""
+    missing = tmp_path / "nowhere" / "train.spacy"
+    config = util.load_config(
+        REPO_ROOT / "configs" / "spert.cfg", overrides={"paths.train": str(missing)}, interpolate=True
+    )
+    optimizer = registry.resolve(config["training"], schema=ConfigSchemaTraining)["optimizer"]
+    schedule = optimizer.schedules["learn_rate"]
+    assert (schedule.train_path, schedule.batch_size, schedule.max_epochs, schedule.limit) == (str(missing), 2, 20, 0)
+    assert optimizer.learn_rate == 0.0 and schedule.n_docs is None
+
+
 def test_docs_are_counted_once(tmp_path, monkeypatch):
     import spacy_spert.schedules as schedules
 
@@ -198,3 +215,42 @@ def test_error_train_path_not_set():
 def test_errors_in_arguments_are_raised_when_the_config_is_resolved(tmp_path, field, value):
     with pytest.raises(ValueError, match=rf"training\.optimizer\.learn_rate\.{field} = {value}"):
         _schedule(tmp_path / "missing.spacy", **{field: value})
+
+
+# Benchmark data (skipped without /work/shared/datasets) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def conll04_corpora(tmp_path_factory):
+    folder = DATASETS / "conll04"
+    if not (folder / "conll04_train.json").exists():
+        pytest.skip(f"no CoNLL04 in {folder}")
+    from spacy_spert.convert import convert_file
+
+    out = tmp_path_factory.mktemp("conll04")
+    for split in ("train", "train_dev"):
+        convert_file(folder / f"conll04_{split}.json", out / f"{split}.spacy", types_path=folder / "conll04_types.json")
+    return out
+
+
+@pytest.mark.parametrize("split,n_docs,warmup,total", [("train", 922, 922, 9220), ("train_dev", 1153, 1154, 11540)])
+def test_conll04_schedule_equals_the_literal_one(conll04_corpora, split, n_docs, warmup, total):
+    """configs/spert.cfg with --paths.train on CoNLL04 gives the step counts the
+    old configs hard-coded (and scripts/train.py computed), and the optimizer's
+    learning rate at every step is that of warmup_linear.v1 with them."""
+    config = util.load_config(
+        REPO_ROOT / "configs" / "spert.cfg",
+        overrides={"paths.train": str(conll04_corpora / f"{split}.spacy")},
+        interpolate=True,
+    )
+    optimizer = registry.resolve(config["training"], schema=ConfigSchemaTraining)["optimizer"]
+    rates = [optimizer.learn_rate]
+    for _ in range(total + 9):
+        optimizer.step_schedules()
+        rates.append(optimizer.learn_rate)
+    schedule = optimizer.schedules["learn_rate"]
+    assert schedule.n_docs == n_docs
+    assert schedule.steps == (warmup, total)
+    expected = _take(warmup_linear(5e-5, warmup, total), total + 10)
+    assert rates == expected
+    assert max(rates) == rates[warmup] == 5e-5 and rates[total:] == [0.0] * 10
