@@ -60,6 +60,10 @@ def documented_commands(config: Path) -> Dict[str, Tuple[Path, List[str]]]:
 COMMANDS = {**documented_commands(CONFIGS / "spert.cfg"), **documented_commands(CONFIGS / "spert_mt.cfg")}
 
 
+def test_one_config_per_model_family():
+    assert sorted(p.name for p in CONFIGS.glob("*.cfg")) == ["spert.cfg", "spert_mt.cfg"]
+
+
 def test_every_setting_is_documented_once():
     assert sorted(COMMANDS) == sorted(SETTINGS)
     for name in ("conll04_mt", "conll04_mt_minilm"):

