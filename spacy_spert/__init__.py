@@ -9,6 +9,7 @@ from .component import SpERT, make_spert  # noqa: E402
 from .model import build_spert_model, build_spert_mt_model  # noqa: E402
 from .scorer import make_spert_scorer, score_spert  # noqa: E402
 from . import encoders  # noqa: E402,F401  (registers spacy-spert.installed_model_path.v1)
+from . import schedules  # noqa: E402,F401  (registers spacy-spert.warmup_linear_epochs.v1)
 
 __version__ = "0.1.0"
 

