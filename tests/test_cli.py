@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import spacy
 import typer
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
@@ -177,13 +178,30 @@ def test_benchmark_trains_with_spacy_train(tmp_path, monkeypatch):
         raise subprocess.CalledProcessError(3, cmd)
 
     monkeypatch.setattr(benchmark, "run", failing_run)
+    monkeypatch.setattr(benchmark, "steps_per_epoch", lambda config, train, overrides: 7)
     result = invoke("benchmark", "c.cfg", "--train", "tr.spacy", "--test", "te.spacy", "--output-dir", tmp_path / "o",
                     "--results", tmp_path / "r.json", "--epochs", "2", "--seed", "5",
                     "--components.spert.model.multitask", "false")
     assert commands == [train_command("c.cfg", tmp_path / "o", "tr.spacy", "te.spacy", -1, [
-        "--training.max_epochs", "2", "--system.seed", "5", "--components.spert.model.multitask", "false"])]
+        "--training.max_epochs", "2", "--system.seed", "5", "--training.eval_frequency", "7",
+        "--components.spert.model.multitask", "false"])]
     assert_one_line_error(result, "error: exit status 3 from: ", " -m spacy train c.cfg ")
     assert not (tmp_path / "r.json").exists()
+
+
+def test_benchmark_evaluates_once_per_epoch(tmp_path):
+    """steps_per_epoch = ceil(non-empty training docs / the config's batch
+    size), with the overrides applied."""
+    from spacy.tokens import Doc
+
+    from spacy_spert.experiments.benchmark import steps_per_epoch
+
+    vocab = spacy.blank("en").vocab
+    docs = [Doc(vocab, words=["w"] * n) for n in (3, 0, 2, 4, 1, 5)]  # 5 non-empty
+    DocBin(docs=docs).to_disk(tmp_path / "train.spacy")
+    config = Path(__file__).parent.parent / "configs" / "spert.cfg"
+    assert steps_per_epoch(config, tmp_path / "train.spacy") == 3  # batches of 2
+    assert steps_per_epoch(config, tmp_path / "train.spacy", ["--training.batcher.size", "8"]) == 1
 
 
 # evaluate, benchmark and demo on a small trained pipeline -------------------------

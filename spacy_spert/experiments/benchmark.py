@@ -17,10 +17,13 @@ Further ``--section.key value`` overrides go to the training run (as ``spacy
 train`` takes them) and are recorded in RESULTS, e.g.
 ``--components.spert.model.multitask false`` for an ablation.
 
-Seconds per training epoch = (training wall time - the per-epoch evaluations,
-timed as in step 2) / epochs; this assumes the config evaluates once per epoch
-(``training.eval_frequency`` = steps per epoch).
+The training run evaluates once per epoch, as SpERT does
+(``training.eval_frequency`` = steps per epoch, from the number of training
+docs and the config's batch size, unless an override sets it). Seconds per
+training epoch = (training wall time - the per-epoch evaluations, timed as in
+step 2) / epochs.
 """
+import math
 import os
 import platform
 import resource
@@ -91,6 +94,22 @@ def inference_speed(nlp, texts: List[str], batch_sizes: Sequence[int]) -> Dict[s
     return rows
 
 
+def steps_per_epoch(config: Path, train: Path, overrides: Sequence[str] = ()) -> int:
+    """The updates per epoch of training ``config`` (with the ``--section.key
+    value`` overrides) on the corpus ``train``: ceil(docs / batch size), as
+    ``spacy-spert.warmup_linear_epochs.v1`` counts them.
+
+    RETURNS (int): The steps per epoch.
+    """
+    from spacy import util
+    from spacy.cli._util import parse_config_overrides
+
+    from ..schedules import count_corpus_docs
+
+    cfg = util.load_config(config, overrides=parse_config_overrides(list(overrides)), interpolate=True)
+    return math.ceil(count_corpus_docs(train) / int(cfg["training"]["batcher"]["size"]))
+
+
 def run_benchmark(
     config: Path,
     train: Path,
@@ -127,6 +146,8 @@ def run_benchmark(
     overrides = list(overrides)
     train_seconds = None
     if not skip_train:
+        if "--training.eval_frequency" not in overrides:
+            overrides = ["--training.eval_frequency", str(steps_per_epoch(config, train, overrides)), *overrides]
         cmd = train_command(config, output_dir, train, test, gpu_id,
                             ["--training.max_epochs", str(epochs), "--system.seed", str(seed), *overrides])
         start = time.perf_counter()

@@ -1,0 +1,28 @@
+# One command each, from a fresh clone (needs python3 >= 3.9 and make):
+#   make demo    set up .venv, train the offline demo model and tag new sentences
+#   make test    set up .venv and run the test suite
+# torch: the CPU build (from PyTorch's CPU index) unless nvidia-smi finds a GPU.
+# Set TORCH_INDEX= to install torch from your usual index only.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
+PY := $(VENV)/bin/python
+
+.PHONY: demo test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+
+$(VENV)/.%-installed: $(PY) setup.cfg
+	$(PY) -m pip install -q -e ".[$*]"
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(PY) -m spacy project run demo
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest tests
