@@ -4,7 +4,7 @@ from .relations import RelationSpans, get_relation_spans, install_extensions, ma
 install_extensions()
 
 from . import optimizers, windows  # noqa: E402,F401
-from .candidates import SpanCandidates, build_span_candidates  # noqa: E402
+from .candidates import GivenEntities, SpanCandidates, build_given_entities, build_span_candidates  # noqa: E402
 from .component import SpERT, make_spert  # noqa: E402
 from .model import build_spert_model, build_spert_mt_model  # noqa: E402
 from .scorer import make_spert_scorer, score_spert  # noqa: E402
@@ -18,6 +18,8 @@ __all__ = [
     "make_spert",
     "SpanCandidates",
     "build_span_candidates",
+    "GivenEntities",
+    "build_given_entities",
     "build_spert_model",
     "build_spert_mt_model",
     "score_spert",

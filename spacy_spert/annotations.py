@@ -2,8 +2,8 @@
 ``doc.spans[spans_key]`` (scores in ``attrs["scores"]``), relations to
 ``doc._.relations`` as the dicts of ``relations.py`` (built with
 ``make_relation``), and optionally the best non-overlapping entities to
-``doc.ents``."""
-from typing import Dict, List, Sequence
+``doc.ents``. With given entities only the relations are written."""
+from typing import Dict, List, Optional, Sequence
 
 import numpy
 from spacy.tokens import Doc, Span, SpanGroup
@@ -23,6 +23,7 @@ def write_predictions(
     spans_key: str,
     symmetric_relations: Sequence[str] = (),
     set_ents: bool = False,
+    given_entities: Optional[Sequence[Sequence[Span]]] = None,
 ) -> None:
     """Write the predicted entities and relations of a batch to its docs.
 
@@ -34,6 +35,10 @@ def write_predictions(
     symmetric_relations (Sequence[str]): Relation types written once per
         pair, with the earlier span as head.
     set_ents (bool): Also write the best non-overlapping entities to doc.ents.
+    given_entities (Optional[Sequence[Sequence[Span]]]): Per doc, the given
+        entities the candidates were made of, in candidate order: relations
+        are written between them (keeping their labels), entities are not
+        written.
     """
     p = predictions
     span_docs = candidates.span_docs()
@@ -43,17 +48,21 @@ def write_predictions(
         offset = int(candidates.doc_offsets[d])
         mine = numpy.flatnonzero(ent_docs == d)
         spans: Dict[int, Span] = {}
-        for i in mine:
-            c = int(p.entity_spans[i])
-            spans[c] = Span(
-                doc,
-                int(candidates.starts[c]) - offset,
-                int(candidates.ends[c]) - offset,
-                label=entity_labels[p.entity_labels[i]],
-            )
-        entities = list(spans.values())
-        scores = p.entity_scores[mine]
-        doc.spans[spans_key] = SpanGroup(doc, name=spans_key, spans=entities, attrs={"scores": scores})
+        if given_entities is not None:
+            first = int(numpy.searchsorted(span_docs, d))
+            spans = {first + i: span for i, span in enumerate(given_entities[d])}
+        else:
+            for i in mine:
+                c = int(p.entity_spans[i])
+                spans[c] = Span(
+                    doc,
+                    int(candidates.starts[c]) - offset,
+                    int(candidates.ends[c]) - offset,
+                    label=entity_labels[p.entity_labels[i]],
+                )
+            entities = list(spans.values())
+            scores = p.entity_scores[mine]
+            doc.spans[spans_key] = SpanGroup(doc, name=spans_key, spans=entities, attrs={"scores": scores})
         relations = [
             make_relation(
                 spans[int(p.relation_heads[q])],
@@ -66,7 +75,7 @@ def write_predictions(
         if symmetric_relations:
             relations = canonical_order(relations, symmetric_relations)
         doc._.set(RELATIONS_ATTR, relations)
-        if set_ents:
+        if set_ents and given_entities is None:
             doc.ents = best_non_overlapping(entities, scores)
 
 

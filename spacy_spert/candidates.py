@@ -16,9 +16,13 @@ Three words name the units candidates live in:
 The pieces:
 
 * ``SpanCandidates`` (registered as ``spacy-spert.span_candidates.v1``): the
-  suggester. It gives every span of 1..max_width tokens inside a scope, not
-  starting or ending on a whitespace token, and the pairing group of each
-  token; training samples from these candidates and inference scores them.
+  default suggester. It gives every span of 1..max_width tokens inside a
+  scope, not starting or ending on a whitespace token, and the pairing group
+  of each token; training samples from these candidates and inference scores
+  them.
+* ``GivenEntities`` (``spacy-spert.given_entities.v1``): the suggester for
+  relation extraction over entities that are already there (``doc.ents`` or a
+  span group): they are the candidates, and only relations are classified.
 * ``sample_doc``: SpERT's training sample for one doc: all gold entities
   (also wider than max_width) plus up to N random non-entity candidates, all
   gold relations (multi-hot per ordered entity pair) plus up to N "strong"
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 from spacy.util import registry
 
 Ints1d = numpy.ndarray
@@ -163,33 +167,21 @@ class DocCandidates:
         return cls(starts, ends, pairing_groups(n_tokens, scopes, max_group_length))
 
 
-class SpanCandidates:
-    """The suggester of the ``spert`` component: the candidate spans of each
-    doc and their pairing groups, the same for training and inference.
+class Suggester:
+    """What the suggesters of the ``spert`` component share: the candidates
+    of each doc (``doc_candidates``) batched into ``Candidates``.
 
-    max_width (int): The widest candidate span, in tokens (10).
-    scope (str): "sentence": spans and pairs stay within a sentence (the whole
-        doc when it has no sentence boundaries); "doc": they may cross.
-    max_group_length (int): Pairs only among spans that start in the same
-        piece of at most this many tokens of a scope (0: no limit).
+    gives_entities (bool): False: the candidates are all possible spans and
+        the model decides which are entities; True: the candidates are
+        entities that an earlier component or the data gives (``entities``),
+        and the model only classifies the relations among them.
     """
 
-    def __init__(self, max_width: int = 10, scope: str = "sentence", max_group_length: int = 128):
-        if max_width < 1:
-            raise ValueError(f"span_candidates: max_width must be at least 1, not {max_width}")
-        if scope not in SCOPES:
-            raise ValueError(f"span_candidates: scope must be 'doc' or 'sentence', not '{scope}'")
-        if max_group_length < 0:
-            raise ValueError(f"span_candidates: max_group_length must be >= 0 (0: no limit), not {max_group_length}")
-        self.max_width = max_width
-        self.scope = scope
-        self.max_group_length = max_group_length
+    gives_entities = False
 
     def doc_candidates(self, doc: Doc) -> DocCandidates:
         """RETURNS (DocCandidates): The candidates of one doc."""
-        return DocCandidates.all_spans(
-            len(doc), self.max_width, scope_ids(doc, self.scope), whitespace_mask(doc), self.max_group_length
-        )
+        raise NotImplementedError
 
     def __call__(self, docs: Sequence[Doc]) -> "Candidates":
         """RETURNS (Candidates): The candidates of a batch of docs in global
@@ -209,7 +201,106 @@ class SpanCandidates:
             starts=_concat(starts, "int64"),
             ends=_concat(ends, "int64"),
             groups=_concat(groups, "int64"),
+            given_entities=self.gives_entities,
         )
+
+
+def _check_pairing(name: str, scope: str, max_group_length: int) -> None:
+    if scope not in SCOPES:
+        raise ValueError(f"{name}: scope must be 'doc' or 'sentence', not '{scope}'")
+    if max_group_length < 0:
+        raise ValueError(f"{name}: max_group_length must be >= 0 (0: no limit), not {max_group_length}")
+
+
+class SpanCandidates(Suggester):
+    """The default suggester of the ``spert`` component: every span of up to
+    ``max_width`` tokens within a scope (not starting or ending on a
+    whitespace token) and the pairing groups, the same for training and
+    inference.
+
+    max_width (int): The widest candidate span, in tokens (10).
+    scope (str): "sentence": spans and pairs stay within a sentence (the whole
+        doc when it has no sentence boundaries); "doc": they may cross.
+    max_group_length (int): Pairs only among spans that start in the same
+        piece of at most this many tokens of a scope (0: no limit).
+    """
+
+    def __init__(self, max_width: int = 10, scope: str = "sentence", max_group_length: int = 128):
+        if max_width < 1:
+            raise ValueError(f"span_candidates: max_width must be at least 1, not {max_width}")
+        _check_pairing("span_candidates", scope, max_group_length)
+        self.max_width = max_width
+        self.scope = scope
+        self.max_group_length = max_group_length
+
+    def doc_candidates(self, doc: Doc) -> DocCandidates:
+        """RETURNS (DocCandidates): The candidates of one doc."""
+        return DocCandidates.all_spans(
+            len(doc), self.max_width, scope_ids(doc, self.scope), whitespace_mask(doc), self.max_group_length
+        )
+
+
+class GivenEntities(Suggester):
+    """The suggester for relation extraction over entities that are already
+    there: the spans of ``doc.ents`` or of a span group, set by an earlier
+    component (``ner``, ``entity_ruler``, ``span_ruler``, ...) or given in
+    the data. They keep their labels; the model only classifies the relations
+    among them, and in training learns the relations only.
+
+    source (str): "ents" for ``doc.ents``, or "spans:KEY" for ``doc.spans[KEY]``.
+    scope (str), max_group_length (int): Which pairs are classified, as for
+        ``SpanCandidates`` (pairs of entities that start in one sentence and
+        within max_group_length tokens of each other).
+    """
+
+    gives_entities = True
+
+    def __init__(self, source: str = "ents", scope: str = "sentence", max_group_length: int = 128):
+        if source != "ents" and not (source.startswith("spans:") and len(source) > len("spans:")):
+            raise ValueError(f"given_entities: source must be 'ents' or 'spans:KEY', not '{source}'")
+        _check_pairing("given_entities", scope, max_group_length)
+        self.source = source
+        self.scope = scope
+        self.max_group_length = max_group_length
+
+    def entities(self, doc: Doc) -> List[Span]:
+        """The given entities of a doc, ordered by (start, end); of several
+        with the same boundaries the first is kept. A missing span group
+        gives none.
+
+        RETURNS (List[Span]): The entities.
+        """
+        if self.source == "ents":
+            spans = list(doc.ents)
+        else:
+            spans = list(doc.spans.get(self.source[len("spans:"):], []))
+        unique: Dict[Tuple[int, int], Span] = {}
+        for span in spans:
+            unique.setdefault((span.start, span.end), span)
+        return [unique[key] for key in sorted(unique)]
+
+    def doc_candidates(self, doc: Doc) -> DocCandidates:
+        """RETURNS (DocCandidates): The given entities of one doc and the
+        pairing groups."""
+        spans = self.entities(doc)
+        return DocCandidates(
+            starts=numpy.asarray([s.start for s in spans], dtype="int64"),
+            ends=numpy.asarray([s.end for s in spans], dtype="int64"),
+            token_groups=pairing_groups(len(doc), scope_ids(doc, self.scope), self.max_group_length),
+        )
+
+
+@registry.misc("spacy-spert.given_entities.v1")
+def build_given_entities(source: str = "ents", scope: str = "sentence", max_group_length: int = 128) -> GivenEntities:
+    """The suggester for relations over given entities: the spans of
+    ``doc.ents`` (source "ents") or of ``doc.spans[KEY]`` ("spans:KEY").
+
+    source (str): Where the entities are.
+    scope (str): "sentence" or "doc": where pairs may reach.
+    max_group_length (int): The longest pairing group in tokens (128; 0: none).
+    RETURNS (GivenEntities): The suggester.
+    """
+    return GivenEntities(source, scope, max_group_length)
 
 
 @registry.misc("spacy-spert.span_candidates.v1")
@@ -367,12 +458,15 @@ class Candidates:
     starts, ends: (S,) span boundaries (end exclusive), ordered by group.
     groups: (S,) the pairing group of each span, numbered across the batch;
         relation candidates are the pairs of kept spans of one group.
+    given_entities: True when every candidate is a given entity
+        (``GivenEntities``): all are kept, and only relations are classified.
     """
 
     doc_offsets: Ints1d
     starts: Ints1d
     ends: Ints1d
     groups: Ints1d
+    given_entities: bool = False
 
     def span_docs(self) -> Ints1d:
         """RETURNS (Ints1d): (S,) the doc index of each span."""

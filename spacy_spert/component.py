@@ -19,13 +19,13 @@ import torch
 from spacy.errors import Errors
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .annotations import write_predictions
-from .candidates import Candidates, DocSample, SpanCandidates, TrainingBatch, sample_doc
+from .candidates import Candidates, DocSample, Suggester, TrainingBatch, sample_doc
 from .gold import Gold, read_gold
 from .losses import compute_loss
 from .model import SpERTLogits, SpERTPredictions, build_head, has_head
@@ -80,7 +80,7 @@ def make_spert(
     nlp: Language,
     name: str,
     model: Model,
-    suggester: SpanCandidates,
+    suggester: Suggester,
     spans_key: str,
     neg_entity_count: int,
     neg_relation_count: int,
@@ -92,9 +92,13 @@ def make_spert(
     """Create a ``spert`` component.
 
     model (Model): A SpERT architecture, e.g. ``spacy-spert.SpERT.v1``.
-    suggester (SpanCandidates): The candidate spans and their pairing groups,
-        e.g. ``spacy-spert.span_candidates.v1`` (every span of up to 10 tokens
-        within a sentence; pairs within groups of at most 128 tokens).
+    suggester (Suggester): The candidate spans and their pairing groups:
+        ``spacy-spert.span_candidates.v1`` (every span of up to 10 tokens
+        within a sentence; pairs within groups of at most 128 tokens), or
+        ``spacy-spert.given_entities.v1`` to classify only the relations among
+        the entities of ``doc.ents`` or a span group that an earlier component
+        (or the data) sets; they keep their labels, and training learns the
+        relations only.
     spans_key (str): The ``doc.spans`` key that holds the entities.
     neg_entity_count (int): Negative spans sampled per doc in training (100).
     neg_relation_count (int): Negative entity pairs sampled per doc (100).
@@ -127,7 +131,7 @@ class SpERT(TrainablePipe):
         self,
         vocab: Vocab,
         model: Model,
-        suggester: SpanCandidates,
+        suggester: Suggester,
         name: str = "spert",
         *,
         spans_key: str = "sc",
@@ -233,9 +237,8 @@ class SpERT(TrainablePipe):
             entities, relations = list(labels.get("entities", [])), list(labels.get("relations", []))
         else:
             entities, relations = set(), set()
-            key = self.cfg["spans_key"]
             for eg in get_examples():
-                entities.update(span.label_ for span in eg.reference.spans.get(key, []))
+                entities.update(span.label_ for span in self._gold_entities(eg.reference))
                 relations.update(rel["label"] for rel in eg.reference._.get(RELATIONS_ATTR))
             entities, relations = sorted(entities), sorted(relations)
         for label in entities:
@@ -245,7 +248,7 @@ class SpERT(TrainablePipe):
         if not self.entity_labels:
             raise ValueError(
                 f"The spert component '{self.name}' has no entity labels: the training data "
-                f"has no spans in doc.spans['{self.cfg['spans_key']}'] and no labels were given."
+                f"has no entities in {self._gold_source()} and no labels were given."
             )
         for i, eg in enumerate(islice(get_examples(), 1000)):
             self._gold(eg, where=f"training example {i}")
@@ -269,6 +272,19 @@ class SpERT(TrainablePipe):
 
     # Training -------------------------------------------------------------
 
+    def _gold_entities(self, doc: Doc) -> Sequence[Span]:
+        """The gold entities of a reference doc: doc.spans[spans_key], or the
+        given entities (doc.ents or a span group) when the suggester gives them."""
+        if self.suggester.gives_entities:
+            return self.suggester.entities(doc)
+        return doc.spans.get(self.cfg["spans_key"], [])
+
+    def _gold_source(self) -> str:
+        if self.suggester.gives_entities:
+            source = self.suggester.source
+            return "doc.ents" if source == "ents" else f"doc.spans['{source[len('spans:'):]}']"
+        return f"doc.spans['{self.cfg['spans_key']}']"
+
     def _gold(self, eg: Example, where: str = "example") -> Gold:
         return read_gold(
             eg,
@@ -277,11 +293,14 @@ class SpERT(TrainablePipe):
             relation_labels=self.relation_labels,
             where=where,
             component=self.name,
+            entities=self._gold_entities(eg.reference),
+            source=self._gold_source(),
         )
 
     def _sample(self, eg: Example) -> DocSample:
         """SpERT's training sample of an example: its gold entities and
-        relations with negatives drawn from the suggester's candidates."""
+        relations with negatives drawn from the suggester's candidates (with
+        given entities: no negative entities)."""
         gold = self._gold(eg)
         symmetric = set(self.cfg["symmetric_relations"])
         return sample_doc(
@@ -289,7 +308,7 @@ class SpERT(TrainablePipe):
             gold.entities,
             gold.relations,
             n_relation_labels=len(self.relation_labels),
-            neg_entity_count=self.cfg["neg_entity_count"],
+            neg_entity_count=0 if self.suggester.gives_entities else self.cfg["neg_entity_count"],
             neg_relation_count=self.cfg["neg_relation_count"],
             rng=self._rng,
             symmetric={i for i, label in enumerate(self.relation_labels) if label in symmetric},
@@ -336,7 +355,9 @@ class SpERT(TrainablePipe):
         """
         batch, logits = scores
         objective = self.model.attrs["objective"]
-        loss, d_ent, d_rel = compute_loss(objective, logits.entity_logits, logits.relation_logits, batch)
+        loss, d_ent, d_rel = compute_loss(
+            objective, logits.entity_logits, logits.relation_logits, batch, entities=not self.suggester.gives_entities
+        )
         return loss, SpERTLogits(d_ent, d_rel)
 
     # Prediction -------------------------------------------------------------
@@ -358,8 +379,10 @@ class SpERT(TrainablePipe):
         """Write entities to ``doc.spans[spans_key]`` and relations to
         ``doc._.relations``."""
         candidates, predictions = scores
+        docs = list(docs)
+        given = [self.suggester.entities(doc) for doc in docs] if candidates.given_entities else None
         write_predictions(
-            list(docs),
+            docs,
             candidates,
             predictions,
             entity_labels=self.entity_labels,
@@ -367,6 +390,7 @@ class SpERT(TrainablePipe):
             spans_key=self.cfg["spans_key"],
             symmetric_relations=self.cfg["symmetric_relations"],
             set_ents=self.cfg["set_ents"],
+            given_entities=given,
         )
 
     def _require_head(self, what: str) -> None:

@@ -10,6 +10,7 @@ tokens (and every relation that involves it) is left out of training.
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
+from spacy.tokens import Span
 from spacy.training import Example
 
 from .relations import RELATIONS_ATTR, EntityIndex, validate_relation
@@ -37,6 +38,8 @@ def read_gold(
     relation_labels: Sequence[str],
     where: str = "example",
     component: str = "spert",
+    entities: Optional[Sequence[Span]] = None,
+    source: Optional[str] = None,
 ) -> Gold:
     """Read and align the gold entities and relations of an Example.
 
@@ -46,6 +49,9 @@ def read_gold(
     relation_labels (Sequence[str]): The relation types the component knows.
     where (str): Names the example in error messages, e.g. "training example 3".
     component (str): The component's name, for error messages.
+    entities (Optional[Sequence[Span]]): The gold entities of the reference
+        doc, when they are not ``ref.spans[spans_key]`` (given entities).
+    source (Optional[str]): Where those are, for error messages ("doc.ents").
     RETURNS (Gold): The aligned annotation.
     RAISES: ValueError naming the example, the relation and the field for an
         unknown label, a malformed relation or a relation whose argument is
@@ -59,7 +65,10 @@ def read_gold(
     # reference boundaries -> index into gold.entities, or None when the
     # entity does not align to the predicted tokens
     index: EntityIndex[Optional[int]] = EntityIndex()
-    for span in ref.spans.get(spans_key, []):
+    if entities is None:
+        entities = ref.spans.get(spans_key, [])
+        source = f"doc.spans['{spans_key}']"
+    for span in entities:
         if span.label_ not in ent_ids:
             raise ValueError(
                 f"{where}: entity '{span.text}' has the label '{span.label_}', which the "
@@ -86,7 +95,7 @@ def read_gold(
                 raise ValueError(
                     f"{where}, relation {j}: the {side} {start}:{end} "
                     f"('{ref[start:end].text}'{'' if label is None else ', ' + label}) "
-                    f"is not an entity in doc.spans['{spans_key}']"
+                    f"is not an entity in {source}"
                 )
             ends.append(matches[0])
         if None not in ends:  # both arguments align to the predicted tokens

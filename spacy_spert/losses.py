@@ -52,15 +52,18 @@ class SpERTObjective:
         score is >= threshold."""
         return torch.sigmoid(relation_logits)
 
-    def loss(self, entity_logits: torch.Tensor, relation_logits: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
+    def loss(
+        self, entity_logits: torch.Tensor, relation_logits: torch.Tensor, batch: TrainingBatch, entities: bool = True
+    ) -> torch.Tensor:
         """Cross-entropy over the entity samples (mean over samples) plus binary
         cross-entropy over the relation samples (mean over types, then samples).
 
+        entities (bool): False: the relation loss only (entities are given).
         RETURNS (torch.Tensor): The scalar loss.
         """
         device = entity_logits.device
         loss = entity_logits.new_zeros(())
-        if entity_logits.shape[0]:
+        if entities and entity_logits.shape[0]:
             targets = torch.as_tensor(batch.entity_labels, device=device)
             loss = loss + torch.nn.functional.cross_entropy(entity_logits, targets)
         if relation_logits.shape[0] and relation_logits.shape[1]:
@@ -69,15 +72,16 @@ class SpERTObjective:
         return loss
 
 
-def compute_loss(objective, entity_logits, relation_logits, batch: TrainingBatch):
-    """Evaluate the objective's loss on logits given as (numpy/cupy) arrays.
+def compute_loss(objective, entity_logits, relation_logits, batch: TrainingBatch, entities: bool = True):
+    """Evaluate the objective's loss on logits given as (numpy/cupy) arrays;
+    ``entities=False`` leaves the entity loss out (entities are given).
 
     RETURNS (Tuple[float, array, array]): the loss and its gradient with respect
         to the entity logits and the relation logits.
     """
     ent = xp2torch(entity_logits, requires_grad=True)
     rel = xp2torch(relation_logits, requires_grad=True)
-    loss = objective.loss(ent, rel, batch)
+    loss = objective.loss(ent, rel, batch, entities=entities)
     if loss.requires_grad:
         loss.backward()
     xp = get_array_module(entity_logits)
@@ -226,12 +230,15 @@ class SpERTMTObjective:
         where the score is >= threshold."""
         return relation_logits[:, 1:]
 
-    def loss(self, entity_logits: torch.Tensor, relation_logits: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
-        """RETURNS (torch.Tensor): The scalar loss (see the class docstring)."""
+    def loss(
+        self, entity_logits: torch.Tensor, relation_logits: torch.Tensor, batch: TrainingBatch, entities: bool = True
+    ) -> torch.Tensor:
+        """entities (bool): False: the relation stage only (entities are given).
+        RETURNS (torch.Tensor): The scalar loss (see the class docstring)."""
         device = entity_logits.device
         loss = entity_logits.new_zeros(())
         bce = torch.nn.functional.binary_cross_entropy_with_logits
-        if entity_logits.shape[0]:
+        if entities and entity_logits.shape[0]:
             labels = torch.as_tensor(batch.entity_labels, device=device).long()
             n_classes = entity_logits.shape[1] - 1
             onehot = torch.nn.functional.one_hot(labels, n_classes + 1)[:, 1:]

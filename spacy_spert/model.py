@@ -265,9 +265,10 @@ def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidat
             blocks=spans.blocks(INFERENCE_BLOCK_TOKENS),
             objective=objective,
             threshold=threshold,
+            given_entities=spans.given_entities,
             **kwargs,
         )
-        return _decode(objective, threshold, *logits), _no_backprop
+        return _decode(objective, threshold, *logits, given_entities=spans.given_entities), _no_backprop
     kwargs.update(pair_heads=tensor(spans.pair_heads), pair_tails=tensor(spans.pair_tails))
     (ent_logits, rel_logits), backprop_head = head.shims[0](ArgsKwargs(args=(hidden,), kwargs=kwargs), is_train)
     output = SpERTLogits(torch2xp(ent_logits.detach()), torch2xp(rel_logits.detach()))
@@ -300,13 +301,20 @@ def _predict_head(head: Model, hidden: torch.Tensor, **kwargs) -> Tuple[torch.Te
         module.train()
 
 
-def _decode(objective, threshold: float, entity_logits, heads, tails, relation_logits) -> SpERTPredictions:
+def _decode(
+    objective, threshold: float, entity_logits, heads, tails, relation_logits, given_entities: bool = False
+) -> SpERTPredictions:
     """Turn the head's inference logits into entities and relations with the
     objective's decoding rule (``losses.py``): a span is an entity when its
-    decoded label is not "none"; a pair holds each relation type whose score
-    is >= threshold."""
+    decoded label is not "none" (every span, with ``given_entities``, whose
+    labels are then not the model's to decide); a pair holds each relation
+    type whose score is >= threshold."""
     labels, scores = objective.decode_entities(entity_logits, threshold)
-    kept = (labels > 0).nonzero().squeeze(1)
+    if given_entities:
+        kept = torch.arange(labels.shape[0], device=labels.device)
+        labels = labels.clamp(min=1)
+    else:
+        kept = (labels > 0).nonzero().squeeze(1)
     rel_scores = objective.decode_relations(relation_logits, threshold)
     hit_pairs, hit_types = (rel_scores >= threshold).nonzero(as_tuple=True)
     return SpERTPredictions(

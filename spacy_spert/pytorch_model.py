@@ -368,6 +368,7 @@ class SpERTHead(torch.nn.Module):
         blocks: List[Tuple[int, int, int, int]],
         objective,
         threshold: float,
+        given_entities: bool = False,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Inference: classify all candidate spans, then the pairs of the kept
         spans of each pairing group, one block of whole groups at a time (the
@@ -379,6 +380,8 @@ class SpERTHead(torch.nn.Module):
             (``Candidates.blocks``).
         objective, threshold: The decoding rule (``losses.py``): the spans it
             keeps as entities, the best-scoring of each group, are paired.
+        given_entities (bool): Every candidate is a given entity: all are
+            paired, with no bound on their number.
         RETURNS: entity logits (S, E), pair heads and tails (P,) (indices into
             the spans) and relation logits (P, R).
         """
@@ -401,11 +404,12 @@ class SpERTHead(torch.nn.Module):
                 span_groups[s0:s1],
                 objective,
                 threshold,
+                given_entities,
             )
             outputs.append((ent, heads + s0, tails + s0, rel))
         return tuple(torch.cat(parts) for parts in zip(*outputs))
 
-    def _predict_block(self, pool, token_cls, starts, ends, groups, objective, threshold: float):
+    def _predict_block(self, pool, token_cls, starts, ends, groups, objective, threshold: float, given_entities: bool):
         """Entity logits of the spans of one block, and relation logits of the
         pairs of its kept spans (head and tail indices into the block's
         spans). Pairs are formed among at most max(10, ceil(ratio x group
@@ -414,8 +418,11 @@ class SpERTHead(torch.nn.Module):
         entity_logits, span_pool = self.entity_classifier.predict(
             pool, token_cls, self.width_embedding.weight, starts, ends, self.max_width, chunk
         )
-        kept = objective.keep_entities(entity_logits, threshold).nonzero().squeeze(1)
-        if kept.numel() > 10:
+        if given_entities:
+            kept = torch.arange(int(starts.shape[0]), device=starts.device)
+        else:
+            kept = objective.keep_entities(entity_logits, threshold).nonzero().squeeze(1)
+        if kept.numel() > 10 and not given_entities:
             _, scores = objective.decode_entities(entity_logits.index_select(0, kept), threshold)
             limits = group_token_counts(starts, ends, groups)
             limits = torch.ceil(limits * self.max_pair_entities_per_token).long().clamp(min=10)

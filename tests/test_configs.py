@@ -33,6 +33,8 @@ SETTINGS = {
     "conll04_mt": ("conll04_mt", 922),
     "conll04_mt_minilm": ("conll04_mt_minilm", 922),
 }
+# Settings that have no legacy config: relations over given entities.
+NEW_SETTINGS = ("conll04_relations",)
 
 
 def documented_commands(config: Path) -> Dict[str, Tuple[Path, List[str]]]:
@@ -65,7 +67,7 @@ def test_one_config_per_model_family():
 
 
 def test_every_setting_is_documented_once():
-    assert sorted(COMMANDS) == sorted(SETTINGS)
+    assert sorted(COMMANDS) == sorted([*SETTINGS, *NEW_SETTINGS])
     for name in ("conll04_mt", "conll04_mt_minilm"):
         assert COMMANDS[name][0].name == "spert_mt.cfg"
 
@@ -138,7 +140,7 @@ def test_setting_equals_legacy_config(setting):
     assert _flat(new) == _flat(old)
 
 
-@pytest.mark.parametrize("setting", sorted(SETTINGS))
+@pytest.mark.parametrize("setting", sorted([*SETTINGS, *NEW_SETTINGS]))
 def test_debug_config(setting, tmp_path):
     """`spacy debug config` passes for every documented command, offline and
     where no corpus exists (the schedule reads it only when training starts)."""
@@ -151,6 +153,17 @@ def test_debug_config(setting, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Config is valid" in result.stdout
     assert not (tmp_path / "corpus").exists()
+
+
+def test_relations_setting_uses_the_given_entities_suggester():
+    from spacy_spert.candidates import GivenEntities
+
+    path, args = COMMANDS["conll04_relations"]
+    config = util.load_config(path, overrides=parse_config_overrides(list(args)))
+    config["encoder"]["name"] = "bert-base-cased"
+    nlp = util.load_model_from_config(config, auto_fill=True)
+    suggester = nlp.get_pipe("spert").suggester
+    assert isinstance(suggester, GivenEntities) and suggester.source == "spans:sc"
 
 
 def test_demo_setting_fits_the_demo_data():
