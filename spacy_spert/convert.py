@@ -61,9 +61,13 @@ class ConversionError(ValueError):
     greater than start (3)"``; for a problem with a whole file it reads
     ``"{source}: {problem}"``.
 
+    For line-based input (JSONL, brat ``.ann`` files) ``line`` takes the place
+    of ``record``: ``"{source}: line {line}: field '{field}': {problem}"``.
+
     source (str): The file (path as given) or other input the data came from.
     problem (str): What is wrong.
     record (Optional[int]): The index of the record in the file, if any.
+    line (Optional[int]): The line number (from 1) in the file, if any.
     field (Optional[str]): The field within the record (or file), if any,
         e.g. ``"entities[2].end"``.
     """
@@ -74,15 +78,19 @@ class ConversionError(ValueError):
         problem: str,
         *,
         record: Optional[int] = None,
+        line: Optional[int] = None,
         field: Optional[str] = None,
     ) -> None:
         self.source = str(source)
         self.problem = problem
         self.record = record
+        self.line = line
         self.field = field
         parts = [self.source]
         if record is not None:
             parts.append(f"record {record}")
+        if line is not None:
+            parts.append(f"line {line}")
         if field is not None:
             parts.append(f"field '{field}'")
         parts.append(problem)
