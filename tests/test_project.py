@@ -318,7 +318,10 @@ def test_speed(tiny_bert, tmp_path):
         assert row["pipeline_docs_per_s"] > 0 and row["transformer_wordpieces_per_s"] > 0 and 0 < row["head_share_direct"] < 1
     training = data["training"]
     assert training["steps_timed"] == 1 and training["mean_step_seconds"] > 0
-    assert 0 < training["head_share"] < 1
+    # head_share is (update - transformer fwd+bwd) / step, a difference of two
+    # timings: with one timed step on a loaded machine it may even be negative,
+    # so only its presence is checked here (timings belong to benchmarks).
+    assert math.isfinite(training["head_share"]) and training["head_share"] < 1
     assert [row["tokens"] for row in data["lengths"]] == [50, 300]
     assert all(row["pipeline"]["tokens"] == row["tokens"] and row["pipeline"]["peak_rss_mb"] > 0 for row in data["lengths"])
     assert "Time and peak memory" in results.with_suffix(".md").read_text(encoding="utf8")
