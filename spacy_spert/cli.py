@@ -14,6 +14,7 @@ Commands (each line is the first sentence of the command's help):
     ablation-table   The SpERT.MT ablation table.
     demo             Tag sentences and print what was found.
     demo-data        Write the offline demo corpus.
+    predict          Tag a corpus; write JSONL or .spacy.
 
 To add a command (``predict``, ``render``, ``serve``, ...): write one function
 decorated with ``@app.command("name")`` whose parameters are typer ``Arg`` and
@@ -343,6 +344,51 @@ def demo_data_cli(
         f"Wrote {n['train']} train ({n['entities']} entities, {n['relations']} relations) "
         f"and {n['dev']} dev sentences to {output}"
     )
+
+
+@app.command("predict")
+def predict_cli(
+    # fmt: off
+    model: str = Arg(..., help="Pipeline directory or package name", show_default=False),
+    input_path: Path = Arg(..., help="Input: .jsonl, .spacy, a text file or a folder of .txt files", show_default=False),
+    output_path: Path = Arg(..., help="Output: .jsonl or .spacy (see --format)", show_default=False),
+    output_format: Optional[str] = Opt(None, "--format", help="jsonl or spacy (default: spacy for a .spacy OUTPUT, else jsonl)"),
+    batch_size: int = Opt(64, "--batch-size", "-b", help="Docs per nlp.pipe batch"),
+    buffer_size: int = Opt(2048, "--buffer-size", help="Docs sorted by length together (1: no sorting)"),
+    n_process: int = Opt(1, "--n-process", "-n", help="Processes for nlp.pipe"),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+    text_key: str = Opt("text", "--text-key", help="JSONL field with the text (also the output's)"),
+    lines: bool = Opt(False, "--lines", help="Text input: one doc per line, not per file"),
+    skip_invalid: bool = Opt(False, "--skip-invalid", help="Leave out invalid lines, list them and go on"),
+    spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
+    # fmt: on
+):
+    """Tag a corpus; write JSONL or .spacy.
+
+    Runs MODEL over every doc of INPUT and writes one output doc per input
+    doc, in input order. INPUT is a .jsonl file ({"text": ...} per line, the
+    other fields carried through), a .spacy file, a folder (each .txt file
+    below it one doc) or a text file (one doc, or one per line with --lines).
+    A JSONL OUTPUT line holds the input's fields, the text, "entities"
+    (character and token offsets, label, score, text) and "relations" (head
+    and tail as indices into the entities, label, score); a .spacy OUTPUT is
+    a DocBin with user data. Docs are run in batches of similar length and
+    written in input order. An invalid line stops the run (error naming file
+    and line, no output) unless --skip-invalid; OUTPUT appears only when
+    complete.
+    """
+    from .predict import predict
+
+    with _user_errors():
+        report = predict(model, input_path, output_path, output_format=output_format, batch_size=batch_size,
+                         buffer_size=buffer_size, n_process=n_process, gpu_id=gpu_id, text_key=text_key,
+                         lines=lines, skip_invalid=skip_invalid, spans_key=spans_key)
+    msg.good(f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
+             f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s)")
+    if report.skipped:
+        msg.warn(f"Skipped {len(report.skipped)} invalid lines or files:")
+        for skipped in report.skipped:
+            typer.echo(f"  {skipped}")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
