@@ -15,6 +15,7 @@ Commands (each line is the first sentence of the command's help):
     demo             Tag sentences and print what was found.
     demo-data        Write the offline demo corpus.
     predict          Tag a corpus; write JSONL or .spacy.
+    throughput       Docs/s of predict against nlp.pipe.
 
 To add a command (``predict``, ``render``, ``serve``, ...): write one function
 decorated with ``@app.command("name")`` whose parameters are typer ``Arg`` and
@@ -389,6 +390,39 @@ def predict_cli(
         msg.warn(f"Skipped {len(report.skipped)} invalid lines or files:")
         for skipped in report.skipped:
             typer.echo(f"  {skipped}")
+
+
+@app.command("throughput")
+def throughput_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Trained pipeline", show_default=False),
+    corpus: Path = Arg(..., help=".spacy file whose texts are tagged", show_default=False),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    n_docs: int = Opt(5000, "--n-docs", help="Docs per run: the corpus's texts repeated and shuffled"),
+    seed: int = Opt(0, "--seed", help="Seed of the shuffle"),
+    batch_sizes: str = Opt("1,8,16,32,64,128", "--batch-sizes", help="Batch sizes of plain nlp.pipe"),
+    batch_size: int = Opt(64, "--batch-size", help="Batch size of predict"),
+    buffer_size: int = Opt(2048, "--buffer-size", help="Buffer size of predict"),
+    repeats: int = Opt(3, "--repeats", help="Alternating rounds; docs/s from the median"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    # fmt: on
+):
+    """Docs/s of predict against nlp.pipe.
+
+    Times plain nlp.pipe at each of --batch-sizes and `predict` (JSONL in,
+    JSONL out, length-sorted batches) in alternating rounds in one process,
+    checks that both give the same entities and relations, and writes
+    --results (JSON) and its tables (.md) with the command, versions, seed
+    and machine. Exits with status 1 if the outputs differ.
+    """
+    from .experiments.throughput import markdown, run_throughput
+
+    with _user_errors():
+        out = run_throughput(model, corpus, results, n_docs=n_docs, seed=seed, batch_sizes=_ints(batch_sizes),
+                             batch_size=batch_size, buffer_size=buffer_size, repeats=repeats, gpu_id=gpu_id)
+    typer.echo(markdown(out))
+    if not out["output"]["same_output"]:
+        fail(f"predict and nlp.pipe gave different output; see {results}")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

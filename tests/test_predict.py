@@ -370,3 +370,30 @@ def test_cli_defaults_are_the_library_defaults():
     for name in ("batch_size", "buffer_size", "n_process", "gpu_id", "text_key"):
         assert params[name] == signature[name].default, name
 
+
+# The throughput benchmark (spacy_spert/experiments/throughput.py) ----------------
+
+
+def test_padding_counts_what_batches_pad():
+    from spacy_spert.experiments.throughput import padding
+
+    lengths = [1, 4, 2, 3]
+    assert padding(lengths, 2) == pytest.approx((4 * 2 + 3 * 2) / 10 - 1)  # [1, 4], [2, 3]
+    assert padding(lengths, 2, buffer_size=4) == pytest.approx((2 * 2 + 4 * 2) / 10 - 1)  # [1, 2], [3, 4]
+    assert padding(lengths, 1) == 0
+
+
+def test_throughput_command_writes_results(model_dir, nlp, tmp_path):
+    corpus = tmp_path / "corpus.spacy"
+    DocBin(docs=list(nlp.pipe(TEXTS))).to_disk(corpus)
+    results = tmp_path / "results" / "tp.json"
+    result = invoke("throughput", model_dir, corpus, "--results", results, "--n-docs", "20", "--batch-sizes", "1,4",
+                    "--batch-size", "4", "--buffer-size", "8", "--repeats", "1", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    data = json.loads(results.read_text())
+    assert data["n_docs"] == 20 and data["seed"] == 3 and list(data["nlp_pipe_docs_per_s"]) == ["1", "4"]
+    assert data["output"]["same_output"] and data["output"]["n_entities"] > 0
+    assert data["ratio"] == pytest.approx(data["predict"]["docs_per_s"] / max(data["nlp_pipe_docs_per_s"].values()),
+                                          abs=1e-3)
+    assert "cpus" in data["machine"] and "spacy" in data["versions"]
+    assert results.with_suffix(".md").read_text() in result.stdout
