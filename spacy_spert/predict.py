@@ -43,10 +43,9 @@ and outputs converted and written, as a stream.
 """
 import json
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
@@ -201,10 +200,12 @@ def pipe_by_length(
     transformer pads little. One ``nlp.pipe`` call serves the whole stream,
     so ``n_process > 1`` starts its workers once.
 
-    The contexts stay in this process. Results wait for their turn in a
-    buffer of at most ``buffer_size`` entries, so pass ``convert`` to keep
-    what is needed of a doc (e.g. :func:`doc_to_record`) rather than the doc
-    with its transformer output.
+    Each context travels with its doc (``nlp.pipe(as_tuples=True)``), so a doc
+    that the pipeline leaves out (an error handler that skips failing
+    batches) is an error, not a shifted output. Results wait for their turn
+    in a buffer of at most ``buffer_size`` entries, so pass ``convert`` to
+    keep what is needed of a doc (e.g. :func:`doc_to_record`) rather than the
+    doc with its transformer output.
 
     nlp (Language): The pipeline.
     items (Iterable[Tuple[Union[str, Doc], Any]]): (text or Doc, context) pairs.
@@ -215,26 +216,36 @@ def pipe_by_length(
         context in the order docs come out of the pipeline; default:
         ``(doc, context)``.
     YIELDS (T): ``convert(doc, context)`` in input order.
+    RAISES: ValueError if the pipeline returns no doc for an item.
     """
     if convert is None:
         convert = lambda doc, context: (doc, context)  # noqa: E731
-    contexts: Deque[Tuple[int, Any]] = deque()
+    n_read = 0
 
-    def sorted_texts() -> Iterator[Union[str, Doc]]:
+    def sorted_items() -> Iterator[Tuple[Union[str, Doc], Tuple[int, Any]]]:
+        nonlocal n_read
         for chunk in minibatch(enumerate(items), buffer_size):
+            n_read += len(chunk)
             chunk.sort(key=lambda item: (_length(item[1][0]), item[0]))
             for i, (text, context) in chunk:
-                contexts.append((i, context))
-                yield text
+                yield text, (i, context)
 
     pending: Dict[int, T] = {}
     next_index = 0
-    for doc in nlp.pipe(sorted_texts(), batch_size=batch_size, n_process=n_process):
-        i, context = contexts.popleft()
-        pending[i] = convert(doc, context)
-        while next_index in pending:
-            yield pending.pop(next_index)
-            next_index += 1
+    docs = nlp.pipe(sorted_items(), batch_size=batch_size, n_process=n_process, as_tuples=True)
+    try:
+        for doc, (i, context) in docs:
+            if i // buffer_size > next_index // buffer_size:  # next_index's buffer is done without it
+                break
+            pending[i] = convert(doc, context)
+            while next_index in pending:
+                yield pending.pop(next_index)
+                next_index += 1
+    finally:
+        docs.close()
+    if next_index < n_read:
+        raise ValueError(f"the pipeline returned no doc for input doc {next_index + 1} (does an error handler "
+                         "skip failing batches?)")
 
 
 # Reading ---------------------------------------------------------------------

@@ -172,6 +172,30 @@ def test_pipe_by_length_default_yields_docs_and_contexts(nlp):
     assert [(doc.text, context) for doc, context in out] == [("Anna Lee .", "a"), ("", "b")]
 
 
+
+@pytest.mark.parametrize("bad", ["boom in the middle", "boom at the end"])
+def test_pipe_by_length_never_drops_a_doc(bad):
+    """A pipeline whose error handler skips failing docs is an error, never a
+    shorter or shifted output."""
+    from spacy.language import Language
+
+    @Language.component("fails_on_boom")
+    def fails_on_boom(doc):
+        if "boom" in doc.text:
+            raise RuntimeError("boom")
+        return doc
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("fails_on_boom")
+    nlp.set_error_handler(lambda name, proc, docs, e: None)
+    texts = ["a", "b c", bad, "d e f", "g"] if "middle" in bad else ["a", "b c", "d e f", "g", bad]
+    out = []
+    with pytest.raises(ValueError, match=f"no doc for input doc {texts.index(bad) + 1} "):
+        for doc, i in pipe_by_length(nlp, [(t, i) for i, t in enumerate(texts)], batch_size=1, buffer_size=2):
+            out.append(i)
+    assert out == list(range(texts.index(bad)))
+
+
 # Input and output formats --------------------------------------------------------
 
 
