@@ -315,7 +315,7 @@ def read_text_files(path: Path, lines: bool = False) -> Iterator[Union[Item, Inv
                 yield text, {"file": name, "line": n}
 
 
-def read_docbin(path: Path, nlp: Language) -> Iterator[Item]:
+def read_spacy_file(path: Path, nlp: Language) -> Iterator[Item]:
     """The docs of a ``.spacy`` file with the fields an earlier ``predict``
     carried in their user data."""
     for doc in DocBin().from_disk(path).get_docs(nlp.vocab):
@@ -329,7 +329,7 @@ def _input_items(path: Path, nlp: Language, text_key: str, lines: bool) -> Itera
         return read_text_files(path, lines)
     if lines:
         raise ValueError(f"{path}: one doc per line (--lines) is for text files, not {path.suffix} files")
-    return read_jsonl(path, text_key) if path.suffix == ".jsonl" else read_docbin(path, nlp)
+    return read_jsonl(path, text_key) if path.suffix == ".jsonl" else read_spacy_file(path, nlp)
 
 
 def _valid(items: Iterable[Union[Item, InvalidInput]], skip_invalid: bool, skipped: List[InvalidInput]) -> Iterator[Item]:

@@ -407,7 +407,7 @@ def test_padding_counts_what_batches_pad():
     assert padding(lengths, 1) == 0
 
 
-def test_throughput_command_writes_results(model_dir, nlp, tmp_path):
+def test_throughput_command_writes_results(model_dir, nlp, tiny_bert, tmp_path):
     corpus = tmp_path / "corpus.spacy"
     DocBin(docs=list(nlp.pipe(TEXTS))).to_disk(corpus)
     results = tmp_path / "results" / "tp.json"
@@ -419,5 +419,6 @@ def test_throughput_command_writes_results(model_dir, nlp, tmp_path):
     assert data["output"]["same_output"] and data["output"]["n_entities"] > 0
     assert data["ratio"] == pytest.approx(data["predict"]["docs_per_s"] / max(data["nlp_pipe_docs_per_s"].values()),
                                           abs=1e-3)
+    assert len(data["ratio_by_round"]) == 1 and data["transformer"] == str(tiny_bert)
     assert "cpus" in data["machine"] and "spacy" in data["versions"]
     assert results.with_suffix(".md").read_text() in result.stdout
