@@ -14,6 +14,8 @@ Commands (each line is the first sentence of the command's help):
     ablation-table   The SpERT.MT ablation table.
     demo             Tag sentences and print what was found.
     demo-data        Write the offline demo corpus.
+    predict          Tag a corpus; write JSONL or .spacy.
+    throughput       Docs/s of predict against nlp.pipe.
     import           Import Prodigy, brat or Label Studio data.
 
 To add a command (``predict``, ``render``, ``serve``, ...): write one function
@@ -346,6 +348,82 @@ def demo_data_cli(
     )
 
 
+@app.command("predict")
+def predict_cli(
+    # fmt: off
+    model: str = Arg(..., help="Pipeline directory or package name", show_default=False),
+    input_path: Path = Arg(..., help="Input: .jsonl, .spacy, a text file or a folder of .txt files", show_default=False),
+    output_path: Path = Arg(..., help="Output: .jsonl or .spacy (see --format)", show_default=False),
+    output_format: Optional[str] = Opt(None, "--format", help="jsonl or spacy (default: spacy for a .spacy OUTPUT, else jsonl)"),
+    batch_size: int = Opt(64, "--batch-size", "-b", help="Docs per nlp.pipe batch"),
+    buffer_size: int = Opt(2048, "--buffer-size", help="Docs sorted by length together (1: no sorting)"),
+    n_process: int = Opt(1, "--n-process", "-n", help="Processes for nlp.pipe"),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+    text_key: str = Opt("text", "--text-key", help="JSONL field with the text (also the output's)"),
+    lines: bool = Opt(False, "--lines", help="Text input: one doc per line, not per file"),
+    skip_invalid: bool = Opt(False, "--skip-invalid", help="Leave out invalid lines, list them and go on"),
+    spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
+    # fmt: on
+):
+    """Tag a corpus; write JSONL or .spacy.
+
+    Runs MODEL over every doc of INPUT and writes one output doc per input
+    doc, in input order. INPUT is a .jsonl file ({"text": ...} per line, the
+    other fields carried through), a .spacy file, a folder (each .txt file
+    below it one doc) or a text file (one doc, or one per line with --lines).
+    A JSONL OUTPUT line holds the input's fields, the text, "entities"
+    (character and token offsets, label, score, text) and "relations" (head
+    and tail as indices into the entities, label, score); a .spacy OUTPUT is
+    a DocBin with user data. Docs are run in batches of similar length and
+    written in input order. An invalid line stops the run (error naming file
+    and line, no output) unless --skip-invalid; OUTPUT appears only when
+    complete.
+    """
+    from .predict import predict
+
+    with _user_errors():
+        report = predict(model, input_path, output_path, output_format=output_format, batch_size=batch_size,
+                         buffer_size=buffer_size, n_process=n_process, gpu_id=gpu_id, text_key=text_key,
+                         lines=lines, skip_invalid=skip_invalid, spans_key=spans_key)
+    msg.good(f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
+             f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s)")
+    if report.skipped:
+        msg.warn(f"Skipped {len(report.skipped)} invalid lines or files:")
+        for skipped in report.skipped:
+            typer.echo(f"  {skipped}")
+
+
+@app.command("throughput")
+def throughput_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Trained pipeline", show_default=False),
+    corpus: Path = Arg(..., help=".spacy file whose texts are tagged", show_default=False),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    n_docs: int = Opt(5000, "--n-docs", help="Docs per run: the corpus's texts repeated and shuffled"),
+    seed: int = Opt(0, "--seed", help="Seed of the shuffle"),
+    batch_sizes: str = Opt("1,8,16,32,64,128", "--batch-sizes", help="Batch sizes of plain nlp.pipe"),
+    batch_size: int = Opt(64, "--batch-size", help="Batch size of predict"),
+    buffer_size: int = Opt(2048, "--buffer-size", help="Buffer size of predict"),
+    repeats: int = Opt(3, "--repeats", help="Alternating rounds; docs/s from the median"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    # fmt: on
+):
+    """Docs/s of predict against nlp.pipe.
+
+    Times plain nlp.pipe at each of --batch-sizes and `predict` (JSONL in,
+    JSONL out, length-sorted batches) in alternating rounds in one process,
+    checks that both give the same entities and relations, and writes
+    --results (JSON) and its tables (.md) with the command, versions, seed
+    and machine. Exits with status 1 if the outputs differ.
+    """
+    from .experiments.throughput import markdown, run_throughput
+
+    with _user_errors():
+        out = run_throughput(model, corpus, results, n_docs=n_docs, seed=seed, batch_sizes=_ints(batch_sizes),
+                             batch_size=batch_size, buffer_size=buffer_size, repeats=repeats, gpu_id=gpu_id)
+    typer.echo(markdown(out))
+    if not out["output"]["same_output"]:
+        fail(f"predict and nlp.pipe gave different output; see {results}")
 # Importing annotations from annotation tools --------------------------------
 
 

@@ -25,10 +25,8 @@ whitespace information, so ``doc.has_unknown_spaces`` is True and spaCy's
 one-line :class:`ConversionError` that names the file, the record index and
 the field.
 """
-import errno
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
@@ -36,6 +34,7 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span, SpanGroup
 from spacy.vocab import Vocab
 
+from .files import atomic_output
 from .relations import RELATIONS_ATTR, EntityIndex, install_extensions, make_relation
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -450,27 +449,10 @@ def docs_to_records(
 
 
 def _write_atomic(data: bytes, output_path: Path) -> None:
-    """Write ``data`` to a new temporary file next to ``output_path`` and rename
-    it into place, so that readers never see a partial file; the temporary
-    file is removed on any error."""
-    if output_path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(output_path))
-    directory = output_path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{output_path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, output_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``data`` to ``output_path`` through :func:`~spacy_spert.files.atomic_output`:
+    readers never see a partial file."""
+    with atomic_output(output_path) as f:
+        f.write(data)
 
 
 def convert_file(

@@ -10,6 +10,7 @@ from typing import Iterable, List, Optional
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from ..predict import spert_spans_key
 from ..relations import get_relation_spans
 
 SENTENCES = [
@@ -20,19 +21,6 @@ SENTENCES = [
     "Kwame Asante has worked for Bluewater Analytics since 2008.",
     "Ingrid Solberg met Kwame Asante in Tampere last week.",
 ]
-
-
-def spert_spans_key(nlp: Language, default: str = "sc") -> str:
-    """The span group the pipeline's first ``spert`` component writes.
-
-    nlp (Language): The pipeline.
-    default (str): The key when the pipeline has no ``spert`` component.
-    RETURNS (str): The spans key.
-    """
-    for name in nlp.pipe_names:
-        if nlp.get_pipe_meta(name).factory == "spert":
-            return nlp.get_pipe_config(name).get("spans_key", default)
-    return default
 
 
 def describe(doc: Doc, spans_key: str = "sc") -> List[str]:

@@ -1,6 +1,7 @@
 """What every results file records besides its numbers: the command that made
 it, the package versions, and the JSON and Markdown files themselves."""
 import json
+import os
 import platform
 import shlex
 import sys
@@ -25,6 +26,19 @@ def package_versions() -> Dict[str, str]:
         except PackageNotFoundError:
             versions[package] = "not installed"
     return versions | {"python": platform.python_version()}
+
+
+def machine(gpu_id: int) -> Dict[str, Any]:
+    """The machine a results file was measured on.
+
+    gpu_id (int): The GPU, -1 for the CPU.
+    RETURNS (Dict[str, Any]): cpus, torch_threads, platform, processor, device.
+    """
+    import torch
+
+    device = torch.cuda.get_device_name(gpu_id) if gpu_id >= 0 else "CPU"
+    return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "device": device}
 
 
 def command_line(argv: Optional[List[str]] = None) -> str:

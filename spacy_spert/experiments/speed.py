@@ -42,8 +42,6 @@ spacy-transformers model's output and backprop) and :func:`run_head` (finds
 the spert components by factory name).
 """
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -54,7 +52,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy
 
-from .records import command_line, package_versions, write_results
+from .records import command_line, machine, package_versions, write_results
 
 SENTENCE_WINDOWS = {"@span_getters": "spacy-spert.sentence_windows.v1", "max_tokens": 128, "stride": 96}
 
@@ -444,7 +442,6 @@ def run_speed(
     command (Optional[str]): The command to record (default: this process's).
     RETURNS (Dict[str, Any]): The results written.
     """
-    import torch
     from spacy import util
     from spacy.training import Corpus
 
@@ -466,13 +463,11 @@ def run_speed(
         results["training"] = training(nlp, train_examples, train_steps, gpu_id)
     if length_values:
         results["lengths"] = lengths(model, test, length_values, gpu_id, repeats_long, doc_windows, seed)
-    device = torch.cuda.get_device_name(gpu_id) if gpu_id >= 0 else "CPU"
     results["versions"] = package_versions()
-    results["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                          "platform": platform.platform(), "device": device}
+    results["machine"] = machine(gpu_id)
     write_results(results_path, results, markdown(results))
     if plot_path is not None and results.get("lengths"):
-        plot(results["lengths"], plot_path, f"{model}: raw text without sentence boundaries, {device}")
+        plot(results["lengths"], plot_path, f"{model}: raw text without sentence boundaries, {results['machine']['device']}")
     return results
 
 
