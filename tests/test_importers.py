@@ -6,7 +6,6 @@ export) and checks what comes out exactly: tokens, entities with labels and
 token offsets, relations with labels, head and tail, and the report.
 """
 import json
-from pathlib import Path
 
 import pytest
 import spacy

@@ -178,7 +178,9 @@ def test_long_sentence_inference_bounded(trained_nlp, monkeypatch):
     doc = trained_nlp.get_pipe("transformer")(trained_nlp.make_doc(" ".join(words)))
     logits = []  # (entity logits, pair heads, pair tails, relation logits) per call
     decode = spacy_spert.model._decode
-    monkeypatch.setattr(spacy_spert.model, "_decode", lambda obj, t, *out: logits.append(out) or decode(obj, t, *out))
+    monkeypatch.setattr(
+        spacy_spert.model, "_decode", lambda obj, t, *out, **kw: logits.append(out) or decode(obj, t, *out, **kw)
+    )
     monkeypatch.setattr(objective, "keep_entities", lambda logits, threshold: torch.ones(len(logits), dtype=torch.bool))
     candidates, _ = spert.predict([doc])
     n_spans = len(candidates.starts)
