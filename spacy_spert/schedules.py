@@ -108,6 +108,12 @@ def warmup_linear_rate(initial_rate: float, warmup_steps: int, total_steps: int,
     return factor * initial_rate
 
 
+def steps_per_epoch(n_docs: int, batch_size: int) -> int:
+    """RETURNS (int): The updates of one epoch over ``n_docs`` docs in batches
+    of ``batch_size`` (the last batch may be smaller): ceil(n_docs / batch_size)."""
+    return math.ceil(n_docs / batch_size)
+
+
 def plan_warmup_linear(n_docs: int, batch_size: int, max_epochs: int, warmup_fraction: float = 0.1) -> Tuple[int, int]:
     """The step counts of SpERT's schedule for a training set.
 
@@ -121,7 +127,7 @@ def plan_warmup_linear(n_docs: int, batch_size: int, max_epochs: int, warmup_fra
         0 whatever the corpus; this only differs from plain rounding when the
         whole training run is shorter than 1 / warmup_fraction / 2 updates).
     """
-    total = max_epochs * math.ceil(n_docs / batch_size)
+    total = max_epochs * steps_per_epoch(n_docs, batch_size)
     warmup = int(round(warmup_fraction * total))
     if warmup_fraction > 0:
         warmup = max(1, warmup)

@@ -202,6 +202,7 @@ def test_benchmark_evaluates_once_per_epoch(tmp_path):
     config = Path(__file__).parent.parent / "configs" / "spert.cfg"
     assert steps_per_epoch(config, tmp_path / "train.spacy") == 3  # batches of 2
     assert steps_per_epoch(config, tmp_path / "train.spacy", ["--training.batcher.size", "8"]) == 1
+    assert steps_per_epoch(config, tmp_path / "train.spacy", ["--corpora.train.limit", "2"]) == 1  # as the reader
 
 
 # evaluate, benchmark and demo on a small trained pipeline -------------------------

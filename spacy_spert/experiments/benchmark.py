@@ -23,7 +23,6 @@ docs and the config's batch size, unless an override sets it). Seconds per
 training epoch = (training wall time - the per-epoch evaluations, timed as in
 step 2) / epochs.
 """
-import math
 import os
 import platform
 import resource
@@ -96,18 +95,20 @@ def inference_speed(nlp, texts: List[str], batch_sizes: Sequence[int]) -> Dict[s
 
 def steps_per_epoch(config: Path, train: Path, overrides: Sequence[str] = ()) -> int:
     """The updates per epoch of training ``config`` (with the ``--section.key
-    value`` overrides) on the corpus ``train``: ceil(docs / batch size), as
-    ``spacy-spert.warmup_linear_epochs.v1`` counts them.
+    value`` overrides) on the corpus ``train``, counted as
+    ``spacy-spert.warmup_linear_epochs.v1`` counts them (the reader's
+    ``limit`` included).
 
     RETURNS (int): The steps per epoch.
     """
     from spacy import util
     from spacy.cli._util import parse_config_overrides
 
-    from ..schedules import count_corpus_docs
+    from .. import schedules
 
     cfg = util.load_config(config, overrides=parse_config_overrides(list(overrides)), interpolate=True)
-    return math.ceil(count_corpus_docs(train) / int(cfg["training"]["batcher"]["size"]))
+    n_docs = schedules.count_corpus_docs(train, int(cfg["corpora"]["train"].get("limit") or 0))
+    return schedules.steps_per_epoch(n_docs, int(cfg["training"]["batcher"]["size"]))
 
 
 def run_benchmark(
