@@ -263,6 +263,12 @@ class GivenEntities(Suggester):
         self.scope = scope
         self.max_group_length = max_group_length
 
+    @property
+    def where(self) -> str:
+        """RETURNS (str): Where the entities are, for messages: "doc.ents" or
+        "doc.spans['KEY']"."""
+        return "doc.ents" if self.source == "ents" else f"doc.spans['{self.source[len('spans:'):]}']"
+
     def entities(self, doc: Doc) -> List[Span]:
         """The given entities of a doc, ordered by (start, end); of several
         with the same boundaries the first is kept. A missing span group

@@ -281,8 +281,7 @@ class SpERT(TrainablePipe):
 
     def _gold_source(self) -> str:
         if self.suggester.gives_entities:
-            source = self.suggester.source
-            return "doc.ents" if source == "ents" else f"doc.spans['{source[len('spans:'):]}']"
+            return self.suggester.where
         return f"doc.spans['{self.cfg['spans_key']}']"
 
     def _gold(self, eg: Example, where: str = "example") -> Gold:
