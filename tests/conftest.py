@@ -123,18 +123,21 @@ def train_examples(nlp: Language) -> List[Example]:
 def train_step(nlp: Language, examples: List[Example], optimizer, losses=None) -> Dict[str, float]:
     """One update as spaCy's training loop does it: all components update,
     then all step (so the transformer gets the listener's gradient in the
-    same step)."""
+    same step), then the optimizer ends the step."""
     losses = nlp.update(examples, sgd=False, losses=losses if losses is not None else {})
     for _, proc in nlp.pipeline:
         if getattr(proc, "is_trainable", False) and proc.model not in (True, False, None):
             proc.finish_update(optimizer)
+    optimizer.step_schedules()
     return losses
 
 
-def overfit(nlp: Language, n_steps: int = 200, learn_rate: float = 1e-3) -> List[Example]:
-    """Initialize on the TRAIN_DATA examples and train on them for n_steps."""
+def overfit(nlp: Language, n_steps: int = 200, learn_rate: float = 1e-3, optimizer=None) -> List[Example]:
+    """Initialize on the TRAIN_DATA examples and train on them for n_steps
+    (with ``optimizer``, default: the one nlp.initialize returns)."""
     examples = train_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
+    default = nlp.initialize(lambda: examples)
+    optimizer = optimizer if optimizer is not None else default
     optimizer.learn_rate = learn_rate
     for _ in range(n_steps):
         train_step(nlp, examples, optimizer)

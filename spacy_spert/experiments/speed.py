@@ -166,11 +166,13 @@ def transformer_step(trf, docs) -> None:
     backprop(outputs.unsplit_by_doc(d_tensors))
 
 
-def training(nlp, examples, n_steps: int, gpu_id: int) -> Dict[str, Any]:
+def training(nlp, examples, n_steps: int, gpu_id: int, train_path: Optional[Path] = None) -> Dict[str, Any]:
     """Step 2: the training step split (see the module docstring).
 
     nlp (Language): The pipeline, with its training config.
     examples (List[Example]): The training examples.
+    train_path (Optional[Path]): Their corpus file: the learning-rate schedule
+        counts its docs (default: the config's paths.train).
     n_steps (int): Batches to run; 0: one epoch.
     gpu_id (int): The GPU, -1 for the CPU.
     RETURNS (Dict[str, Any]): Mean seconds per part of a step and the shares.
@@ -178,7 +180,11 @@ def training(nlp, examples, n_steps: int, gpu_id: int) -> Dict[str, Any]:
     from spacy import util
     from thinc.api import set_dropout_rate
 
-    T = util.registry.resolve({"t": nlp.config["training"]}, validate=False)["t"]
+    config = nlp.config.copy()
+    if train_path is not None:
+        config["paths"]["train"] = str(train_path)
+    # interpolated: the schedule refers to other sections (batch size, epochs)
+    T = util.registry.resolve({"t": config.interpolate()["training"]}, validate=False)["t"]
     batches = list(T["batcher"](examples))
     steps_per_epoch = len(batches)
     batches = batches[:n_steps] if n_steps > 0 else batches
@@ -200,6 +206,7 @@ def training(nlp, examples, n_steps: int, gpu_id: int) -> Dict[str, Any]:
         for _, proc in nlp.pipeline:
             if getattr(proc, "is_trainable", False) and proc.model not in (True, False, None):
                 proc.finish_update(optimizer)
+        optimizer.step_schedules()  # ends the step (applies it, with global clipping)
         sync(gpu_id)
         t3 = time.perf_counter()
         if i >= warmup:
@@ -460,7 +467,7 @@ def run_speed(
     }
     if train is not None and train_steps >= 0:
         train_examples = list(Corpus(str(train))(nlp))
-        results["training"] = training(nlp, train_examples, train_steps, gpu_id)
+        results["training"] = training(nlp, train_examples, train_steps, gpu_id, train_path=train)
     if length_values:
         results["lengths"] = lengths(model, test, length_values, gpu_id, repeats_long, doc_windows, seed)
     results["versions"] = package_versions()
