@@ -10,6 +10,7 @@ Commands (each line is the first sentence of the command's help):
     evaluate         Score a pipeline; print SpERT's table.
     benchmark        Train, score and time; write a results file.
     kfold            k-fold cross-validation of a config.
+    seeds            Benchmark several seeds; mean and std.
     speed            Speed and memory against the transformer.
     ablation-table   The SpERT.MT ablation table.
     demo             Tag sentences and print what was found.
@@ -236,6 +237,42 @@ def kfold_cli(
     typer.echo(score_table({key: value for key, value in result["mean"].items() if "." not in key}))
     typer.echo("\n".join(summary(result)))
     msg.good(f"Saved {metrics}")
+
+
+@app.command("seeds", context_settings=OVERRIDES)
+def seeds_cli(
+    # fmt: off
+    ctx: typer.Context,
+    config: Path = Arg(..., help="Training config", show_default=False),
+    train: Path = Opt(..., "--train", help="Training corpus (.spacy)", show_default=False),
+    test: Path = Opt(..., "--test", help="Test corpus (.spacy): logged during training, scored after", show_default=False),
+    output_dir: Path = Opt(..., "--output-dir", help="Folder for the runs (seed<N>/ and seed<N>.log)", show_default=False),
+    prefix: Path = Opt(..., "--results-prefix", help="Results: PREFIX-seed<N>.json per seed, PREFIX-seeds.json summary", show_default=False),
+    seeds: str = Opt("0,1,2", "--seeds", help="Comma-separated seeds"),
+    epochs: int = Opt(20, "--epochs", help="Training epochs"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    jobs: int = Opt(1, "--jobs", "-j", help="Seeds run at once"),
+    batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes each run times"),
+    skip_speed: bool = Opt(False, "--skip-speed", help="Do not time inference"),
+    resume: bool = Opt(False, "--resume", help="Reuse per-seed results made with the same settings"),
+    # fmt: on
+):
+    """Benchmark several seeds; mean and std.
+
+    Runs `benchmark` (the paper protocol) once per seed, each in a fresh
+    process, writing PREFIX-seed<N>.json, then the mean and sample standard
+    deviation of every headline score to PREFIX-seeds.json and .md. Further
+    --section.key value arguments are config overrides for training.
+    """
+    from .experiments.seeds import markdown, run_seeds, summary_path
+
+    overrides = _overrides(ctx)
+    sizes = [] if skip_speed else _ints(batch_sizes)
+    with _user_errors():
+        summary = run_seeds(config, train, test, output_dir, prefix, seeds=_ints(seeds), epochs=epochs, gpu_id=gpu_id,
+                            jobs=jobs, batch_sizes=sizes, resume=resume, overrides=overrides)
+    typer.echo(markdown(summary))
+    msg.good(f"Saved {summary_path(prefix)}")
 
 
 @app.command("speed")

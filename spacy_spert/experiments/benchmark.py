@@ -23,15 +23,13 @@ docs and the config's batch size, unless an override sets it). Seconds per
 training epoch = (training wall time - the per-epoch evaluations, timed as in
 step 2) / epochs.
 """
-import os
-import platform
 import resource
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..scorer import SCORE_MODES, SCORE_NAMES, score_keys
-from .records import command_line, package_versions, write_results
+from .records import command_line, machine, package_versions, write_results
 from .runs import run, train_command
 
 # The modes whose per-type scores results files keep.
@@ -187,7 +185,7 @@ def run_benchmark(
             "peak_rss_gb_inference_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         },
         "versions": package_versions(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "gpu_id": gpu_id},
+        "machine": machine(gpu_id) | {"gpu_id": gpu_id},
     }
     write_results(results_path, results, markdown(results))
     return results
