@@ -173,11 +173,12 @@ class AdamW(Optimizer):
             return
         held, self._held = self._held, {}
         if self.grad_clip:
-            norms = torch._foreach_norm([g for _, g, _ in held.values()])
-            total = float(torch.linalg.vector_norm(torch.stack([n.float().cpu() for n in norms])))
-            coefficient = self.grad_clip / (total + 1e-6)
+            grads = [g for _, g, _ in held.values()]
+            norms = torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32) for g in grads])
+            coefficient = self.grad_clip / (float(torch.linalg.vector_norm(norms)) + 1e-6)  # one sync per step
             if coefficient < 1.0:
-                torch._foreach_mul_([g for _, g, _ in held.values()], coefficient)
+                for g in grads:
+                    g.mul_(coefficient)
         for key, (w, g, lr_scale) in held.items():
             self._update(key, w, g, lr_scale)
 
