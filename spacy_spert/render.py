@@ -40,18 +40,20 @@ or the records themselves (the JSONL lines of ``predict``, the answers of the
 ``serve`` API).
 """
 import html
+import os
 import re
 import unicodedata
 import zlib
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from spacy.tokens import Doc
 
 from .predict import doc_to_record
 
-__all__ = ["render", "check_record", "render_table", "STYLE"]
+__all__ = ["render", "render_doc", "render_table", "render_file", "read_records", "check_record", "shown", "STYLE"]
 
 DocLike = Union[Doc, Dict[str, Any]]
 SPLITS = ("auto", "paragraph", "none")
@@ -765,3 +767,106 @@ def render(
         display(HTML(f'<span class="tex2jax_ignore">{markup}</span>'))
         return None
     return markup
+
+
+# Files -------------------------------------------------------------------------
+
+
+def read_records(path: "os.PathLike[str]") -> Iterator[Dict[str, Any]]:
+    """The records of a JSONL file as ``predict`` writes it, checked.
+
+    path (Path): The file.
+    YIELDS (Dict[str, Any]): One record per non-blank line.
+    RAISES: InvalidInput (a ValueError) naming the file, line and field.
+    """
+    from .predict import InvalidInput, read_jsonl
+
+    for n, item in enumerate(read_jsonl(Path(path)), 1):
+        if isinstance(item, InvalidInput):
+            raise item
+        _, record = item
+        try:
+            check_record(record)
+        except ValueError as e:
+            hint = " (to tag the texts first, pass --model)" if "no field 'entities'" in str(e) else ""
+            raise InvalidInput(str(path), f"{e}{hint}", _line_of(Path(path), n)) from None
+        yield record
+
+
+def _line_of(path: Path, n: int) -> int:
+    """The line number of the n-th non-blank line."""
+    with path.open("rb") as f:
+        for i, raw in enumerate(f, 1):
+            if raw.strip():
+                n -= 1
+                if n == 0:
+                    return i
+    return n
+
+
+def render_file(
+    source: Union[str, "os.PathLike[str]"],
+    output_path: Union[str, "os.PathLike[str]"],
+    *,
+    model: Optional[str] = None,
+    texts: Optional[Sequence[str]] = None,
+    spans_key: Optional[str] = None,
+    text_key: str = "text",
+    **options: Any,
+) -> int:
+    """Write one standalone HTML page (``render(..., page=True)``) of:
+
+    - ``texts`` tagged by the pipeline ``source`` (a directory or package
+      name), when ``texts`` is given;
+    - the docs of ``source`` tagged by the pipeline ``model`` first, when
+      ``model`` is given (any input of ``predict``: JSONL with a text field,
+      ``.spacy``, a text file or a folder of ``.txt`` files);
+    - else the records of ``source``, ``predict``'s JSONL output, or the docs
+      of a ``.spacy`` file as they are (e.g. ``predict``'s ``.spacy`` output
+      or gold data).
+
+    source (str / Path): A pipeline (with ``texts``) or an input file.
+    output_path (str / Path): The HTML file; written only when complete.
+    model (Optional[str]): A pipeline to tag ``source`` with.
+    texts (Optional[Sequence[str]]): Texts to tag with the pipeline ``source``.
+    spans_key (Optional[str]): The span group of the entities (default: the
+        ``spert`` component's, or "sc" without a pipeline).
+    text_key (str): The text field of JSONL input to tag.
+    options: Further arguments of :func:`render` (``split``, ``table``, ...).
+    RETURNS (int): The number of docs rendered.
+    RAISES: ValueError (InvalidInput) for invalid input, naming file, line
+        and field; OSError if a file cannot be read or written.
+    """
+    import spacy
+    from spacy.tokens import DocBin
+
+    from .files import atomic_output
+    from .predict import _input_items, _valid, spert_spans_key
+
+    source_path = Path(source)
+    docs: List[DocLike]
+    if texts:
+        if model is not None:
+            raise ValueError("pass either texts (tagged by the pipeline SOURCE) or --model (to tag the file SOURCE)")
+        nlp = spacy.load(source)
+        key = spans_key or spert_spans_key(nlp)
+        docs = list(nlp.pipe(texts))
+    elif model is not None:
+        nlp = spacy.load(model)
+        key = spans_key or spert_spans_key(nlp)
+        items = _valid(_input_items(source_path, nlp, text_key, False), False, [])
+        docs = [doc for doc, _ in nlp.pipe(items, as_tuples=True)]
+    elif source_path.suffix == ".jsonl":
+        key, docs = spans_key or "sc", list(read_records(source_path))
+    elif source_path.suffix == ".spacy":
+        if not source_path.exists():
+            raise FileNotFoundError(2, "No such file or directory", str(source_path))
+        key = spans_key or "sc"
+        docs = list(DocBin().from_disk(source_path).get_docs(spacy.blank("xx").vocab))
+    else:
+        raise ValueError(f"{source}: expected predict's JSONL output (.jsonl) or a .spacy file; to tag texts, "
+                         "pass a pipeline with --text, or the input with --model")
+    markup = render(docs, spans_key=key, page=True, jupyter=False, **options) or ""
+    with atomic_output(output_path) as f:
+        f.write(markup.encode("utf8"))
+    return len(docs)
