@@ -124,8 +124,9 @@ def parse_extract_body(body: bytes, max_chars: int = DEFAULT_MAX_CHARS,
     max_chars (int): The most characters of one text.
     max_texts (int): The most texts of one request.
     RETURNS (Tuple[bool, List[Tuple[str, Dict]]]): Whether the request was one
-        text (``{"text"}``, answered with one record) and the (text, other
-        fields) of each text.
+        text (``{"text"}``, answered with one record) and (text, fields) per
+        text: its object (a JSONL line of ``predict``; ``{}`` for a string),
+        whose fields the record carries.
     RAISES: RequestError naming the problem and its status.
     """
     obj = decode_body(body)
@@ -137,7 +138,7 @@ def parse_extract_body(body: bytes, max_chars: int = DEFAULT_MAX_CHARS,
                                 f"of objects with a 'text'), got fields: {fields}")
     if "text" in obj:
         text = _check_text(obj["text"], "field 'text'", max_chars)
-        return True, [(text, {k: v for k, v in obj.items() if k != "text"})]
+        return True, [(text, obj)]
     texts = obj["texts"]
     if not isinstance(texts, list):
         raise RequestError(422, f"field 'texts' must be a list, got {_json_type(texts)}")
@@ -150,8 +151,7 @@ def parse_extract_body(body: bytes, max_chars: int = DEFAULT_MAX_CHARS,
         if isinstance(entry, dict):
             if "text" not in entry:
                 raise RequestError(422, f"texts[{i}] has no field 'text'")
-            items.append((_check_text(entry["text"], f"texts[{i}].text", max_chars),
-                          {k: v for k, v in entry.items() if k != "text"}))
+            items.append((_check_text(entry["text"], f"texts[{i}].text", max_chars), entry))
         else:
             items.append((_check_text(entry, f"texts[{i}]", max_chars), {}))
     return False, items
@@ -387,7 +387,7 @@ def make_app(nlp: Language, *, spans_key: Optional[str] = None, max_chars: int =
         try:
             body = await read_body(request)
             try:
-                form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16)
+                form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16, errors="strict")
             except (UnicodeDecodeError, ValueError):
                 raise RequestError(400, "the form is not UTF-8") from None
             text = form.get("text", [""])[0].replace("\r\n", "\n")
