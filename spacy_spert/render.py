@@ -200,6 +200,16 @@ def _strong_direction(text: str) -> str:
     return "ltr"
 
 
+def _piece_direction(text: str) -> Optional[str]:
+    for ch in text:
+        bidi = unicodedata.bidirectional(ch)
+        if bidi == "L":
+            return "ltr"
+        if bidi in ("R", "AL"):
+            return "rtl"
+    return None
+
+
 def _score_text(score: Optional[float]) -> str:
     return "" if score is None else f"{score:.2f}"
 
@@ -221,6 +231,7 @@ class _Piece:
     width: float
     row: int = 0
     x: float = 0.0
+    gap: float = 0.0  # the space before it on its row, in reading order
 
 
 @dataclass
@@ -329,9 +340,7 @@ class _Layout:
         self.rtl = (direction == "rtl") or (direction == "auto" and _strong_direction(text[figure.start:figure.end]) == "rtl")
         self.pieces = self._pieces(text, figure, max_width)
         self.width = max([p.x + p.width for p in self.pieces], default=0.0)
-        if self.rtl:
-            for p in self.pieces:
-                p.x = self.width - p.x - p.width
+        self._reorder()
         self.rows = [_Row() for _ in range((self.pieces[-1].row + 1) if self.pieces else 1)]
         self.segments = self._segments()
         self.parts = self._arc_parts()
@@ -358,10 +367,54 @@ class _Layout:
                     before = space if (new_word and x > 0) else 0.0
                     if x > 0 and x + before + width > max_width:
                         row, x, before = row + 1, 0.0, 0.0
-                    pieces.append(_Piece(s, e, text[s:e], width, row, x + before))
+                    pieces.append(_Piece(s, e, text[s:e], width, row, x + before, before))
                     x += before + width
                     new_word = False
         return pieces
+
+    def _reorder(self) -> None:
+        """Place each row's words in visual order: runs of words against the
+        figure's direction (English in Hebrew, Hebrew in English) keep their
+        own reading order, as the Unicode bidi algorithm orders them at the
+        level of words (a word's direction is its first strong character's;
+        words without one, such as punctuation and numbers, join the run
+        around them when both sides agree, else follow the figure)."""
+        own = "rtl" if self.rtl else "ltr"
+        rows: Dict[int, List[_Piece]] = {}
+        for p in self.pieces:
+            rows.setdefault(p.row, []).append(p)
+        for row in rows.values():
+            dirs = [_piece_direction(p.text) for p in row]
+            resolved = list(dirs)
+            for i, d in enumerate(dirs):
+                if d is None:
+                    before = next((x for x in reversed(dirs[:i]) if x is not None), own)
+                    after = next((x for x in dirs[i + 1:] if x is not None), own)
+                    resolved[i] = before if before == after else own
+            # Runs against the figure's direction are reversed, then the whole
+            # row is mirrored for a right-to-left figure.
+            order: List[int] = []
+            i = 0
+            while i < len(row):
+                j = i
+                while j < len(row) and resolved[j] != own:
+                    j += 1
+                if j > i:
+                    order.extend(range(j - 1, i - 1, -1))
+                    i = j
+                else:
+                    order.append(i)
+                    i += 1
+            x = 0.0
+            for n, k in enumerate(order):
+                if n:
+                    prev = order[n - 1]
+                    x += row[max(k, prev)].gap if abs(k - prev) == 1 else CHAR_W
+                row[k].x = x
+                x += row[k].width
+            if self.rtl:
+                for p in row:
+                    p.x = self.width - p.x - p.width
 
     def _segments(self) -> List[_Segment]:
         starts = [p.start for p in self.pieces]

@@ -36,17 +36,8 @@ MAX_TEXTS = 8
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_bert, tmp_path_factory) -> Path:
-    """A small pipeline overfitted on the conftest examples, saved."""
-    from conftest import make_nlp, overfit
-    from spacy.util import fix_random_seed
-
-    fix_random_seed(0)
-    nlp = make_nlp(tiny_bert, window="sentence")  # long texts in windows of 128 tokens
-    overfit(nlp, n_steps=60, learn_rate=3e-3)
-    path = tmp_path_factory.mktemp("serve_model") / "model"
-    nlp.to_disk(path)
-    return path
+def model_dir(small_model_dir) -> Path:
+    return small_model_dir
 
 
 @pytest.fixture(scope="module")
