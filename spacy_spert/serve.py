@@ -111,9 +111,15 @@ def decode_body(body: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise RequestError(400, f"the request body is not UTF-8 ({e.reason} at byte {e.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as e:
         raise RequestError(400, f"the request body is not JSON ({e})") from None
+    except RecursionError:
+        raise RequestError(400, "the request body is not JSON this server reads (nested too deeply)") from None
+
+
+def _not_json(name: str) -> Any:
+    raise RequestError(400, f"the request body is not JSON ({name} is not a JSON value)")
 
 
 def parse_extract_body(body: bytes, max_chars: int = DEFAULT_MAX_CHARS,

@@ -121,6 +121,8 @@ BAD_REQUESTS = [
     (b"text=Mary", 400, "not JSON"),
     ('{"text": "caf\u00e9 Mary Smith"}'.encode("latin-1"), 400, "not UTF-8"),
     ('{"text": "Mary"}'.encode("utf-16"), 400, "not UTF-8"),
+    (b'{"text": "Mary", "score": NaN}', 400, "NaN is not a JSON value"),
+    (b'{"text": "Mary", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply"),
     (b'{"text": ""}', 422, "field 'text' is empty"),
     (b'{"text": " \\n\\t "}', 422, "whitespace only"),
     (b'{"txt": "Mary Smith"}', 422, "'txt'"),
