@@ -188,19 +188,9 @@ def _columns(text: str) -> int:
     return n
 
 
-def _strong_direction(text: str) -> str:
-    """The direction of the first strongly directional character (HTML's
-    ``dir="auto"``), "ltr" when there is none."""
-    for ch in text:
-        bidi = unicodedata.bidirectional(ch)
-        if bidi == "L":
-            return "ltr"
-        if bidi in ("R", "AL"):
-            return "rtl"
-    return "ltr"
-
-
-def _piece_direction(text: str) -> Optional[str]:
+def _strong_direction(text: str) -> Optional[str]:
+    """The direction ("ltr" or "rtl") of the first strongly directional
+    character, as HTML's ``dir="auto"`` decides; None if there is none."""
     for ch in text:
         bidi = unicodedata.bidirectional(ch)
         if bidi == "L":
@@ -384,7 +374,7 @@ class _Layout:
         for p in self.pieces:
             rows.setdefault(p.row, []).append(p)
         for row in rows.values():
-            dirs = [_piece_direction(p.text) for p in row]
+            dirs = [_strong_direction(p.text) for p in row]
             resolved = list(dirs)
             for i, d in enumerate(dirs):
                 if d is None:

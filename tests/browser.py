@@ -98,8 +98,9 @@ def overlapping(boxes: List[List[float]], tolerance: float = 0.5) -> List[tuple]
 def full_page_screenshot(driver, path: Path, width: int = 1200) -> Path:
     """Resize the window to the page's height and save a PNG of it."""
     driver.set_window_size(width, 300)  # the page's height, not the window's
-    height = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
-    driver.set_window_size(width, min(max(height + 20, 300), 8000))
+    height, chrome = driver.execute_script(
+        "return [Math.ceil(document.documentElement.scrollHeight), window.outerHeight - window.innerHeight]")
+    driver.set_window_size(width, min(max(height + chrome + 4, 300), 8000))
     path.parent.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(path)), f"no screenshot saved to {path}"
     return path
