@@ -18,6 +18,8 @@ Commands (each line is the first sentence of the command's help):
     predict          Tag a corpus; write JSONL or .spacy.
     throughput       Docs/s of predict against nlp.pipe.
     import           Import Prodigy, brat or Label Studio data.
+    render           Draw entities and relations as HTML.
+    serve            Serve a web page and a JSON API.
 
 To add a command (``predict``, ``render``, ``serve``, ...): write one function
 decorated with ``@app.command("name")`` whose parameters are typer ``Arg`` and
@@ -501,6 +503,72 @@ def import_cli(
         else:
             getattr(msg, level)(text)
     msg.good(f"Saved {output_path}")
+
+
+# Rendering and serving ---------------------------------------------------------
+
+
+@app.command("render")
+def render_cli(
+    # fmt: off
+    source: str = Arg(..., help="predict's JSONL output or a .spacy file; with --text: a pipeline; with --model: any input of predict", show_default=False),
+    output_path: Path = Arg(..., help="HTML file to write", show_default=False),
+    text: Optional[List[str]] = Opt(None, "--text", help="A text to tag with the pipeline SOURCE (repeatable)"),
+    model: Optional[str] = Opt(None, "--model", help="Tag SOURCE with this pipeline first"),
+    spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's, or sc)"),
+    text_key: str = Opt("text", "--text-key", help="JSONL field with the text (with --model)"),
+    split: str = Opt("auto", "--split", help="Figures per sentence (auto: when the docs have sentences) or paragraph (auto, paragraph, none)"),
+    max_width: int = Opt(960, "--max-width", help="Width of a row of text in px"),
+    table: bool = Opt(True, "--table/--no-table", help="Add a table of the entities and relations"),
+    # fmt: on
+):
+    """Draw entities and relations as HTML.
+
+    Writes one standalone HTML page that shows each doc's text with its
+    entities (labels and scores; overlapping ones stacked) and its relations
+    as labelled, directed arcs with scores, one figure per sentence or
+    paragraph. SOURCE is predict's JSONL output or a .spacy file (drawn as
+    they are); a pipeline, with --text; or any input of predict, with
+    --model to tag it first.
+    """
+    from .render import render_file
+
+    with _user_errors():
+        n = render_file(source, output_path, model=model, texts=text, spans_key=spans_key, text_key=text_key,
+                        split=split, max_width=max_width, table=table)
+    msg.good(f"Wrote {n} docs to {output_path}")
+
+
+@app.command("serve")
+def serve_cli(
+    # fmt: off
+    model: str = Arg(..., help="Pipeline directory or package name", show_default=False),
+    host: str = Opt("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all; the default: this machine only)"),
+    port: int = Opt(8000, "--port", "-p", help="Port"),
+    max_chars: int = Opt(100_000, "--max-chars", help="Most characters of one text (more: 413)"),
+    max_texts: int = Opt(64, "--max-texts", help="Most texts of one request (more: 413)"),
+    batch_size: int = Opt(32, "--batch-size", "-b", help="Most texts the model runs as one batch"),
+    spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+    # fmt: on
+):
+    """Serve a web page and a JSON API.
+
+    Loads MODEL once and serves, with uvicorn: a page (/) with a text box
+    that draws the entities and relations found and lists them with their
+    scores; POST /extract ({"text": ...} or {"texts": [...]}, answered in the
+    schema of predict's JSONL); GET /health; the OpenAPI description
+    (/openapi.json, /docs). Needs the serve extra: pip install
+    'spacy-spert[serve]'.
+    """
+    from .serve import serve
+
+    with _user_errors():
+        try:
+            serve(model, host=host, port=port, spans_key=spans_key, max_chars=max_chars, max_texts=max_texts,
+                  batch_size=batch_size, gpu_id=gpu_id)
+        except ImportError as e:
+            fail(str(e))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

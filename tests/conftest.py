@@ -142,3 +142,18 @@ def overfit(nlp: Language, n_steps: int = 200, learn_rate: float = 1e-3, optimiz
     for _ in range(n_steps):
         train_step(nlp, examples, optimizer)
     return examples
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tiny_bert, tmp_path_factory) -> Path:
+    """A pipeline (tiny BERT in sentence windows + spert) overfitted on
+    TRAIN_DATA and saved: trained once for the render, serve and browser
+    tests."""
+    from spacy.util import fix_random_seed
+
+    fix_random_seed(0)
+    nlp = make_nlp(tiny_bert, window="sentence")
+    overfit(nlp, n_steps=60, learn_rate=3e-3)
+    path = tmp_path_factory.mktemp("small_model") / "model"
+    nlp.to_disk(path)
+    return path
