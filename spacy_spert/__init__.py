@@ -8,7 +8,7 @@ from .candidates import GivenEntities, SpanCandidates, build_given_entities, bui
 from .component import SpERT, make_spert  # noqa: E402
 from .model import build_spert_model, build_spert_mt_model  # noqa: E402
 from .predict import doc_to_record  # noqa: E402
-from .render import render  # noqa: E402
+from .visualize import render  # noqa: E402
 from .scorer import make_spert_scorer, score_spert  # noqa: E402
 from . import encoders  # noqa: E402,F401  (registers spacy-spert.installed_model_path.v1)
 from . import schedules  # noqa: E402,F401  (registers spacy-spert.warmup_linear_epochs.v1)

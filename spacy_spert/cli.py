@@ -531,7 +531,7 @@ def render_cli(
     they are); a pipeline, with --text; or any input of predict, with
     --model to tag it first.
     """
-    from .render import render_file
+    from .visualize import render_file
 
     with _user_errors():
         n = render_file(source, output_path, model=model, texts=text, spans_key=spans_key, text_key=text_key,

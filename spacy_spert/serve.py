@@ -5,7 +5,7 @@ uvicorn): ``pip install 'spacy-spert[serve]'``.
 Routes (:func:`make_app`):
 
 - ``GET /``: a page with a text box; submitting it (``POST /``, an HTML form)
-  answers the page with the text drawn by :func:`~spacy_spert.render.render`
+  answers the page with the text drawn by :func:`~spacy_spert.visualize.render`
   and a table of the entities and relations with their scores. The page has
   no script and is sent with a ``Content-Security-Policy`` that allows none,
   and every piece of text on it is escaped.
@@ -46,7 +46,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 from spacy.language import Language
 
 from .predict import doc_to_record, spert_spans_key
-from .render import render, shown
+from .visualize import render, shown
 
 __all__ = ["make_app", "serve", "Extractor", "parse_extract_body", "RequestError", "running_server"]
 

@@ -31,7 +31,7 @@ def main(model: str, out_dir: str) -> None:
     import spacy
 
     from spacy_spert.experiments.demo import SENTENCES
-    from spacy_spert.render import render_file
+    from spacy_spert.visualize import render_file
     from spacy_spert.serve import make_app, running_server
 
     reason = browser.missing()
