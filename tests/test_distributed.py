@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import spacy
+import torch
 from typer.testing import CliRunner
 
 from spacy_spert.cli import app
@@ -73,13 +74,13 @@ def read_jsonl(path: Path):
     return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines()]
 
 
-def assert_same_lines(got, want):
-    """The same fields, entities and relations; scores to float tolerance."""
+def assert_same_lines(got, want, tolerance=1e-5):
+    """The same fields, entities and relations; scores within ``tolerance``."""
     assert len(got) == len(want)
     for g, w in zip(got, want):
         for key in ("entities", "relations"):
             assert [{**x, "score": None} for x in g[key]] == [{**x, "score": None} for x in w[key]], g["text"]
-            assert [x["score"] for x in g[key]] == pytest.approx([x["score"] for x in w[key]], abs=1e-5)
+            assert [x["score"] for x in g[key]] == pytest.approx([x["score"] for x in w[key]], abs=tolerance)
         assert {k: v for k, v in g.items() if k not in ("entities", "relations")} == \
             {k: v for k, v in w.items() if k not in ("entities", "relations")}
 
@@ -157,24 +158,74 @@ def test_parquet_in_and_out(cluster, model_dir, corpus, tmp_path):
 
 
 def test_invalid_lines_as_predict_reports_them(cluster, model_dir, tmp_path):
-    """A line without the text field stops the run with predict's error
-    (naming file and line) and writes nothing; with skip_invalid it is listed;
-    a missing or repeated --id-key value is an error naming the line."""
+    """Invalid lines get predict's errors, naming file and line; with
+    skip_invalid they are listed and the other docs written. (Without it the
+    driver raises the first: test_collector_checks_every_doc_once.)"""
     path = tmp_path / "in.jsonl"
     path.write_bytes(b'{"text": "Anna Lee ."}\n{"txt": "typo"}\n\n{"text": 3}\n{"text": "John Doe ."}\n')
-    with pytest.raises(InvalidInput) as local:
-        predict(model_dir, path, tmp_path / "local.jsonl")
-    with pytest.raises(InvalidInput) as distributed:
-        predict_ray(model_dir, path, tmp_path / "out.jsonl", num_actors=1)
-    assert str(distributed.value) == str(local.value) == f"{path}: line 2: no field 'text' (the text key; fields: txt)"
+    local = predict(model_dir, path, tmp_path / "local.jsonl", skip_invalid=True)
     report = predict_ray(model_dir, path, tmp_path / "out.jsonl", num_actors=1, skip_invalid=True)
-    assert [line["text"] for line in read_jsonl(tmp_path / "out.jsonl")] == ["Anna Lee .", "John Doe ."]
-    assert [(e.line, e.problem) for e in report.skipped] == [
-        (2, "no field 'text' (the text key; fields: txt)"), (4, "field 'text' must be a string, got a number")]
-    (tmp_path / "ids.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 2, "text": "b"}\n{"id": 1, "text": "c"}\n')
-    with pytest.raises(ValueError, match=r"ids\.jsonl: line 3: the id 1 \('id'\) is also the id of .*ids\.jsonl line 1"):
-        predict_ray(model_dir, tmp_path / "ids.jsonl", tmp_path / "ids-out.jsonl", num_actors=1, id_key="id")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ids.jsonl", "in.jsonl", "out.jsonl"]
+    assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    assert [str(e) for e in report.skipped] == [str(e) for e in local.skipped] == [
+        f"{path}: line 2: no field 'text' (the text key; fields: txt)",
+        f"{path}: line 4: field 'text' must be a string, got a number"]
+
+
+def chunk(file, lines, kinds, outputs=None, ids=None, n=None):
+    """An output chunk row of the actors, as the driver receives it."""
+    k = len(lines)
+    return {"file": [file], "line": [lines], "kind": [kinds], "n": [n or [0] * k],
+            "output": [outputs or [json.dumps({"text": str(x)}) for x in lines]], "id": [ids or [""] * k],
+            "n_entities": [[1] * k], "n_relations": [[0] * k]}
+
+
+class NoBar:
+    def update(self, n):
+        pass
+
+
+def collector(tmp_path, id_key=None):
+    """The driver's collector for two files writing JSONL to out.jsonl."""
+    from spacy_spert.distributed import RayPredictReport, _Collector, _JsonlSink
+
+    f = (tmp_path / "out.jsonl").open("wb")
+    report = RayPredictReport()
+    return _Collector(["a.jsonl", "b.jsonl"], "jsonl", _JsonlSink(f), report, False, id_key, NoBar()), f, report
+
+
+def test_collector_checks_every_doc_once(tmp_path):
+    """The driver's side without Ray: a chunk that comes back twice (a
+    retried task) is written once; a doc that never comes back, an invalid
+    line and a repeated id are errors naming file and line."""
+    from spacy_spert.distributed import DOC, END_OF_FILE, INVALID
+
+    c, f, report = collector(tmp_path)
+    for batch in (chunk(0, [1, 2], [DOC, DOC]), chunk(0, [1, 2], [DOC, DOC]), chunk(0, [4], [DOC]),
+                  chunk(0, [5], [END_OF_FILE], n=[3]), chunk(1, [1], [END_OF_FILE], n=[0])):
+        c.add_batch(batch)
+    c.finish()
+    f.close()
+    assert [json.loads(line)["text"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == ["1", "2", "4"]
+    assert report.n_docs == 3 and report.duplicates == 2 and report.n_entities == 3
+
+    c, f, _ = collector(tmp_path)
+    c.add_batch(chunk(0, [1, 3], [DOC, DOC]))
+    c.add_batch(chunk(0, [4], [END_OF_FILE], n=[3]))  # line 2 never came back
+    c.add_batch(chunk(1, [1], [END_OF_FILE], n=[0]))
+    with pytest.raises(ValueError, match=r"a\.jsonl: 2 of 3 docs came back .*1 files incomplete"):
+        c.finish()
+    c, f, _ = collector(tmp_path)
+    c.add_batch(chunk(0, [1], [END_OF_FILE], n=[0]))
+    with pytest.raises(ValueError, match=r"b\.jsonl: 0 of its docs came back"):  # no end-of-file row
+        c.finish()
+    c, f, _ = collector(tmp_path)
+    with pytest.raises(InvalidInput, match=r"^a\.jsonl: line 2: no field 'text'$"):
+        c.add_batch(chunk(0, [1, 2], [DOC, INVALID], outputs=["{}", "no field 'text'"]))
+    c, f, _ = collector(tmp_path, id_key="id")
+    with pytest.raises(ValueError, match=r"b\.jsonl: line 7: the id \"x\" \('id'\) is also the id of a\.jsonl line 1"):
+        c.add_batch(chunk(0, [1], [DOC], ids=['"x"']))
+        c.add_batch(chunk(1, [7], [DOC], ids=['"x"']))
+    f.close()
 
 
 def test_cli_engine_ray(cluster, model_dir, corpus, tmp_path):
@@ -197,3 +248,32 @@ def test_cli_engine_ray(cluster, model_dir, corpus, tmp_path):
                                  "--engine", "ray"])
     assert result.exit_code == 1 and result.stderr.startswith("error: ") and "missing.jsonl" in result.stderr
     assert not (tmp_path / "x.jsonl").exists()
+
+
+class OnGpu(RayPredictor):
+    """An actor that fails unless its pipeline runs on a CUDA device."""
+
+    def __call__(self, batch):
+        from thinc.api import get_current_ops
+
+        assert type(get_current_ops()).__name__ == "CupyOps", "the actor's pipeline is not on the GPU"
+        return super().__call__(batch)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_actor_gives_what_predict_gives(cluster, model_dir, corpus, tmp_path):
+    """One actor with one GPU (Ray sets its CUDA_VISIBLE_DEVICES; the actor
+    calls spacy.require_gpu): the output equals CPU predict's, scores to
+    1e-4. Skipped without a CUDA device; run with `pytest -m gpu`."""
+    assert ray.cluster_resources().get("GPU", 0) >= 1, "Ray should have found the GPU"
+    path, expected = corpus
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        report = predict_ray(model_dir, path, tmp_path / "out.jsonl", num_actors=1, num_gpus_per_actor=1,
+                             predictor_class=OnGpu)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert report.n_docs == N_DOCS
+    assert_same_lines(read_jsonl(tmp_path / "out.jsonl"),
+                      [json.loads(line) for line in expected.decode("utf8").splitlines()], tolerance=1e-4)
