@@ -17,6 +17,7 @@ Commands (each line is the first sentence of the command's help):
     predict          Tag a corpus; write JSONL or .spacy.
     throughput       Docs/s of predict against nlp.pipe.
     import           Import Prodigy, brat or Label Studio data.
+    ray-throughput   Docs/s of predict --engine ray.
 
 To add a command (``predict``, ``render``, ``serve``, ...): write one function
 decorated with ``@app.command("name")`` whose parameters are typer ``Arg`` and
@@ -513,6 +514,40 @@ def import_cli(
         else:
             getattr(msg, level)(text)
     msg.good(f"Saved {output_path}")
+
+
+
+@app.command("ray-throughput")
+def ray_throughput_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Trained pipeline (a directory)", show_default=False),
+    corpus: Path = Arg(..., help=".spacy file whose texts are tagged", show_default=False),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    n_docs: int = Opt(2000, "--n-docs", help="Docs per run: the corpus's texts repeated and shuffled"),
+    seed: int = Opt(0, "--seed", help="Seed of the shuffle"),
+    actors: str = Opt("1,2", "--actors", help="Numbers of Ray actors to time"),
+    num_cpus: Optional[int] = Opt(None, "--num-cpus", help="CPUs of the local Ray cluster (default: all)"),
+    repeats: int = Opt(2, "--repeats", help="Alternating rounds; docs/s from the median"),
+    # fmt: on
+):
+    """Docs/s of predict --engine ray.
+
+    Times single-process `predict` and `predict --engine ray` with each
+    number of --actors (one CPU each) on a local Ray cluster, same JSONL
+    input, in alternating rounds; measures the fixed cost of a Ray run
+    (actor start, pipeline load); checks that the outputs are the same; and
+    writes --results (JSON) and its tables (.md) with the command, versions,
+    seed and machine. Needs the ray extra.
+    """
+    from .experiments.ray_throughput import markdown, run_ray_throughput
+
+    with _user_errors():
+        try:
+            out = run_ray_throughput(model, corpus, results, n_docs=n_docs, seed=seed, actors=_ints(actors),
+                                     num_cpus=num_cpus, repeats=repeats)
+        except ImportError as e:
+            fail(f"{e}: pip install 'spacy-spert[ray]'")
+    typer.echo(markdown(out))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

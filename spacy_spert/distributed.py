@@ -439,9 +439,10 @@ def _run(ray, model: str, inputs: List[str], output_path: Path, *, input_format,
     (input_format,) = formats
     report.n_files = len(files)
     context = ray.data.DataContext.get_current()
-    saved = (context.execution_options.preserve_order, context.enable_progress_bars, context.target_max_block_size)
+    saved = (context.execution_options.preserve_order, context.enable_progress_bars, context.target_max_block_size,
+             context.print_on_execution_start)
     context.execution_options.preserve_order = True  # results reach the driver in input order
-    context.enable_progress_bars = bool(progress)
+    context.enable_progress_bars = context.print_on_execution_start = bool(progress)
     # One row (a chunk of docs) per block: each chunk is a task of its own.
     # (Ray's repartition would need a CPU of its own, which the actors may hold.)
     context.target_max_block_size = 1
@@ -465,8 +466,8 @@ def _run(ray, model: str, inputs: List[str], output_path: Path, *, input_format,
             collector.finish()
             sink.close()
     finally:
-        (context.execution_options.preserve_order, context.enable_progress_bars,
-         context.target_max_block_size) = saved
+        (context.execution_options.preserve_order, context.enable_progress_bars, context.target_max_block_size,
+         context.print_on_execution_start) = saved
     report.seconds = time.perf_counter() - start
     return report
 

@@ -250,6 +250,27 @@ def test_cli_engine_ray(cluster, model_dir, corpus, tmp_path):
     assert not (tmp_path / "x.jsonl").exists()
 
 
+def test_ray_throughput_command_writes_results(cluster, model_dir, tmp_path):
+    """`ray-throughput` times predict and the Ray engine on the same docs,
+    checks that they agree and writes the results file."""
+    from spacy.tokens import DocBin
+
+    nlp = spacy.load(model_dir)
+    corpus = tmp_path / "corpus.spacy"
+    DocBin(docs=[nlp.make_doc(text) for text in TEXTS]).to_disk(corpus)
+    results = tmp_path / "results" / "ray.json"
+    result = CliRunner().invoke(app, ["ray-throughput", str(model_dir), str(corpus), "--results", str(results),
+                                      "--n-docs", "30", "--actors", "1", "--repeats", "1", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(results.read_text())
+    assert data["n_docs"] == 30 and data["seed"] == 3 and data["ray_num_cpus"] == 2 and list(data["ray"]) == ["1"]
+    run = data["ray"]["1"]
+    assert run["output"]["same_output"] and run["output"]["n_entities"] > 0
+    assert run["docs_per_s"] == pytest.approx(30 / run["seconds"][0], rel=0.01)
+    assert 1 + run["overhead_vs_predict"] == pytest.approx(run["seconds"][0] / data["predict"]["seconds"][0], rel=0.1)
+    assert "predict --engine ray, 1 actors" in results.with_suffix(".md").read_text()
+
+
 class OnGpu(RayPredictor):
     """An actor that fails unless its pipeline runs on a CUDA device."""
 
