@@ -8,12 +8,12 @@ How a run goes (:func:`predict_ray`):
    them (``*.jsonl`` / ``*.parquet`` below the folder), on any file system Ray
    can read (local paths must exist on every node; ``s3://``, ``gs://``, NFS).
    Files are taken in sorted path order.
-2. Read tasks (no CPU reserved: they are light next to the model) read each
-   file whole and split it into one row per doc, keyed by (file, line): the
-   1-based line of a JSONL file (blank lines are passed over, as ``predict``
-   does), the 1-based row of a Parquet file. Each file also gives one
-   end-of-file row with its number of docs. Rows are regrouped into blocks of
-   ``batch_size``.
+2. Read tasks (no CPU reserved: they are light next to the model, and the
+   actors may hold every CPU) read each file whole and cut it into chunks of
+   ``rows_per_task`` docs, each doc keyed by (file, line): the 1-based line of
+   a JSONL file (blank lines are passed over, as ``predict`` does), the
+   1-based row of a Parquet file. Each file also gives an end-of-file entry
+   with its number of docs. A chunk is one block, so one actor task.
 3. ``map_batches`` runs a pool of ``num_actors`` :class:`RayPredictor` actors
    (``num_cpus_per_actor`` CPUs, ``num_gpus_per_actor`` GPUs each). Each actor
    loads the pipeline once (a directory or an installed package: it must exist
@@ -94,7 +94,7 @@ def _import_ray():
     return ray
 
 
-# Reading: files to one row per doc ------------------------------------------
+# Reading: files to chunks of docs ------------------------------------------
 
 
 class _SplitDocs:
@@ -311,6 +311,13 @@ class _ParquetSink:
 # The run ---------------------------------------------------------------------
 
 
+def _absolute(path: PathLike) -> str:
+    """An existing local path made absolute; anything else (a package name,
+    ``s3://...``) as it is."""
+    path = str(path)
+    return str(Path(path).resolve()) if "://" not in path and Path(path).exists() else path
+
+
 def _format_of(path: str) -> str:
     return "parquet" if path.endswith(".parquet") else "jsonl"
 
@@ -396,7 +403,9 @@ def predict_ray(
     """
     from tqdm import tqdm
 
-    inputs = [str(p) for p in ([input_paths] if isinstance(input_paths, (str, Path)) else input_paths)]
+    # Local paths absolute: Ray's workers need not share the driver's working directory.
+    inputs = [_absolute(p) for p in ([input_paths] if isinstance(input_paths, (str, Path)) else input_paths)]
+    model = _absolute(model)
     output_format = output_format or _format_of(str(output_path))
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {output_format!r} for the Ray engine; expected one of: "
@@ -417,7 +426,7 @@ def predict_ray(
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=bool(progress))
     try:
-        return _run(ray, str(model), inputs, Path(output_path), input_format=input_format,
+        return _run(ray, model, inputs, Path(output_path), input_format=input_format,
                     output_format=output_format, num_actors=num_actors, num_cpus_per_actor=num_cpus_per_actor,
                     num_gpus_per_actor=num_gpus_per_actor, batch_size=batch_size, rows_per_task=rows_per_task,
                     text_key=text_key, id_key=id_key, skip_invalid=skip_invalid, spans_key=spans_key,
