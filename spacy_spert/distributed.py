@@ -65,7 +65,7 @@ INPUT_FORMATS = ("jsonl", "parquet")
 OUTPUT_FORMATS = ("jsonl", "parquet")
 DEFAULT_NUM_ACTORS = 2
 # Row kinds between the stages.
-DOC, INVALID, END_OF_FILE = 0, 1, 2
+DOC, INVALID, END_OF_FILE, FAILED = 0, 1, 2, 3
 
 
 @dataclass
@@ -147,7 +147,9 @@ class RayPredictor:
     ``kind``): a doc's ``output`` is its JSON line as ``predict`` writes it
     (``n_entities``/``n_relations`` its counts, ``id`` the JSON of its
     ``id_key`` field); an invalid line's ``kind`` becomes INVALID and its
-    ``output`` the problem; end-of-file rows pass through.
+    ``output`` the problem; end-of-file rows pass through. If the pipeline
+    cannot be loaded, every doc's ``kind`` is FAILED and its ``output`` says
+    why (the driver raises it as an OSError).
 
     model (str): A pipeline directory or an installed package name, loaded
         with ``spacy.load`` in the actor.
@@ -171,11 +173,18 @@ class RayPredictor:
         from .predict import spert_spans_key
 
         torch.set_num_threads(max(1, num_threads))
-        if use_gpu:
-            spacy.require_gpu(0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
-        self.nlp = spacy.load(model)
         self.files, self.input_format = list(files), input_format
         self.text_key, self.id_key, self.batch_size = text_key, id_key, batch_size
+        # A pipeline that cannot be loaded (or a GPU that cannot be used) is
+        # reported by the batches, so that the driver can say so in one line.
+        self.load_error: Optional[str] = None
+        try:
+            if use_gpu:
+                spacy.require_gpu(0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
+            self.nlp = spacy.load(model)
+        except (OSError, ValueError) as e:
+            self.load_error = f"a Ray actor on {os.uname().nodename} could not load the pipeline {model}: {e}"
+            return
         self.spans_key = spans_key if spans_key is not None else spert_spans_key(self.nlp)
 
     def parse(self, raw: bytes, file: int, line: int) -> Union[tuple, InvalidInput]:
@@ -208,6 +217,9 @@ class RayPredictor:
         n = len(lines)
         out: Dict[str, list] = {"kind": list(kinds), "output": [""] * n, "id": [""] * n, "n_entities": [0] * n,
                                 "n_relations": [0] * n}
+        if self.load_error is not None:
+            out["kind"], out["output"] = [FAILED] * n, [self.load_error] * n
+            return out
         items = []
         for i in range(n):
             if kinds[i] != DOC:
@@ -390,8 +402,8 @@ def predict_ray(
         instead of stopping at the first.
     spans_key (Optional[str]): The span group of the entities (default: the
         ``spert`` component's).
-    progress (Optional[bool]): Show Ray Data's progress and a docs/s bar on
-        stderr (None: only when stderr is a terminal).
+    progress (Optional[bool]): Show a docs/s bar on stderr (None: only when
+        stderr is a terminal); True also shows Ray Data's progress and logs.
     predictor_class (type): The actor class: :class:`RayPredictor` or a
         subclass (for instance one that records or checks each batch).
     RETURNS (RayPredictReport): Counts, skipped lines, duplicates, time.
@@ -482,9 +494,8 @@ def _run(ray, model: str, inputs: List[str], output_path: Path, *, input_format,
 
 
 def _batches(ray, ds) -> Iterator[Dict[str, Any]]:
-    """The dataset's output batches; an error of the pipeline in an actor
-    (e.g. the model cannot be loaded) is raised as itself when it is an
-    OSError or ValueError, so that it reads as ``predict``'s would."""
+    """The dataset's output batches; an OSError or ValueError raised in an
+    actor's batch is raised as itself, so that it reads as ``predict``'s would."""
     try:
         yield from ds.iter_batches(batch_size=None, batch_format="numpy")
     except ray.exceptions.RayTaskError as e:
@@ -519,6 +530,8 @@ class _Collector:
     def add(self, file: int, line: int, kind: int, n: int, output: str, doc_id: str, n_entities: int,
             n_relations: int) -> None:
         report = self.report
+        if kind == FAILED:
+            raise OSError(str(output))
         if kind == END_OF_FILE:
             report.duplicates += file in self.expected
             self.expected[file] = int(n)

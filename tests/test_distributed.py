@@ -247,6 +247,11 @@ def test_cli_engine_ray(cluster, model_dir, corpus, tmp_path):
     result = runner.invoke(app, ["predict", str(model_dir), str(tmp_path / "missing.jsonl"), str(tmp_path / "x.jsonl"),
                                  "--engine", "ray"])
     assert result.exit_code == 1 and result.stderr.startswith("error: ") and "missing.jsonl" in result.stderr
+    result = runner.invoke(app, ["predict", str(tmp_path / "no_model"), str(path), str(tmp_path / "x.jsonl"),
+                                 "--engine", "ray", "--num-actors", "1"])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: a Ray actor on ") and "could not load the pipeline" in result.stderr
+    assert "no_model" in result.stderr and "E050" in result.stderr
     assert not (tmp_path / "x.jsonl").exists()
 
 
