@@ -271,7 +271,7 @@ def test_ray_throughput_command_writes_results(cluster, model_dir, tmp_path):
     assert data["n_docs"] == 30 and data["seed"] == 3 and data["ray_num_cpus"] == 2 and list(data["ray"]) == ["1"]
     run = data["ray"]["1"]
     assert run["output"]["same_output"] and run["output"]["n_entities"] > 0
-    assert run["docs_per_s"] == pytest.approx(30 / run["seconds"][0], rel=0.01)
+    assert run["docs_per_s"] == pytest.approx(30 / run["seconds"][0], abs=0.06)  # rounded to 0.1
     assert 1 + run["overhead_vs_predict"] == pytest.approx(run["seconds"][0] / data["predict"]["seconds"][0], rel=0.1)
     assert "predict --engine ray, 1 actors" in results.with_suffix(".md").read_text()
 
