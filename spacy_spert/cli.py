@@ -20,6 +20,7 @@ Commands (each line is the first sentence of the command's help):
     import           Import Prodigy, brat or Label Studio data.
     render           Draw entities and relations as HTML.
     serve            Serve a web page and a JSON API.
+    ray-throughput   Docs/s of predict --engine ray.
 
 To add a command (``predict``, ``render``, ``serve``, ...): write one function
 decorated with ``@app.command("name")`` whose parameters are typer ``Arg`` and
@@ -37,7 +38,7 @@ for invalid data. Usage errors exit with status 2.
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, NoReturn, Optional
+from typing import Dict, Iterator, List, NoReturn, Optional
 
 import click
 import typer
@@ -391,7 +392,7 @@ def demo_data_cli(
 def predict_cli(
     # fmt: off
     model: str = Arg(..., help="Pipeline directory or package name", show_default=False),
-    input_path: Path = Arg(..., help="Input: .jsonl, .spacy, a text file or a folder of .txt files", show_default=False),
+    input_path: str = Arg(..., help="Input: .jsonl, .spacy, a text file or a folder of .txt files (Ray: .jsonl or .parquet files, a folder of them, any path Ray can read)", show_default=False),
     output_path: Path = Arg(..., help="Output: .jsonl or .spacy (see --format)", show_default=False),
     output_format: Optional[str] = Opt(None, "--format", help="jsonl or spacy (default: spacy for a .spacy OUTPUT, else jsonl)"),
     batch_size: int = Opt(64, "--batch-size", "-b", help="Docs per nlp.pipe batch"),
@@ -402,6 +403,12 @@ def predict_cli(
     lines: bool = Opt(False, "--lines", help="Text input: one doc per line, not per file"),
     skip_invalid: bool = Opt(False, "--skip-invalid", help="Leave out invalid lines, list them and go on"),
     spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
+    engine: str = Opt("local", "--engine", help="local (this machine) or ray (a Ray cluster: pip install 'spacy-spert[ray]')"),
+    address: Optional[str] = Opt(None, "--address", help="Ray: the cluster (auto: the one this machine is in; default: RAY_ADDRESS, else a new local one)"),
+    num_actors: int = Opt(2, "--num-actors", help="Ray: actors, each with its own copy of the model"),
+    cpus_per_actor: float = Opt(1.0, "--cpus-per-actor", help="Ray: CPUs (and torch threads) per actor"),
+    gpus_per_actor: float = Opt(0.0, "--gpus-per-actor", help="Ray: GPUs per actor (0.5: two actors share one)"),
+    id_key: Optional[str] = Opt(None, "--id-key", help="Ray: a field every doc has, unique (checked)"),
     # fmt: on
 ):
     """Tag a corpus; write JSONL or .spacy.
@@ -416,16 +423,59 @@ def predict_cli(
     a DocBin with user data. Docs are run in batches of similar length and
     written in input order. An invalid line stops the run (error naming file
     and line, no output) unless --skip-invalid; OUTPUT appears only when
-    complete.
+    complete. With --engine ray the docs are tagged by a pool of actors on a
+    Ray cluster (Ray Data reads .jsonl or .parquet input) and the driver
+    writes the same JSONL lines (or .parquet), in input order, each doc
+    exactly once.
     """
     from .predict import predict
 
+    if engine == "ray":
+        return _predict_ray_cli(model, input_path, output_path, output_format=output_format, batch_size=batch_size,
+                                text_key=text_key, skip_invalid=skip_invalid, spans_key=spans_key, address=address,
+                                num_actors=num_actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
+                                id_key=id_key, local_only={"--buffer-size": buffer_size != 2048,
+                                                           "--n-process": n_process != 1, "--gpu-id": gpu_id != -1,
+                                                           "--lines": lines})
+    if engine != "local":
+        fail(f"unknown --engine {engine!r} (choose local or ray)", status=2)
+    ray_only = {"--address": address is not None, "--num-actors": num_actors != 2, "--cpus-per-actor": cpus_per_actor != 1,
+                "--gpus-per-actor": gpus_per_actor != 0, "--id-key": id_key is not None}
+    if any(ray_only.values()):
+        fail(f"{', '.join(k for k, v in ray_only.items() if v)}: only with --engine ray", status=2)
     with _user_errors():
         report = predict(model, input_path, output_path, output_format=output_format, batch_size=batch_size,
                          buffer_size=buffer_size, n_process=n_process, gpu_id=gpu_id, text_key=text_key,
                          lines=lines, skip_invalid=skip_invalid, spans_key=spans_key)
     msg.good(f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
              f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s)")
+    if report.skipped:
+        msg.warn(f"Skipped {len(report.skipped)} invalid lines or files:")
+        for skipped in report.skipped:
+            typer.echo(f"  {skipped}")
+
+
+def _predict_ray_cli(model: str, input_path: str, output_path: Path, *, local_only: Dict[str, bool], **kwargs) -> None:
+    """`predict --engine ray`: check the options, run predict_ray, report."""
+    from .distributed import predict_ray
+
+    if any(local_only.values()):
+        fail(f"{', '.join(k for k, v in local_only.items() if v)}: not with --engine ray", status=2)
+    options = dict(output_format=kwargs["output_format"], batch_size=kwargs["batch_size"],
+                   text_key=kwargs["text_key"], skip_invalid=kwargs["skip_invalid"], spans_key=kwargs["spans_key"],
+                   address=kwargs["address"], num_actors=kwargs["num_actors"],
+                   num_cpus_per_actor=kwargs["cpus_per_actor"], num_gpus_per_actor=kwargs["gpus_per_actor"],
+                   id_key=kwargs["id_key"])
+    with _user_errors():
+        try:
+            report = predict_ray(model, input_path, output_path, **options)
+        except ImportError as e:
+            fail(str(e))
+    msg.good(f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
+             f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s) with "
+             f"{report.n_actors} Ray actors")
+    if report.duplicates:
+        msg.info(f"Dropped {report.duplicates} docs that came back twice (retried after a failure)")
     if report.skipped:
         msg.warn(f"Skipped {len(report.skipped)} invalid lines or files:")
         for skipped in report.skipped:
@@ -569,6 +619,38 @@ def serve_cli(
                   batch_size=batch_size, gpu_id=gpu_id)
         except ImportError as e:
             fail(str(e))
+
+@app.command("ray-throughput")
+def ray_throughput_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Trained pipeline (a directory)", show_default=False),
+    corpus: Path = Arg(..., help=".spacy file whose texts are tagged", show_default=False),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    n_docs: int = Opt(2000, "--n-docs", help="Docs per run: the corpus's texts repeated and shuffled"),
+    seed: int = Opt(0, "--seed", help="Seed of the shuffle"),
+    actors: str = Opt("1,2", "--actors", help="Numbers of Ray actors to time"),
+    num_cpus: Optional[int] = Opt(None, "--num-cpus", help="CPUs of the local Ray cluster (default: all)"),
+    repeats: int = Opt(2, "--repeats", help="Alternating rounds; docs/s from the median"),
+    # fmt: on
+):
+    """Docs/s of predict --engine ray.
+
+    Times single-process `predict` and `predict --engine ray` with each
+    number of --actors (one CPU each) on a local Ray cluster, same JSONL
+    input, in alternating rounds; measures the fixed cost of a Ray run
+    (actor start, pipeline load); checks that the outputs are the same; and
+    writes --results (JSON) and its tables (.md) with the command, versions,
+    seed and machine. Needs the ray extra.
+    """
+    from .experiments.ray_throughput import markdown, run_ray_throughput
+
+    with _user_errors():
+        try:
+            out = run_ray_throughput(model, corpus, results, n_docs=n_docs, seed=seed, actors=_ints(actors),
+                                     num_cpus=num_cpus, repeats=repeats)
+        except ImportError as e:
+            fail(f"{e}: pip install 'spacy-spert[ray]'")
+    typer.echo(markdown(out))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -55,7 +55,7 @@ from .convert import _json_type
 from .files import atomic_output
 from .relations import RELATIONS_ATTR, EntityIndex
 
-__all__ = ["doc_to_record", "pipe_by_length", "predict", "PredictReport", "InvalidInput", "spert_spans_key"]
+__all__ = ["doc_to_record", "output_record", "parse_jsonl_line", "pipe_by_length", "predict", "PredictReport", "InvalidInput", "spert_spans_key"]
 
 PathLike = Union[str, Path]
 T = TypeVar("T")
@@ -261,30 +261,40 @@ def _decode(data: bytes, source: str, line: Optional[int]) -> str:
         raise InvalidInput(source, f"not UTF-8 text ({e})", line) from None
 
 
+def parse_jsonl_line(raw: bytes, source: str, line: int, text_key: str = "text") -> Union[Item, InvalidInput]:
+    """One JSONL line as a doc: (text, the whole object), or the
+    :class:`InvalidInput` (returned, not raised) that says what is wrong with
+    it. Blank lines are the caller's to pass over.
+
+    raw (bytes): The line as read. source (str): The file, for errors.
+    line (int): The line number (1-based). text_key (str): The text's field.
+    RETURNS (Union[Item, InvalidInput]): The doc or the problem.
+    """
+    try:
+        text = _decode(raw, source, line)
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InvalidInput(source, f"not valid JSON ({e})", line) from None
+        if not isinstance(obj, dict):
+            raise InvalidInput(source, f"expected a JSON object, got {_json_type(obj)}", line)
+        if text_key not in obj:
+            raise InvalidInput(source, f"no field {text_key!r} (the text key; fields: {', '.join(obj) or 'none'})", line)
+        if not isinstance(obj[text_key], str):
+            raise InvalidInput(source, f"field {text_key!r} must be a string, got {_json_type(obj[text_key])}", line)
+    except InvalidInput as e:
+        return e
+    return obj[text_key], obj
+
+
 def read_jsonl(path: Path, text_key: str = "text") -> Iterator[Union[Item, InvalidInput]]:
     """The docs of a JSONL file: (text, the whole object) per non-blank line,
     or an :class:`InvalidInput` (yielded, not raised) for a bad line."""
     source = str(path)
     with path.open("rb") as f:
         for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                line = _decode(raw, source, n)
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InvalidInput(source, f"not valid JSON ({e})", n) from None
-                if not isinstance(obj, dict):
-                    raise InvalidInput(source, f"expected a JSON object, got {_json_type(obj)}", n)
-                if text_key not in obj:
-                    raise InvalidInput(source, f"no field {text_key!r} (the text key; fields: {', '.join(obj) or 'none'})", n)
-                if not isinstance(obj[text_key], str):
-                    raise InvalidInput(source, f"field {text_key!r} must be a string, got {_json_type(obj[text_key])}", n)
-            except InvalidInput as e:
-                yield e
-                continue
-            yield obj[text_key], obj
+            if raw.strip():
+                yield parse_jsonl_line(raw, source, n, text_key)
 
 
 def read_text_files(path: Path, lines: bool = False) -> Iterator[Union[Item, InvalidInput]]:
@@ -404,11 +414,8 @@ def predict(
     items = _valid(_input_items(Path(input_path), nlp, text_key, lines), skip_invalid, report.skipped)
 
     def to_line(doc: Doc, fields: Dict[str, Any]) -> bytes:
-        record = doc_to_record(doc, key)
-        _count(report, record)
-        line = dict(fields)
-        line[text_key] = record["text"]
-        line["entities"], line["relations"] = record["entities"], record["relations"]
+        line = output_record(doc, fields, key, text_key)
+        _count(report, line)
         return (json.dumps(line, ensure_ascii=False) + "\n").encode("utf8")
 
     def to_doc(doc: Doc, fields: Dict[str, Any]) -> Doc:
@@ -430,6 +437,22 @@ def predict(
             f.write(DocBin(store_user_data=True, docs=bar).to_bytes())
     report.seconds = time.perf_counter() - start
     return report
+
+
+def output_record(doc: Doc, fields: Dict[str, Any], spans_key: str = "sc", text_key: str = "text") -> Dict[str, Any]:
+    """One line of the JSONL output: the input's fields, then the text under
+    ``text_key`` and the entities and relations of :func:`doc_to_record`
+    (input fields with those names are replaced).
+
+    doc (Doc): The processed doc. fields (Dict[str, Any]): The input's fields.
+    spans_key (str): The span group of the entities. text_key (str): The text's field.
+    RETURNS (Dict[str, Any]): The JSON-safe line.
+    """
+    record = doc_to_record(doc, spans_key)
+    line = dict(fields)
+    line[text_key] = record["text"]
+    line["entities"], line["relations"] = record["entities"], record["relations"]
+    return line
 
 
 def _count(report: PredictReport, record: Dict[str, Any]) -> None:
