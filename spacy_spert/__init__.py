@@ -11,6 +11,7 @@ from .predict import doc_to_record  # noqa: E402
 from .scorer import make_spert_scorer, score_spert  # noqa: E402
 from . import encoders  # noqa: E402,F401  (registers spacy-spert.installed_model_path.v1)
 from . import schedules  # noqa: E402,F401  (registers spacy-spert.warmup_linear_epochs.v1)
+from .quantize import quantize  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,5 @@ __all__ = [
     "make_relation",
     "install_extensions",
     "doc_to_record",
+    "quantize",
 ]

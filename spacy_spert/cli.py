@@ -363,6 +363,7 @@ def predict_cli(
     lines: bool = Opt(False, "--lines", help="Text input: one doc per line, not per file"),
     skip_invalid: bool = Opt(False, "--skip-invalid", help="Leave out invalid lines, list them and go on"),
     spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
+    quantize: bool = Opt(False, "--quantize", help="CPU only: int8 dynamic quantization of the encoder's linear layers (faster, see README)"),
     # fmt: on
 ):
     """Tag a corpus; write JSONL or .spacy.
@@ -384,7 +385,7 @@ def predict_cli(
     with _user_errors():
         report = predict(model, input_path, output_path, output_format=output_format, batch_size=batch_size,
                          buffer_size=buffer_size, n_process=n_process, gpu_id=gpu_id, text_key=text_key,
-                         lines=lines, skip_invalid=skip_invalid, spans_key=spans_key)
+                         lines=lines, skip_invalid=skip_invalid, spans_key=spans_key, quantize=quantize)
     msg.good(f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
              f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s)")
     if report.skipped:
