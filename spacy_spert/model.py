@@ -291,14 +291,12 @@ def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidat
 
 
 def _predict_head(head: Model, hidden: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, ...]:
-    """Run ``SpERTHead.predict`` in eval mode, without autograd."""
+    """Run ``SpERTHead.predict`` without autograd. (Its computation uses no
+    dropout, so the module needs no switch to eval mode and back, which
+    visits every submodule twice per batch.)"""
     module: SpERTHead = head.shims[0]._model
-    module.eval()
-    try:
-        with torch.no_grad():
-            return module.predict(hidden, **kwargs)
-    finally:
-        module.train()
+    with torch.inference_mode():
+        return module.predict(hidden, **kwargs)
 
 
 def _decode(
