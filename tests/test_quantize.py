@@ -90,3 +90,19 @@ def test_predict_quantize(model_dir, tmp_path):
                                  "--gpu-id", "0"])
     assert result.exit_code == 1 and "for CPU inference" in result.output
     assert not (tmp_path / "gpu.jsonl").exists()
+
+
+def test_quantization_experiment_writes_speed_and_delta_f1(model_dir, tmp_path):
+    from spacy.tokens import DocBin
+
+    from conftest import make_doc
+    from spacy_spert.experiments.quantization import run_quantization
+
+    nlp = spacy.load(model_dir)
+    corpus = tmp_path / "test.spacy"
+    DocBin(store_user_data=True, docs=[make_doc(nlp.vocab, *data) for data in TRAIN_DATA]).to_disk(corpus)
+    results = run_quantization(model_dir, corpus, tmp_path / "q.json", batch_sizes=[2], repeats=1, threads=1)
+    assert set(results["speed"]["2"]) == {"float32_docs_per_s", "int8_docs_per_s", "speedup"}
+    assert results["metrics"]["float32"]["ner_micro"]["f"] == 100.0  # overfit on these sentences
+    assert results["delta_f1"]["ner_micro"] == results["metrics"]["int8"]["ner_micro"]["f"] - 100.0
+    assert "| ner_micro | 100.0 |" in (tmp_path / "q.md").read_text(encoding="utf8")
