@@ -12,6 +12,7 @@ from .visualize import render  # noqa: E402
 from .scorer import make_spert_scorer, score_spert  # noqa: E402
 from . import encoders  # noqa: E402,F401  (registers spacy-spert.installed_model_path.v1)
 from . import schedules  # noqa: E402,F401  (registers spacy-spert.warmup_linear_epochs.v1)
+from .quantize import quantize  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -32,4 +33,5 @@ __all__ = [
     "install_extensions",
     "doc_to_record",
     "render",
+    "quantize",
 ]

@@ -409,6 +409,7 @@ def predict_cli(
     cpus_per_actor: float = Opt(1.0, "--cpus-per-actor", help="Ray: CPUs (and torch threads) per actor"),
     gpus_per_actor: float = Opt(0.0, "--gpus-per-actor", help="Ray: GPUs per actor (0.5: two actors share one)"),
     id_key: Optional[str] = Opt(None, "--id-key", help="Ray: a field every doc has, unique (checked)"),
+    quantize: bool = Opt(False, "--quantize", help="CPU only: int8 dynamic quantization of the encoder's linear layers (faster, see README)"),
     # fmt: on
 ):
     """Tag a corpus; write JSONL or .spacy.
@@ -436,7 +437,7 @@ def predict_cli(
                                 num_actors=num_actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
                                 id_key=id_key, local_only={"--buffer-size": buffer_size != 2048,
                                                            "--n-process": n_process != 1, "--gpu-id": gpu_id != -1,
-                                                           "--lines": lines})
+                                                           "--lines": lines, "--quantize": quantize})
     if engine != "local":
         fail(f"unknown --engine {engine!r} (choose local or ray)", status=2)
     ray_only = {"--address": address is not None, "--num-actors": num_actors != 2, "--cpus-per-actor": cpus_per_actor != 1,
@@ -446,7 +447,7 @@ def predict_cli(
     with _user_errors():
         report = predict(model, input_path, output_path, output_format=output_format, batch_size=batch_size,
                          buffer_size=buffer_size, n_process=n_process, gpu_id=gpu_id, text_key=text_key,
-                         lines=lines, skip_invalid=skip_invalid, spans_key=spans_key)
+                         lines=lines, skip_invalid=skip_invalid, spans_key=spans_key, quantize=quantize)
     msg.good(f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
              f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s)")
     if report.skipped:

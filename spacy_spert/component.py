@@ -30,6 +30,7 @@ from .gold import Gold, read_gold
 from .losses import compute_loss
 from .model import SpERTLogits, SpERTPredictions, build_head, has_head
 from .relations import RELATIONS_ATTR
+from .windows import bind_wordpiece_windows
 
 
 def _single_thread_torch_in_child() -> None:
@@ -109,6 +110,9 @@ def make_spert(
     set_ents (bool): Also write the best non-overlapping entities to doc.ents.
     scorer (Optional[Callable]): The scoring function.
     """
+    # The transformers of the pipeline come before spert: their
+    # sentence_windows.v2 span getters learn which tokenizer counts wordpieces.
+    bind_wordpiece_windows(nlp)
     return SpERT(
         nlp.vocab,
         model,
@@ -228,6 +232,8 @@ class SpERT(TrainablePipe):
             "relations": [...]}, e.g. from ``spacy init labels``.
         """
         validate_get_examples(get_examples, "SpERT.initialize")
+        if nlp is not None:
+            bind_wordpiece_windows(nlp)
         if labels is not None:
             if not isinstance(labels, dict) or not set(labels) <= {"entities", "relations"}:
                 raise ValueError(

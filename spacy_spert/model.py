@@ -291,14 +291,12 @@ def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidat
 
 
 def _predict_head(head: Model, hidden: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, ...]:
-    """Run ``SpERTHead.predict`` in eval mode, without autograd."""
+    """Run ``SpERTHead.predict`` without autograd. (Its computation uses no
+    dropout, so the module needs no switch to eval mode and back, which
+    visits every submodule twice per batch.)"""
     module: SpERTHead = head.shims[0]._model
-    module.eval()
-    try:
-        with torch.no_grad():
-            return module.predict(hidden, **kwargs)
-    finally:
-        module.train()
+    with torch.inference_mode():
+        return module.predict(hidden, **kwargs)
 
 
 def _decode(
@@ -396,18 +394,19 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
 
 def _warn_if_truncated(doc: Doc, lengths: numpy.ndarray) -> None:
     """Warn when tokens other than whitespace got no wordpiece: the
-    transformer cut a window that was longer than its maximum length, and
-    nothing in the cut part can be found."""
+    transformer cut a window that was longer than its maximum length in
+    wordpieces, and nothing in the cut part can be found."""
     if lengths.all():
         return
     lost = numpy.flatnonzero((lengths == 0) & ~whitespace_mask(doc))
     if len(lost):
         warnings.warn(
             f"[spacy-spert] {len(lost)} of {len(doc)} tokens of a doc got no wordpiece "
-            f"(first: token {lost[0]}, {doc[int(lost[0])].text!r}): the transformer truncated a window longer "
-            f"than its maximum length, and no entity can be found in those tokens. Encode docs in shorter "
-            f"windows, e.g. [components.transformer.model.get_spans] "
-            f"@span_getters = \"spacy-spert.sentence_windows.v1\".",
+            f"(first: token {lost[0]}, {doc[int(lost[0])].text!r}): a transformer window held more wordpieces "
+            f"than the encoder's maximum length, the transformer truncated it, and no entity can be found in "
+            f"the cut tokens. Windows bounded in tokens alone overflow when tokens split into many wordpieces "
+            f"(URLs, identifiers, long names) or a doc is one window; bound them in wordpieces too: "
+            f"[components.transformer.model.get_spans] @span_getters = \"spacy-spert.sentence_windows.v2\".",
             stacklevel=2,
         )
 

@@ -370,6 +370,7 @@ def predict(
     skip_invalid: bool = False,
     spans_key: Optional[str] = None,
     progress: Optional[bool] = None,
+    quantize: bool = False,
 ) -> PredictReport:
     """Tag every doc of ``input_path`` with a pipeline and write the results
     to ``output_path`` (see the module docstring for the formats).
@@ -393,6 +394,9 @@ def predict(
         ``spert`` component's).
     progress (Optional[bool]): Show a progress bar with docs/s on stderr
         (None: only when stderr is a terminal).
+    quantize (bool): Quantize the encoder's linear layers to int8 first, for
+        faster CPU inference (:func:`spacy_spert.quantize.quantize`; CPU only,
+        and it changes a pipeline passed in).
     RETURNS (PredictReport): Counts, the skipped lines and the time.
     RAISES: InvalidInput (a ValueError) for an invalid line or file unless
         ``skip_invalid``; ValueError for invalid arguments; OSError if a file
@@ -407,7 +411,13 @@ def predict(
         raise ValueError(f"batch size and buffer size must be at least 1, got {batch_size} and {buffer_size}")
     if n_process == 0 or n_process < -1:
         raise ValueError(f"the number of processes must be positive (or -1: one per CPU), got {n_process}")
+    if quantize and gpu_id >= 0:
+        raise ValueError(f"--quantize is for CPU inference; it cannot run on GPU {gpu_id} (leave out --gpu-id)")
     nlp = model if isinstance(model, Language) else _load(model, gpu_id)
+    if quantize:
+        from .quantize import quantize as quantize_pipeline
+
+        quantize_pipeline(nlp)
     start = time.perf_counter()
     key = spans_key if spans_key is not None else spert_spans_key(nlp)
     report = PredictReport()

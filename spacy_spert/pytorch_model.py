@@ -45,20 +45,36 @@ class RangeMax:
 
     def __init__(self, hidden, align_rows, align_tokens, n_tokens: int, max_range: int):
         width = hidden.shape[1]
-        tokens = hidden.new_full((n_tokens, width), NEG_INF)
+        self.grad = torch.is_grad_enabled() and hidden.requires_grad
         index = align_tokens.unsqueeze(1).expand(-1, width)
-        tokens = tokens.scatter_reduce(0, index, hidden.index_select(0, align_rows), reduce="amax")
+        src = hidden.index_select(0, align_rows)
         has_wp = torch.zeros((n_tokens,), dtype=torch.long, device=hidden.device)
         has_wp[align_tokens] = 1
         self.covered = torch.cat([has_wp.new_zeros((1,)), has_wp.cumsum(0)])
-        levels = [tokens]
-        step = 1
-        while step * 2 <= max_range:
-            prev = levels[-1]
-            shifted = torch.cat([prev[step:], prev.new_full((step, width), NEG_INF)])
-            levels.append(torch.maximum(prev, shifted))
-            step *= 2
-        self.table = torch.cat(levels)
+        if self.grad:
+            tokens = hidden.new_full((n_tokens, width), NEG_INF).scatter_reduce(0, index, src, reduce="amax")
+            levels = [tokens]
+            step = 1
+            while step * 2 <= max_range:
+                prev = levels[-1]
+                shifted = torch.cat([prev[step:], prev.new_full((step, width), NEG_INF)])
+                levels.append(torch.maximum(prev, shifted))
+                step *= 2
+            self.table = torch.cat(levels)
+        else:
+            # Inference: the levels are written into one (levels, N, H) slab
+            # in place. Rows of level k that would reach past the end stay
+            # -inf; they are never read (a range [start, end) reads rows
+            # start and end - 2**k <= N - 2**k).
+            n_levels = max(1, int(max_range).bit_length())  # 2**k <= max_range
+            table = hidden.new_full((n_levels, n_tokens, width), NEG_INF)
+            table[0].scatter_reduce_(0, index, src, reduce="amax")
+            step = 1
+            for k in range(1, n_levels):
+                if step < n_tokens:
+                    torch.maximum(table[k - 1, : n_tokens - step], table[k - 1, step:], out=table[k, : n_tokens - step])
+                step *= 2
+            self.table = table.view(-1, width)
         self.n_tokens = n_tokens
         # floor(log2(length)) for every length a range may have (0 -> 0)
         lengths = torch.arange(n_tokens + 1, device=hidden.device).clamp(min=1)
@@ -68,13 +84,19 @@ class RangeMax:
         """RETURNS (torch.Tensor): (len(starts), H) the max over [start, end)."""
         covered = self.covered.index_select(0, ends) - self.covered.index_select(0, starts)
         valid = (ends > starts) & (covered > 0)
-        starts = torch.where(valid, starts, torch.zeros_like(starts))
-        ends = torch.where(valid, ends, torch.ones_like(ends))
+        all_valid = bool(valid.all())
+        if not all_valid:
+            starts = torch.where(valid, starts, torch.zeros_like(starts))
+            ends = torch.where(valid, ends, torch.ones_like(ends))
         level = self.log2.index_select(0, ends - starts)
         base = level * self.n_tokens
         a = self.table.index_select(0, base + starts)
         b = self.table.index_select(0, base + ends - (1 << level))
-        return torch.maximum(a, b).masked_fill(~valid.unsqueeze(1), 0.0)
+        if self.grad:
+            pooled = torch.maximum(a, b)
+            return pooled if all_valid else pooled.masked_fill(~valid.unsqueeze(1), 0.0)
+        pooled = torch.maximum(a, b, out=a)
+        return pooled if all_valid else pooled.masked_fill_(~valid.unsqueeze(1), 0.0)
 
 
 class _StageClassifier(torch.nn.Module):
@@ -390,11 +412,14 @@ class SpERTHead(torch.nn.Module):
             empty = span_starts.new_zeros((0,))
             return ent, empty, empty, rel
         outputs = []
-        bounds = torch.searchsorted(
-            align_tokens, torch.tensor([t for b in blocks for t in b[2:]], device=align_tokens.device)
-        )
+        if len(blocks) == 1 and blocks[0][2] == 0 and blocks[0][3] == n_tokens:
+            bounds = [0, int(align_tokens.shape[0])]  # one block of all tokens (a batch of sentences)
+        else:
+            bounds = torch.searchsorted(
+                align_tokens, torch.tensor([t for b in blocks for t in b[2:]], device=align_tokens.device)
+            ).tolist()
         for i, (s0, s1, t0, t1) in enumerate(blocks):
-            a0, a1 = int(bounds[2 * i]), int(bounds[2 * i + 1])
+            a0, a1 = bounds[2 * i], bounds[2 * i + 1]
             pool = RangeMax(hidden, align_rows[a0:a1], align_tokens[a0:a1] - t0, t1 - t0, min(max_range, t1 - t0))
             ent, heads, tails, rel = self._predict_block(
                 pool,

@@ -99,7 +99,9 @@ def test_setting_equals_legacy_config(setting):
     """The new config with the setting's documented overrides, interpolated, is
     the legacy config, interpolated, but for: the schedule (derived, checked
     here against the legacy step counts), eval_frequency, the candidate keys of
-    [components.spert] (now [components.spert.suggester]) and the [encoder]
+    [components.spert] (now [components.spert.suggester]), the span getter
+    (sentence_windows.v1 is now v2, the same windows also bounded in
+    wordpieces, with max_wordpieces = null) and the [encoder]
     variable (the resolved transformer names are compared)."""
     legacy_name, n_docs = SETTINGS[setting]
     path, args = COMMANDS[setting]
@@ -111,6 +113,10 @@ def test_setting_equals_legacy_config(setting):
     for config in (new, old):
         model = config["components"]["transformer"]["model"]
         model["name"] = _resolve_name(model["name"])
+    # v2 of the span getter makes v1's windows, also bounded in wordpieces
+    get_spans = old["components"]["transformer"]["model"]["get_spans"]
+    assert get_spans["@span_getters"] == "spacy-spert.sentence_windows.v1"
+    get_spans.update({"@span_getters": "spacy-spert.sentence_windows.v2", "max_wordpieces": None})
     spert = old["components"]["spert"]
     spert["suggester"] = {
         "@misc": "spacy-spert.span_candidates.v1",
