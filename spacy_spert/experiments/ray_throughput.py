@@ -129,7 +129,7 @@ def run_ray_throughput(
         seconds = statistics.median(timed[n])
         ray_results[str(n)] = {
             "docs_per_s": round(len(texts) / seconds, 1),
-            "seconds": [round(t, 2) for t in timed[n]],
+            "seconds": [round(t, 4) for t in timed[n]],
             "startup_seconds": round(startup[n], 2),
             "docs_per_s_after_startup": round(len(texts) / max(seconds - startup[n], 1e-9), 1),
             "overhead_vs_predict": round(seconds / statistics.median(local) - 1, 3),
@@ -149,7 +149,7 @@ def run_ray_throughput(
         "ray_num_cpus": num_cpus,
         "ray_init_seconds": round(ray_init_s, 2),
         "startup_docs": startup_docs,
-        "predict": {"docs_per_s": local_docs_per_s, "seconds": [round(t, 2) for t in local]},
+        "predict": {"docs_per_s": local_docs_per_s, "seconds": [round(t, 4) for t in local]},
         "ray": ray_results,
         "load_average_1min": [round(x, 2) for x in load_average],
         "versions": package_versions() | {"ray": ray.__version__},
