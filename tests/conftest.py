@@ -144,16 +144,27 @@ def overfit(nlp: Language, n_steps: int = 200, learn_rate: float = 1e-3, optimiz
     return examples
 
 
-@pytest.fixture(scope="session")
-def small_model_dir(tiny_bert, tmp_path_factory) -> Path:
-    """A pipeline (tiny BERT in sentence windows + spert) overfitted on
-    TRAIN_DATA and saved: trained once for the render, serve and browser
-    tests."""
+def save_overfit_model(tiny_bert: Path, path: Path, window: str = "doc") -> Path:
+    """A pipeline (tiny BERT + spert) overfitted on TRAIN_DATA for 60 steps
+    at 3e-3 from seed 0, saved to ``path``."""
     from spacy.util import fix_random_seed
 
     fix_random_seed(0)
-    nlp = make_nlp(tiny_bert, window="sentence")
+    nlp = make_nlp(tiny_bert, window=window)
     overfit(nlp, n_steps=60, learn_rate=3e-3)
-    path = tmp_path_factory.mktemp("small_model") / "model"
     nlp.to_disk(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tiny_bert, tmp_path_factory) -> Path:
+    """save_overfit_model in sentence windows: trained once for the render,
+    serve and browser tests."""
+    return save_overfit_model(tiny_bert, tmp_path_factory.mktemp("small_model") / "model", window="sentence")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tiny_bert, tmp_path_factory) -> Path:
+    """save_overfit_model with the default windows: trained once for the
+    predict, Ray and quantization tests."""
+    return save_overfit_model(tiny_bert, tmp_path_factory.mktemp("overfit_model") / "model")

@@ -36,20 +36,6 @@ N_DOCS = 120
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_bert, tmp_path_factory) -> Path:
-    """A small pipeline overfitted on the conftest examples, saved."""
-    from conftest import make_nlp, overfit
-    from spacy.util import fix_random_seed
-
-    fix_random_seed(0)
-    nlp = make_nlp(tiny_bert)
-    overfit(nlp, n_steps=60, learn_rate=3e-3)
-    path = tmp_path_factory.mktemp("ray_model") / "model"
-    nlp.to_disk(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def cluster():
     """A local Ray cluster with 2 CPUs for this module, shut down after it."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)

@@ -29,20 +29,6 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_bert, tmp_path_factory) -> Path:
-    """A small pipeline overfitted on the conftest examples, saved."""
-    from conftest import make_nlp, overfit
-    from spacy.util import fix_random_seed
-
-    fix_random_seed(0)
-    nlp = make_nlp(tiny_bert)
-    overfit(nlp, n_steps=60, learn_rate=3e-3)
-    path = tmp_path_factory.mktemp("predict_model") / "model"
-    nlp.to_disk(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def nlp(model_dir):
     return spacy.load(model_dir)
 

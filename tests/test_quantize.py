@@ -6,26 +6,15 @@ from pathlib import Path
 import pytest
 import spacy
 import torch
-from spacy.util import fix_random_seed
 from typer.testing import CliRunner
 
 from spacy_spert import quantize
 from spacy_spert.cli import app
 from spacy_spert.predict import predict
 
-from conftest import TRAIN_DATA, head_of, make_nlp, overfit
+from conftest import TRAIN_DATA, head_of
 
 TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_bert, tmp_path_factory) -> Path:
-    fix_random_seed(0)
-    nlp = make_nlp(tiny_bert)
-    overfit(nlp, n_steps=60, learn_rate=3e-3)
-    path = tmp_path_factory.mktemp("quantize_model") / "model"
-    nlp.to_disk(path)
-    return path
 
 
 def found(doc):
