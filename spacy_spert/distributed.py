@@ -54,6 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
+from thinc.api import get_current_ops, set_current_ops
+
 from .files import atomic_output
 from .predict import DEFAULT_BATCH_SIZE, InvalidInput, PredictReport, output_record, parse_jsonl_line, pipe_by_length
 
@@ -185,6 +187,11 @@ class RayPredictor:
         except (OSError, ValueError) as e:
             self.load_error = f"a Ray actor on {os.uname().nodename} could not load the pipeline {model}: {e}"
             return
+        # thinc keeps the current ops in a context variable, and Ray Data may
+        # call the actor from another thread than the one that ran __init__:
+        # there they would be NumpyOps again, and thinc would hand a GPU
+        # pipeline CPU tensors. __call__ installs these ops in its thread.
+        self.ops = get_current_ops()
         self.spans_key = spans_key if spans_key is not None else spert_spans_key(self.nlp)
 
     def parse(self, raw: bytes, file: int, line: int) -> Union[tuple, InvalidInput]:
@@ -201,6 +208,8 @@ class RayPredictor:
         """Chunk rows (see :class:`_SplitDocs`) to output chunk rows: the same
         ``file``/``line``/``n`` and per doc ``kind``, ``output``, ``id``,
         ``n_entities``, ``n_relations``."""
+        if self.load_error is None:
+            set_current_ops(self.ops)
         out: Dict[str, list] = {key: [] for key in ("file", "line", "kind", "n", "output", "id", "n_entities",
                                                     "n_relations")}
         for file, lines, kinds, raws, ns in zip(batch["file"], batch["line"], batch["kind"], batch["raw"], batch["n"]):

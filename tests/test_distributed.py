@@ -262,14 +262,55 @@ def test_ray_throughput_command_writes_results(cluster, model_dir, tmp_path):
     assert "predict --engine ray, 1 actors" in results.with_suffix(".md").read_text()
 
 
+def test_actor_runs_with_its_ops_in_another_thread(model_dir):
+    """Ray Data may call an actor from another thread than the one that ran
+    its __init__, and thinc keeps the current ops in a context variable: the
+    actor must run the pipeline with the ops it was loaded with (on a GPU
+    actor, CupyOps; this failed there with NumpyOps). No cluster needed."""
+    import threading
+
+    from thinc.api import NumpyOps, get_current_ops, set_current_ops
+
+    from spacy_spert.distributed import DOC, END_OF_FILE
+
+    class MarkedOps(NumpyOps):
+        name = "marked"
+
+    seen = []
+
+    class Recording(RayPredictor):
+        def process(self, *args):
+            seen.append(get_current_ops())
+            return super().process(*args)
+
+    before = get_current_ops()
+    set_current_ops(MarkedOps())
+    try:
+        predictor = Recording(str(model_dir), files=["in.jsonl"])
+    finally:
+        set_current_ops(before)
+    raw = json.dumps({"text": TEXTS[0]}).encode("utf8")
+    batch = {"file": [0], "line": [[1, 2]], "kind": [[DOC, END_OF_FILE]], "raw": [[raw, b""]], "n": [[0, 1]]}
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(predictor(batch)))
+    thread.start()
+    thread.join()
+    assert len(seen) == 1 and isinstance(seen[0], MarkedOps), seen
+    assert result["kind"] == [[DOC, END_OF_FILE]] and result["n_entities"][0][0] > 0
+
+
 class OnGpu(RayPredictor):
-    """An actor that fails unless its pipeline runs on a CUDA device."""
+    """An actor that fails unless its pipeline ran on a CUDA device: the ops
+    of the thread that ran it, and the transformer's weights."""
 
     def __call__(self, batch):
         from thinc.api import get_current_ops
 
-        assert type(get_current_ops()).__name__ == "CupyOps", "the actor's pipeline is not on the GPU"
-        return super().__call__(batch)
+        out = super().__call__(batch)
+        assert type(get_current_ops()).__name__ == "CupyOps", "the actor's pipeline did not run with CupyOps"
+        torch_model = self.nlp.get_pipe("transformer").model.get_ref("transformer").shims[0]._model
+        assert next(torch_model.parameters()).is_cuda, "the transformer's weights are not on the GPU"
+        return out
 
 
 @pytest.mark.gpu
