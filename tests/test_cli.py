@@ -2,6 +2,7 @@
 `python -m spacy`, the command list, arguments reaching the library, one-line
 errors. (`convert` is tested in test_convert.py.)"""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -58,6 +59,19 @@ def test_command_line_records_module_runs():
     spacy_main = str(Path("/env/site-packages/spacy/__main__.py"))
     assert records.command_line([spacy_main, "spert", "speed"]) == f"{python} -m spacy spert speed"
     assert records.command_line(["tool.py", "--x"]) == f"{python} tool.py --x"
+
+
+def test_command_line_records_a_module_run_with_dash_m(tmp_path):
+    """A module run as ``python -m package.module`` is recorded so, not as the
+    path of its file."""
+    (tmp_path / "pkgx").mkdir()
+    (tmp_path / "pkgx" / "__init__.py").write_text("")
+    (tmp_path / "pkgx" / "mod.py").write_text("from spacy_spert.experiments.records import command_line\n"
+                                              "print(command_line())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "pkgx.mod", "a b", "--x"], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    assert out.strip() == f"{Path(sys.executable).name} -m pkgx.mod 'a b' --x"
 
 
 def test_train_command_is_spacy_train():

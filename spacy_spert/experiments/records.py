@@ -43,14 +43,20 @@ def machine(gpu_id: int) -> Dict[str, Any]:
 
 def command_line(argv: Optional[List[str]] = None) -> str:
     """The command that started this process, shell-quoted, as one would type
-    it again: ``python -m spacy_spert benchmark ...`` for a package run with
-    ``-m`` (whose ``sys.argv[0]`` is the path of its ``__main__.py``).
+    it again: ``python -m spacy_spert benchmark ...`` for a package or
+    module run with ``-m`` (whose ``sys.argv[0]`` is a file path), e.g.
+    ``python -m spacy_spert.experiments.quantization ...``.
 
     argv (Optional[List[str]]): The arguments (default: ``sys.argv``).
     RETURNS (str): The command line.
     """
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None) if argv is None else None
     argv = list(sys.argv if argv is None else argv)
     python = Path(sys.executable).name
+    if main_spec is not None and argv:
+        # Run with -m (``python -m spacy_spert.experiments.quantization ...``).
+        module = main_spec.name[: -len(".__main__")] if main_spec.name.endswith(".__main__") else main_spec.name
+        return shlex.join([python, "-m", module, *argv[1:]])
     script = Path(argv[0]) if argv else Path("")
     if script.name == "__main__.py":
         return shlex.join([python, "-m", script.parent.name, *argv[1:]])
