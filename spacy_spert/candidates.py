@@ -30,7 +30,7 @@ The pieces:
 * ``Candidates`` and ``TrainingBatch``: the spans of a batch of docs in
   global token offsets, the model's input at inference and in training.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy
@@ -105,7 +105,10 @@ def scope_ids(doc: Doc, scope: str) -> Optional[Ints1d]:
         return None
     if not (doc.has_annotation("SENT_START") or doc.has_annotation("DEP")):
         return None
-    starts = numpy.asarray([t.is_sent_start for t in doc], dtype=bool)
+    if doc.has_annotation("SENT_START"):
+        starts = doc.to_array("SENT_START") == 1
+    else:
+        starts = numpy.asarray([t.is_sent_start for t in doc], dtype=bool)
     starts[0] = True
     return numpy.cumsum(starts) - 1
 
@@ -137,7 +140,7 @@ def pairing_groups(n_tokens: int, scopes: Optional[Ints1d], max_length: int) -> 
 
 def whitespace_mask(doc: Doc) -> Ints1d:
     """A bool per token: True for whitespace-only tokens."""
-    return numpy.asarray([t.is_space for t in doc], dtype=bool)
+    return doc.to_array("IS_SPACE").astype(bool) if len(doc) else numpy.zeros((0,), dtype=bool)
 
 
 @dataclass
@@ -473,6 +476,8 @@ class Candidates:
     ends: Ints1d
     groups: Ints1d
     given_entities: bool = False
+    _extents: Optional[Tuple[Ints1d, Ints1d, Ints1d, Ints1d]] = field(default=None, init=False, repr=False,
+                                                                       compare=False)
 
     def span_docs(self) -> Ints1d:
         """RETURNS (Ints1d): (S,) the doc index of each span."""
@@ -489,7 +494,12 @@ class Candidates:
 
     def _group_extents(self) -> Tuple[Ints1d, Ints1d, Ints1d, Ints1d]:
         """Per pairing group: its first and end span index, and the first and
-        end token its spans cover."""
+        end token its spans cover (computed once)."""
+        if self._extents is None:
+            self._extents = self._compute_group_extents()
+        return self._extents
+
+    def _compute_group_extents(self) -> Tuple[Ints1d, Ints1d, Ints1d, Ints1d]:
         n = len(self.starts)
         if (numpy.diff(self.groups) < 0).any():
             raise ValueError("Candidates need spans ordered by pairing group")

@@ -241,7 +241,7 @@ def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidat
     trf_datas, backprop_tok2vec = model.get_ref("tok2vec")(docs, is_train)
     feats = _wordpiece_features(docs, trf_datas, model.get_dim("nI"))
     head = model.get_ref("head")
-    device = head.shims[0].device
+    device = _head_device(head)
     hidden = xp2torch(model.ops.asarray(feats.hidden), requires_grad=is_train, device=device)
 
     def tensor(array) -> torch.Tensor:
@@ -266,6 +266,7 @@ def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidat
             objective=objective,
             threshold=threshold,
             given_entities=spans.given_entities,
+            all_covered=feats.all_covered,
             **kwargs,
         )
         return _decode(objective, threshold, *logits, given_entities=spans.given_entities), _no_backprop
@@ -290,6 +291,15 @@ def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidat
     return output, backprop
 
 
+def _head_device(head: Model) -> torch.device:
+    """The device of the head's parameters (thinc's shim property asks the
+    current ops each time; this is the same answer at a fraction of the cost)."""
+    module = head.shims[0]._model
+    for param in module.parameters():
+        return param.device
+    return head.shims[0].device
+
+
 def _predict_head(head: Model, hidden: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, ...]:
     """Run ``SpERTHead.predict`` without autograd. (Its computation uses no
     dropout, so the module needs no switch to eval mode and back, which
@@ -308,21 +318,26 @@ def _decode(
     labels are then not the model's to decide); a pair holds each relation
     type whose score is >= threshold."""
     labels, scores = objective.decode_entities(entity_logits, threshold)
-    if given_entities:
-        kept = torch.arange(labels.shape[0], device=labels.device)
-        labels = labels.clamp(min=1)
-    else:
-        kept = (labels > 0).nonzero().squeeze(1)
     rel_scores = objective.decode_relations(relation_logits, threshold)
-    hit_pairs, hit_types = (rel_scores >= threshold).nonzero(as_tuple=True)
+    # On the host from here: a few small arrays, cheaper in numpy than as
+    # one torch op each.
+    labels, scores, heads, tails, rel_scores = (
+        x.cpu().numpy() for x in (labels, scores, heads, tails, rel_scores)
+    )
+    if given_entities:
+        kept = numpy.arange(labels.shape[0])
+        labels = numpy.maximum(labels, 1)
+    else:
+        kept = numpy.flatnonzero(labels > 0)
+    hit_pairs, hit_types = numpy.nonzero(rel_scores >= threshold)
     return SpERTPredictions(
-        entity_spans=kept.cpu().numpy(),
-        entity_labels=(labels.index_select(0, kept) - 1).cpu().numpy(),
-        entity_scores=scores.index_select(0, kept).cpu().numpy().astype("float32"),
-        relation_heads=heads.index_select(0, hit_pairs).cpu().numpy(),
-        relation_tails=tails.index_select(0, hit_pairs).cpu().numpy(),
-        relation_labels=hit_types.cpu().numpy(),
-        relation_scores=rel_scores[hit_pairs, hit_types].cpu().numpy(),
+        entity_spans=kept,
+        entity_labels=labels[kept] - 1,
+        entity_scores=scores[kept].astype("float32"),
+        relation_heads=heads[hit_pairs],
+        relation_tails=tails[hit_pairs],
+        relation_labels=hit_types,
+        relation_scores=rel_scores[hit_pairs, hit_types],
     )
 
 
@@ -337,12 +352,14 @@ class _Features:
     align_rows: numpy.ndarray  # (A,) row of each token-wordpiece alignment entry
     align_tokens: numpy.ndarray  # (A,) global token of each alignment entry
     token_cls_rows: numpy.ndarray  # (N,) row of the [CLS] of the window holding the token
+    all_covered: bool  # every token has at least one wordpiece
 
 
 def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width: int) -> _Features:
     """Stack the transformer output of a batch and index it by global token."""
     hiddens, row_offsets, align_rows, align_tokens, cls_rows = [], [], [], [], []
     n_rows = n_tokens = 0
+    all_covered = True
     xp = numpy
     for doc, trf in zip(docs, trf_datas):
         row_offsets.append(n_rows)
@@ -352,6 +369,7 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
             if n:
                 # No transformer output for a non-empty doc: one zero row that
                 # serves as its [CLS]; its tokens have no wordpieces.
+                all_covered = False
                 hiddens.append(numpy.zeros((1, width), dtype="float32"))
                 cls_rows.append(numpy.full((n,), n_rows, dtype="int64"))
                 n_rows += 1
@@ -362,7 +380,9 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
         flat = lhs.reshape(-1, lhs.shape[-1])
         lengths = numpy.asarray(trf.align.lengths, dtype="int64")
         rows = numpy.asarray(trf.align.dataXd, dtype="int64").reshape(-1)
-        _warn_if_truncated(doc, lengths)
+        if not lengths.all():
+            all_covered = False
+            _warn_if_truncated(doc, lengths)
         tokens = numpy.repeat(numpy.arange(n, dtype="int64"), lengths)
         align_rows.append(rows + n_rows)
         align_tokens.append(tokens + n_tokens)
@@ -389,6 +409,7 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
         align_rows=_cat(align_rows),
         align_tokens=_cat(align_tokens),
         token_cls_rows=_cat(cls_rows),
+        all_covered=all_covered,
     )
 
 

@@ -43,14 +43,17 @@ class RangeMax:
     max_range (int): The longest range that will be pooled.
     """
 
-    def __init__(self, hidden, align_rows, align_tokens, n_tokens: int, max_range: int):
+    def __init__(self, hidden, align_rows, align_tokens, n_tokens: int, max_range: int, all_covered: bool = False):
         width = hidden.shape[1]
         self.grad = torch.is_grad_enabled() and hidden.requires_grad
         index = align_tokens.unsqueeze(1).expand(-1, width)
         src = hidden.index_select(0, align_rows)
-        has_wp = torch.zeros((n_tokens,), dtype=torch.long, device=hidden.device)
-        has_wp[align_tokens] = 1
-        self.covered = torch.cat([has_wp.new_zeros((1,)), has_wp.cumsum(0)])
+        # covered[i]: tokens with wordpieces before token i (None: all have)
+        self.covered = None
+        if not all_covered:
+            has_wp = torch.zeros((n_tokens,), dtype=torch.long, device=hidden.device)
+            has_wp[align_tokens] = 1
+            self.covered = torch.cat([has_wp.new_zeros((1,)), has_wp.cumsum(0)])
         if self.grad:
             tokens = hidden.new_full((n_tokens, width), NEG_INF).scatter_reduce(0, index, src, reduce="amax")
             levels = [tokens]
@@ -76,15 +79,24 @@ class RangeMax:
                 step *= 2
             self.table = table.view(-1, width)
         self.n_tokens = n_tokens
-        # floor(log2(length)) for every length a range may have (0 -> 0)
-        lengths = torch.arange(n_tokens + 1, device=hidden.device).clamp(min=1)
-        self.log2 = (torch.frexp(lengths.double())[1] - 1).long()
+        self.log2 = _floor_log2(n_tokens + 1, hidden.device)
 
-    def __call__(self, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
-        """RETURNS (torch.Tensor): (len(starts), H) the max over [start, end)."""
-        covered = self.covered.index_select(0, ends) - self.covered.index_select(0, starts)
-        valid = (ends > starts) & (covered > 0)
-        all_valid = bool(valid.all())
+    def __call__(self, starts: torch.Tensor, ends: torch.Tensor, nonempty: bool = False) -> torch.Tensor:
+        """RETURNS (torch.Tensor): (len(starts), H) the max over [start, end).
+
+        nonempty (bool): The caller guarantees end > start for every range
+            (spans), so that no check is needed when every token has wordpieces.
+        """
+        if self.covered is None:
+            if nonempty:
+                valid, all_valid = None, True
+            else:
+                valid = ends > starts
+                all_valid = bool(valid.all())
+        else:
+            covered = self.covered.index_select(0, ends) - self.covered.index_select(0, starts)
+            valid = (ends > starts) & (covered > 0)
+            all_valid = bool(valid.all())
         if not all_valid:
             starts = torch.where(valid, starts, torch.zeros_like(starts))
             ends = torch.where(valid, ends, torch.ones_like(ends))
@@ -97,6 +109,23 @@ class RangeMax:
             return pooled if all_valid else pooled.masked_fill(~valid.unsqueeze(1), 0.0)
         pooled = torch.maximum(a, b, out=a)
         return pooled if all_valid else pooled.masked_fill_(~valid.unsqueeze(1), 0.0)
+
+
+_LOG2_TABLES: dict = {}
+
+
+def _floor_log2(n: int, device: torch.device) -> torch.Tensor:
+    """(n,) floor(log2(length)) for lengths 0..n-1 (0 -> 0), from a table
+    kept per device and grown by doubling, so that inference does not build
+    it per batch. RETURNS (torch.Tensor): int64 view of the table."""
+    table = _LOG2_TABLES.get(device)
+    if table is None or table.shape[0] < n:
+        size = max(n, 1024, 2 * (0 if table is None else table.shape[0]))
+        with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable in training too
+            lengths = torch.arange(size, device=device).clamp(min=1)
+            table = (torch.frexp(lengths.double())[1] - 1).long()
+        _LOG2_TABLES[device] = table
+    return table[:n]
 
 
 class _StageClassifier(torch.nn.Module):
@@ -183,19 +212,24 @@ class EntityClassifier(_StageClassifier):
         cls_part = linear(token_cls, weight[:, :h])
         width_part = linear(width_table, weight[:, 2 * h :])
         n_spans = int(starts.shape[0])
-        span_pool = None
+        if n_spans <= chunk:
+            pooled = pool(starts, ends, nonempty=True)
+            logits = (
+                linear(pooled, weight[:, h : 2 * h], bias)
+                + cls_part.index_select(0, starts)
+                + width_part.index_select(0, (ends - starts).clamp(max=max_width))
+            )
+            return logits, pooled
         logits = []
         for i in range(0, n_spans, chunk):
             s, e = starts[i : i + chunk], ends[i : i + chunk]
-            pooled = pool(s, e)
-            if n_spans <= chunk:
-                span_pool = pooled
+            pooled = pool(s, e, nonempty=True)
             logits.append(
                 linear(pooled, weight[:, h : 2 * h], bias)
                 + cls_part.index_select(0, s)
                 + width_part.index_select(0, (e - s).clamp(max=max_width))
             )
-        return torch.cat(logits), span_pool
+        return torch.cat(logits), None
 
 
 class RelationClassifier(_StageClassifier):
@@ -268,6 +302,8 @@ class RelationClassifier(_StageClassifier):
         """Inference: the logits of ``forward`` (without dropout) with the
         same arguments, computed by parts: the head and tail parts once per
         span, and per pair only the context, in chunks of ``chunk`` pairs."""
+        if heads.shape[0] == 0:
+            return span_pool.new_zeros((0, self.n_outputs))
         weight, bias = self.weight_and_bias()
         w_ctx, w_head, w_tail, w_head_width, w_tail_width, *w_logits = torch.split(weight, self.sizes, dim=1)
         head_part = linear(span_pool, w_head) + linear(widths, w_head_width)
@@ -283,7 +319,7 @@ class RelationClassifier(_StageClassifier):
             pieces.append(
                 linear(pool(ctx_start, ctx_end), w_ctx, bias) + head_part.index_select(0, h) + tail_part.index_select(0, t)
             )
-        return torch.cat(pieces) if pieces else span_pool.new_zeros((0, self.n_outputs))
+        return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
 class SpERTHead(torch.nn.Module):
@@ -391,6 +427,7 @@ class SpERTHead(torch.nn.Module):
         objective,
         threshold: float,
         given_entities: bool = False,
+        all_covered: bool = False,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Inference: classify all candidate spans, then the pairs of the kept
         spans of each pairing group, one block of whole groups at a time (the
@@ -404,6 +441,8 @@ class SpERTHead(torch.nn.Module):
             keeps as entities, the best-scoring of each group, are paired.
         given_entities (bool): Every candidate is a given entity: all are
             paired, with no bound on their number.
+        all_covered (bool): Every token has a wordpiece (no range needs the
+            check for tokens without one).
         RETURNS: entity logits (S, E), pair heads and tails (P,) (indices into
             the spans) and relation logits (P, R).
         """
@@ -420,7 +459,8 @@ class SpERTHead(torch.nn.Module):
             ).tolist()
         for i, (s0, s1, t0, t1) in enumerate(blocks):
             a0, a1 = bounds[2 * i], bounds[2 * i + 1]
-            pool = RangeMax(hidden, align_rows[a0:a1], align_tokens[a0:a1] - t0, t1 - t0, min(max_range, t1 - t0))
+            pool = RangeMax(hidden, align_rows[a0:a1], align_tokens[a0:a1] - t0, t1 - t0, min(max_range, t1 - t0),
+                            all_covered=all_covered)
             ent, heads, tails, rel = self._predict_block(
                 pool,
                 hidden.index_select(0, token_cls_rows[t0:t1]),
@@ -455,7 +495,7 @@ class SpERTHead(torch.nn.Module):
         local = torch.arange(kept.numel(), device=kept.device)
         heads, tails = pairs_within_groups(local, groups.index_select(0, kept))
         k_starts, k_ends = starts.index_select(0, kept), ends.index_select(0, kept)
-        k_pool = pool(k_starts, k_ends) if span_pool is None else span_pool.index_select(0, kept)
+        k_pool = pool(k_starts, k_ends, nonempty=True) if span_pool is None else span_pool.index_select(0, kept)
         k_width = self.width_embedding((k_ends - k_starts).clamp(max=self.max_width))
         relation_logits = self.relation_classifier.predict(
             pool, k_starts, k_ends, k_pool, k_width, entity_logits.index_select(0, kept), heads, tails, chunk
@@ -489,8 +529,13 @@ def _rename_legacy_keys(state_dict, prefix, *args) -> None:
             state_dict[prefix + new] = state_dict.pop(prefix + old)
 
 
+# Up to this many kept spans, pairs_within_groups uses a dense (K, K) mask.
+DENSE_PAIRS_MAX = 256
+
+
 def pairs_within_groups(kept: torch.Tensor, groups: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """All ordered pairs (a, b), a != b, of kept spans in the same group.
+    """All ordered pairs (a, b), a != b, of kept spans in the same group,
+    ordered by the head's group, then by position in ``kept``.
 
     kept (torch.Tensor): (K,) indices of the kept spans.
     groups (torch.Tensor): (S,) pairing group of every span.
@@ -500,6 +545,14 @@ def pairs_within_groups(kept: torch.Tensor, groups: torch.Tensor) -> Tuple[torch
         empty = kept.new_zeros((0,))
         return empty, empty
     grp = groups.index_select(0, kept)
+    if kept.numel() <= DENSE_PAIRS_MAX:
+        # Few spans (a sentence, a small batch): the (K, K) same-group mask.
+        # Its pairs come in the order of the general path below, as the kept
+        # spans are ordered by group (candidates are; top_per_group keeps it).
+        same = grp.unsqueeze(1) == grp.unsqueeze(0)
+        same.fill_diagonal_(False)
+        head_pos, tail_pos = same.nonzero(as_tuple=True)
+        return kept.index_select(0, head_pos), kept.index_select(0, tail_pos)
     grp, order = torch.sort(grp, stable=True)
     kept = kept.index_select(0, order)
     _, counts = torch.unique_consecutive(grp, return_counts=True)

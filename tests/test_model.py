@@ -66,6 +66,42 @@ def test_pairs_within_groups_matches_naive():
     assert empty[0].numel() == 0 and empty[1].numel() == 0
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_range_max_at_inference_when_every_token_has_wordpieces(seed):
+    """Inference (in-place table, no check of tokens without wordpieces,
+    ``nonempty`` spans without any check) pools as the naive max does."""
+    rng = numpy.random.default_rng(seed)
+    n_tokens, width = 23, 6
+    lengths = rng.integers(1, 4, size=n_tokens)
+    tokens = numpy.repeat(numpy.arange(n_tokens), lengths)
+    rows = numpy.arange(len(tokens))
+    hidden = rng.normal(size=(len(tokens), width)).astype("float32")
+    spans = [(s, e) for s in range(n_tokens) for e in range(s + 1, min(n_tokens, s + 10) + 1)]
+    ranges = [(s, e) for s in range(n_tokens + 1) for e in range(n_tokens + 1)]
+    with torch.inference_mode():
+        pool = RangeMax(torch.tensor(hidden), torch.tensor(rows), torch.tensor(tokens), n_tokens, n_tokens,
+                        all_covered=True)
+        got_spans = pool(torch.tensor([s for s, _ in spans]), torch.tensor([e for _, e in spans]), nonempty=True)
+        got_ranges = pool(torch.tensor([s for s, _ in ranges]), torch.tensor([e for _, e in ranges]))
+    for got, want in ((got_spans, spans), (got_ranges, ranges)):
+        expected = numpy.stack([naive_pool(hidden, rows, tokens, s, e) for s, e in want])
+        numpy.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+
+
+def test_pairs_within_groups_dense_and_general_paths_agree(monkeypatch):
+    """The dense path (few kept spans) gives the general path's pairs in the
+    same order, for kept spans ordered by group (as candidates are)."""
+    import spacy_spert.pytorch_model as pm
+
+    groups = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4])
+    kept = torch.tensor([0, 2, 1, 3, 4, 5, 9, 6, 8, 10])  # by group; by score within a group
+    dense = pairs_within_groups(kept, groups)
+    monkeypatch.setattr(pm, "DENSE_PAIRS_MAX", 0)
+    general = pairs_within_groups(kept, groups)
+    assert dense[0].tolist() == general[0].tolist() and dense[1].tolist() == general[1].tolist()
+    assert len(dense[0]) == 3 * 2 + 2 * 1 + 3 * 2  # groups 0, 1 and 3 (2 and 4 have one span)
+
+
 def test_top_per_group():
     segments = torch.tensor([0, 0, 0, 1, 1, 1])
     kept = torch.tensor([0, 1, 2, 3, 4, 5])
