@@ -41,6 +41,8 @@ class RangeMax:
         ``hidden`` and token of each (token, wordpiece) entry.
     n_tokens (int): The number of tokens.
     max_range (int): The longest range that will be pooled.
+    all_covered (bool): Every token has a wordpiece, so that only empty
+        ranges need a check (none for ``nonempty`` calls).
     """
 
     def __init__(self, hidden, align_rows, align_tokens, n_tokens: int, max_range: int, all_covered: bool = False):
