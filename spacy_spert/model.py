@@ -416,9 +416,8 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
 def _warn_if_truncated(doc: Doc, lengths: numpy.ndarray) -> None:
     """Warn when tokens other than whitespace got no wordpiece: the
     transformer cut a window that was longer than its maximum length in
-    wordpieces, and nothing in the cut part can be found."""
-    if lengths.all():
-        return
+    wordpieces, and nothing in the cut part can be found. Called for docs
+    where some token got none."""
     lost = numpy.flatnonzero((lengths == 0) & ~whitespace_mask(doc))
     if len(lost):
         warnings.warn(

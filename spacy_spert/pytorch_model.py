@@ -89,16 +89,12 @@ class RangeMax:
         nonempty (bool): The caller guarantees end > start for every range
             (spans), so that no check is needed when every token has wordpieces.
         """
-        if self.covered is None:
-            if nonempty:
-                valid, all_valid = None, True
-            else:
-                valid = ends > starts
-                all_valid = bool(valid.all())
-        else:
+        if self.covered is not None:
             covered = self.covered.index_select(0, ends) - self.covered.index_select(0, starts)
             valid = (ends > starts) & (covered > 0)
-            all_valid = bool(valid.all())
+        else:
+            valid = None if nonempty else ends > starts
+        all_valid = valid is None or bool(valid.all())
         if not all_valid:
             starts = torch.where(valid, starts, torch.zeros_like(starts))
             ends = torch.where(valid, ends, torch.ones_like(ends))
@@ -213,17 +209,8 @@ class EntityClassifier(_StageClassifier):
         h = self.hidden_width
         cls_part = linear(token_cls, weight[:, :h])
         width_part = linear(width_table, weight[:, 2 * h :])
-        n_spans = int(starts.shape[0])
-        if n_spans <= chunk:
-            pooled = pool(starts, ends, nonempty=True)
-            logits = (
-                linear(pooled, weight[:, h : 2 * h], bias)
-                + cls_part.index_select(0, starts)
-                + width_part.index_select(0, (ends - starts).clamp(max=max_width))
-            )
-            return logits, pooled
         logits = []
-        for i in range(0, n_spans, chunk):
+        for i in range(0, int(starts.shape[0]), chunk):
             s, e = starts[i : i + chunk], ends[i : i + chunk]
             pooled = pool(s, e, nonempty=True)
             logits.append(
@@ -231,6 +218,8 @@ class EntityClassifier(_StageClassifier):
                 + cls_part.index_select(0, s)
                 + width_part.index_select(0, (e - s).clamp(max=max_width))
             )
+        if len(logits) == 1:
+            return logits[0], pooled
         return torch.cat(logits), None
 
 
