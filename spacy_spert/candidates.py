@@ -62,16 +62,16 @@ def enumerate_spans(
     if n_tokens == 0 or max_width < 1:
         empty = numpy.zeros((0,), dtype="int64")
         return empty, empty.copy()
-    starts = numpy.repeat(numpy.arange(n_tokens, dtype="int64"), max_width)
-    ends = starts + numpy.tile(numpy.arange(1, max_width + 1, dtype="int64"), n_tokens)
-    valid = ends <= n_tokens
-    starts, ends = starts[valid], ends[valid]
-    keep = numpy.ones(starts.shape, dtype=bool)
+    # (start, width - 1) grid; nonzero reads it in (start, width) order
+    last = numpy.arange(n_tokens, dtype="int64")[:, None] + numpy.arange(max_width, dtype="int64")[None, :]
+    keep = last < n_tokens
+    last = numpy.minimum(last, n_tokens - 1)
     if scopes is not None:
-        keep &= scopes[starts] == scopes[ends - 1]
+        keep &= scopes[:, None] == scopes[last]
     if skip is not None:
-        keep &= ~skip[starts] & ~skip[ends - 1]
-    return starts[keep], ends[keep]
+        keep &= ~skip[:, None] & ~skip[last]
+    starts, widths = numpy.nonzero(keep)
+    return starts, starts + widths + 1
 
 
 def max_iou(starts: Ints1d, ends: Ints1d, gold_starts: Ints1d, gold_ends: Ints1d) -> numpy.ndarray:
@@ -127,6 +127,8 @@ def pairing_groups(n_tokens: int, scopes: Optional[Ints1d], max_length: int) -> 
     RETURNS (Ints1d): (n_tokens,) int64 ids, 0, 1, ... in token order.
     """
     if scopes is None:
+        if max_length > 0:
+            return numpy.arange(n_tokens, dtype="int64") // max_length
         scopes = numpy.zeros((n_tokens,), dtype="int64")
     if n_tokens == 0 or max_length <= 0:
         return numpy.asarray(scopes, dtype="int64")
@@ -190,21 +192,16 @@ class Suggester:
         """RETURNS (Candidates): The candidates of a batch of docs in global
         token offsets, with pairing groups numbered across the batch."""
         offsets = doc_offsets(docs)
-        starts, ends, groups = [], [], []
+        parts = []
         n_groups = 0
         for i, doc in enumerate(docs):
             cands = self.doc_candidates(doc)
             group = cands.token_groups[cands.starts]
-            starts.append(cands.starts + offsets[i])
-            ends.append(cands.ends + offsets[i])
-            groups.append(group + n_groups)
-            n_groups += int(group.max()) + 1 if len(group) else 1
+            parts.append((cands.starts + offsets[i], cands.ends + offsets[i], group + n_groups))
+            n_groups += int(group[-1]) + 1 if len(group) else 1  # groups ascend with the spans
+        starts, ends, groups = parts[0] if len(parts) == 1 else (_concat(list(p), "int64") for p in zip(*parts))
         return Candidates(
-            doc_offsets=offsets,
-            starts=_concat(starts, "int64"),
-            ends=_concat(ends, "int64"),
-            groups=_concat(groups, "int64"),
-            given_entities=self.gives_entities,
+            doc_offsets=offsets, starts=starts, ends=ends, groups=groups, given_entities=self.gives_entities
         )
 
 
@@ -500,11 +497,11 @@ class Candidates:
         return self._extents
 
     def _compute_group_extents(self) -> Tuple[Ints1d, Ints1d, Ints1d, Ints1d]:
-        n = len(self.starts)
-        if (numpy.diff(self.groups) < 0).any():
+        step = numpy.diff(self.groups)
+        if (step < 0).any():
             raise ValueError("Candidates need spans ordered by pairing group")
-        lo = numpy.concatenate([[0], numpy.flatnonzero(numpy.diff(self.groups)) + 1])
-        hi = numpy.concatenate([lo[1:], [n]])
+        lo = numpy.flatnonzero(numpy.concatenate([[True], step != 0]))
+        hi = numpy.append(lo[1:], len(self.starts))
         return lo, hi, numpy.minimum.reduceat(self.starts, lo), numpy.maximum.reduceat(self.ends, lo)
 
     def blocks(self, max_tokens: int) -> List[Tuple[int, int, int, int]]:

@@ -11,10 +11,13 @@ how their logits are turned into predictions, and how they are trained:
 
 The losses are written with torch so that the gradient with respect to the
 logits comes from autograd; ``compute_loss`` returns it as arrays for thinc.
+Decoding works on numpy arrays: inference brings the (few-column) logits to
+the host once and decides there.
 """
 from dataclasses import dataclass
 from typing import Tuple
 
+import numpy
 import torch
 from thinc.api import get_array_module, torch2xp, xp2torch
 
@@ -36,21 +39,19 @@ class SpERTObjective:
     def n_relation_outputs(self, n_labels: int) -> int:
         return n_labels
 
-    def keep_entities(self, entity_logits: torch.Tensor, threshold: float) -> torch.Tensor:
-        """RETURNS (torch.Tensor): bool (S,), the spans classified as an entity."""
-        return entity_logits.argmax(dim=1) != 0
-
-    def decode_entities(self, entity_logits: torch.Tensor, threshold: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        """RETURNS: the label id per span (0: none, i + 1: label i) and its
+    def decode_entities(self, entity_logits: numpy.ndarray, threshold: float) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """entity_logits (numpy.ndarray): (S, E) on the host.
+        RETURNS: the label id per span (0: none, i + 1: label i) and its
         softmax probability."""
-        probs = torch.softmax(entity_logits, dim=1)
-        scores, labels = probs.max(dim=1)
-        return labels, scores
+        top = entity_logits.max(axis=1)
+        scores = 1.0 / numpy.exp(entity_logits - top[:, None]).sum(axis=1)
+        return entity_logits.argmax(axis=1), scores
 
-    def decode_relations(self, relation_logits: torch.Tensor, threshold: float) -> torch.Tensor:
-        """RETURNS (torch.Tensor): (P, R) scores; a relation holds where the
-        score is >= threshold."""
-        return torch.sigmoid(relation_logits)
+    def decode_relations(self, relation_logits: numpy.ndarray, threshold: float) -> numpy.ndarray:
+        """relation_logits (numpy.ndarray): (P, R) on the host.
+        RETURNS (numpy.ndarray): (P, R) scores (sigmoid); a relation holds
+        where the score is >= threshold."""
+        return numpy.exp(-numpy.logaddexp(0.0, -relation_logits)).astype(relation_logits.dtype, copy=False)
 
     def loss(
         self, entity_logits: torch.Tensor, relation_logits: torch.Tensor, batch: TrainingBatch, entities: bool = True
@@ -178,7 +179,7 @@ class SpERTMTObjective:
 
     Decoding (paper eq. 18, threshold theta = the component's ``threshold``):
     a span's label is the argmax class if its maximum score >= theta, else
-    none (``keep_entities`` uses the same rule); a pair holds each relation
+    none; a pair holds each relation
     type whose score >= theta (multi-label, as the component reads it).
     Scores written to docs (span ``attrs["scores"]`` and relation ``score``)
     are the raw class scores s . W_c as floats: not probabilities and not
@@ -209,25 +210,21 @@ class SpERTMTObjective:
     def n_relation_outputs(self, n_labels: int) -> int:
         return n_labels + 1
 
-    def keep_entities(self, entity_logits: torch.Tensor, threshold: float) -> torch.Tensor:
-        """RETURNS (torch.Tensor): bool (S,), spans whose best class score >= threshold."""
-        labels, _ = self.decode_entities(entity_logits, threshold)
-        return labels != 0
-
-    def decode_entities(self, entity_logits: torch.Tensor, threshold: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        """RETURNS: the label id per span (0: none, i + 1: label i) and its
+    def decode_entities(self, entity_logits: numpy.ndarray, threshold: float) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """entity_logits (numpy.ndarray): (S, E) on the host.
+        RETURNS: the label id per span (0: none, i + 1: label i) and its
         best raw class score (also for "none" spans)."""
         classes = entity_logits[:, 1:]
         if classes.shape[1] == 0:
-            zeros = entity_logits.new_zeros((entity_logits.shape[0],))
-            return zeros.long(), zeros
-        scores, best = classes.max(dim=1)
-        labels = torch.where(scores >= threshold, best + 1, torch.zeros_like(best))
-        return labels, scores
+            return numpy.zeros((len(classes),), dtype="int64"), numpy.zeros((len(classes),), dtype=classes.dtype)
+        best = classes.argmax(axis=1)
+        scores = classes[numpy.arange(len(best)), best]
+        return numpy.where(scores >= threshold, best + 1, 0), scores
 
-    def decode_relations(self, relation_logits: torch.Tensor, threshold: float) -> torch.Tensor:
-        """RETURNS (torch.Tensor): (P, R) raw class scores; a relation holds
-        where the score is >= threshold."""
+    def decode_relations(self, relation_logits: numpy.ndarray, threshold: float) -> numpy.ndarray:
+        """relation_logits (numpy.ndarray): (P, R) on the host.
+        RETURNS (numpy.ndarray): (P, R - 1) raw class scores; a relation
+        holds where the score is >= threshold."""
         return relation_logits[:, 1:]
 
     def loss(

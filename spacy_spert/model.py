@@ -36,7 +36,7 @@ from transformers.file_utils import ModelOutput
 
 from .candidates import Candidates, TrainingBatch, whitespace_mask
 from .losses import SpERTMTObjective, SpERTObjective
-from .pytorch_model import SpERTHead
+from .pytorch_model import HeadPredictions, SpERTHead
 
 # At inference the head pools and classifies one block of whole pairing
 # groups of about this many tokens at a time, so its memory does not grow
@@ -243,6 +243,27 @@ def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidat
     head = model.get_ref("head")
     device = _head_device(head)
     hidden = xp2torch(model.ops.asarray(feats.hidden), requires_grad=is_train, device=device)
+    if not is_train:
+        objective, threshold = model.attrs["objective"], float(model.attrs["threshold"])
+        output = _predict_head(
+            head,
+            hidden,
+            align_rows=feats.align_rows,
+            align_tokens=feats.align_tokens,
+            cls_rows=feats.cls_rows,
+            token_windows=feats.token_windows,
+            n_tokens=int(spans.doc_offsets[-1]),
+            max_range=spans.max_range(),
+            span_starts=spans.starts,
+            span_ends=spans.ends,
+            span_groups=spans.groups,
+            blocks=spans.blocks(INFERENCE_BLOCK_TOKENS),
+            objective=objective,
+            threshold=threshold,
+            given_entities=spans.given_entities,
+            all_covered=feats.all_covered,
+        )
+        return _decode(objective, threshold, output, given_entities=spans.given_entities), _no_backprop
 
     def tensor(array) -> torch.Tensor:
         return torch.as_tensor(numpy.asarray(array), device=device)
@@ -255,22 +276,9 @@ def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidat
         "max_range": spans.max_range(),
         "span_starts": tensor(spans.starts),
         "span_ends": tensor(spans.ends),
+        "pair_heads": tensor(spans.pair_heads),
+        "pair_tails": tensor(spans.pair_tails),
     }
-    if not is_train:
-        objective, threshold = model.attrs["objective"], float(model.attrs["threshold"])
-        logits = _predict_head(
-            head,
-            hidden,
-            span_groups=tensor(spans.groups),
-            blocks=spans.blocks(INFERENCE_BLOCK_TOKENS),
-            objective=objective,
-            threshold=threshold,
-            given_entities=spans.given_entities,
-            all_covered=feats.all_covered,
-            **kwargs,
-        )
-        return _decode(objective, threshold, *logits, given_entities=spans.given_entities), _no_backprop
-    kwargs.update(pair_heads=tensor(spans.pair_heads), pair_tails=tensor(spans.pair_tails))
     (ent_logits, rel_logits), backprop_head = head.shims[0](ArgsKwargs(args=(hidden,), kwargs=kwargs), is_train)
     output = SpERTLogits(torch2xp(ent_logits.detach()), torch2xp(rel_logits.detach()))
 
@@ -294,13 +302,10 @@ def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidat
 def _head_device(head: Model) -> torch.device:
     """The device of the head's parameters (thinc's shim property asks the
     current ops each time; this is the same answer at a fraction of the cost)."""
-    module = head.shims[0]._model
-    for param in module.parameters():
-        return param.device
-    return head.shims[0].device
+    return head.shims[0]._model.width_embedding.weight.device
 
 
-def _predict_head(head: Model, hidden: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, ...]:
+def _predict_head(head: Model, hidden: torch.Tensor, **kwargs) -> HeadPredictions:
     """Run ``SpERTHead.predict`` without autograd. (Its computation uses no
     dropout, so the module needs no switch to eval mode and back, which
     visits every submodule twice per batch.)"""
@@ -309,21 +314,14 @@ def _predict_head(head: Model, hidden: torch.Tensor, **kwargs) -> Tuple[torch.Te
         return module.predict(hidden, **kwargs)
 
 
-def _decode(
-    objective, threshold: float, entity_logits, heads, tails, relation_logits, given_entities: bool = False
-) -> SpERTPredictions:
-    """Turn the head's inference logits into entities and relations with the
+def _decode(objective, threshold: float, output: HeadPredictions, given_entities: bool = False) -> SpERTPredictions:
+    """Turn the head's inference output into entities and relations with the
     objective's decoding rule (``losses.py``): a span is an entity when its
     decoded label is not "none" (every span, with ``given_entities``, whose
     labels are then not the model's to decide); a pair holds each relation
     type whose score is >= threshold."""
-    labels, scores = objective.decode_entities(entity_logits, threshold)
-    rel_scores = objective.decode_relations(relation_logits, threshold)
-    # On the host from here: a few small arrays, cheaper in numpy than as
-    # one torch op each.
-    labels, scores, heads, tails, rel_scores = (
-        x.cpu().numpy() for x in (labels, scores, heads, tails, rel_scores)
-    )
+    labels = output.entity_labels
+    rel_scores = objective.decode_relations(output.relation_logits.cpu().numpy(), threshold)
     if given_entities:
         kept = numpy.arange(labels.shape[0])
         labels = numpy.maximum(labels, 1)
@@ -333,9 +331,9 @@ def _decode(
     return SpERTPredictions(
         entity_spans=kept,
         entity_labels=labels[kept] - 1,
-        entity_scores=scores[kept].astype("float32"),
-        relation_heads=heads[hit_pairs],
-        relation_tails=tails[hit_pairs],
+        entity_scores=output.entity_scores[kept].astype("float32"),
+        relation_heads=output.pair_heads[hit_pairs],
+        relation_tails=output.pair_tails[hit_pairs],
         relation_labels=hit_types,
         relation_scores=rel_scores[hit_pairs, hit_types],
     )
@@ -351,14 +349,22 @@ class _Features:
     row_offsets: List[int]  # first row of each doc in ``hidden``
     align_rows: numpy.ndarray  # (A,) row of each token-wordpiece alignment entry
     align_tokens: numpy.ndarray  # (A,) global token of each alignment entry
-    token_cls_rows: numpy.ndarray  # (N,) row of the [CLS] of the window holding the token
+    cls_rows: numpy.ndarray  # (n_windows,) the row of each transformer window's [CLS]
+    token_windows: numpy.ndarray  # (N,) the window that holds the token
     all_covered: bool  # every token has at least one wordpiece
+
+    @property
+    def token_cls_rows(self) -> numpy.ndarray:
+        """RETURNS (numpy.ndarray): (N,) the [CLS] row of each token's window."""
+        return self.cls_rows[self.token_windows]
 
 
 def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width: int) -> _Features:
-    """Stack the transformer output of a batch and index it by global token."""
-    hiddens, row_offsets, align_rows, align_tokens, cls_rows = [], [], [], [], []
-    n_rows = n_tokens = 0
+    """Stack the transformer output of a batch and index it by global token.
+    A token's window is the one that holds its first wordpiece; tokens
+    without wordpieces take the previous token's (or the first window)."""
+    hiddens, row_offsets, align_rows, align_tokens, cls_rows, token_windows = [], [], [], [], [], []
+    n_rows = n_tokens = n_windows = 0
     all_covered = True
     xp = numpy
     for doc, trf in zip(docs, trf_datas):
@@ -371,8 +377,10 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
                 # serves as its [CLS]; its tokens have no wordpieces.
                 all_covered = False
                 hiddens.append(numpy.zeros((1, width), dtype="float32"))
-                cls_rows.append(numpy.full((n,), n_rows, dtype="int64"))
+                cls_rows.append(numpy.asarray([n_rows], dtype="int64"))
+                token_windows.append(numpy.full((n,), n_windows, dtype="int64"))
                 n_rows += 1
+                n_windows += 1
                 n_tokens += n
             continue
         xp = get_array_module(lhs)
@@ -380,26 +388,29 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
         flat = lhs.reshape(-1, lhs.shape[-1])
         lengths = numpy.asarray(trf.align.lengths, dtype="int64")
         rows = numpy.asarray(trf.align.dataXd, dtype="int64").reshape(-1)
-        if not lengths.all():
+        starts = numpy.cumsum(lengths) - lengths
+        if lengths.all():
+            window = rows[starts] // seq_len
+        else:
             all_covered = False
             _warn_if_truncated(doc, lengths)
-        tokens = numpy.repeat(numpy.arange(n, dtype="int64"), lengths)
+            has_wp = lengths > 0
+            first = numpy.zeros((n,), dtype="int64")
+            first[has_wp] = rows[starts[has_wp]] // seq_len
+            idx = numpy.where(has_wp, numpy.arange(n), -1)
+            numpy.maximum.accumulate(idx, out=idx)
+            window = numpy.where(idx >= 0, first[numpy.clip(idx, 0, None)], 0)
         align_rows.append(rows + n_rows)
-        align_tokens.append(tokens + n_tokens)
-        # [CLS] of the window that holds the token's first wordpiece; tokens
-        # without wordpieces take the previous token's (or the first window's).
-        first = numpy.full((n,), -1, dtype="int64")
-        has_wp = lengths > 0
-        starts = numpy.cumsum(lengths) - lengths
-        first[has_wp] = rows[starts[has_wp]] // seq_len * seq_len
-        idx = numpy.where(has_wp, numpy.arange(n), -1)
-        numpy.maximum.accumulate(idx, out=idx)
-        token_cls = numpy.where(idx >= 0, first[numpy.clip(idx, 0, None)], 0)
-        cls_rows.append(token_cls + n_rows)
+        align_tokens.append(numpy.repeat(numpy.arange(n_tokens, n_tokens + n, dtype="int64"), lengths))
+        cls_rows.append(n_rows + seq_len * numpy.arange(lhs.shape[0], dtype="int64"))
+        token_windows.append(window + n_windows)
         hiddens.append(flat)
         n_rows += flat.shape[0]
+        n_windows += lhs.shape[0]
         n_tokens += n
-    if hiddens:
+    if len(hiddens) == 1:
+        hidden = xp.asarray(hiddens[0], dtype="float32")
+    elif hiddens:
         hidden = xp.concatenate([xp.asarray(h, dtype="float32") for h in hiddens])
     else:
         hidden = numpy.zeros((0, width), dtype="float32")
@@ -408,7 +419,8 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
         row_offsets=row_offsets,
         align_rows=_cat(align_rows),
         align_tokens=_cat(align_tokens),
-        token_cls_rows=_cat(cls_rows),
+        cls_rows=_cat(cls_rows),
+        token_windows=_cat(token_windows),
         all_covered=all_covered,
     )
 

@@ -9,7 +9,10 @@
 * ``SpERTHead``: the module that owns the width embedding and both
   classifiers. ``forward`` is the training computation on sampled spans and
   pairs; ``predict`` the inference computation on all candidates, block by
-  block, pairing the kept spans of each pairing group.
+  block, pairing the kept spans of each pairing group. At inference the indices
+(which spans, which pairs, which table rows) are small numpy arrays worked out
+on the host; the device only gathers, takes maxima and multiplies, so that a
+sentence costs a few dozen tensor operations.
 
 Each classifier holds its training computation (``forward``: one linear map
 of the concatenated, dropped-out input) beside its factorised inference
@@ -18,8 +21,9 @@ no (spans, 2H + W) or (pairs, 3H + ...) input is ever built; the parts are
 projected once per token, per width or per kept span). A test checks that the
 two agree.
 """
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
+import numpy
 import torch
 from torch.nn.functional import linear
 
@@ -33,80 +37,108 @@ class RangeMax:
     table holds the max over 2**k consecutive tokens, so the max over
     [start, end) is max(table[k, start], table[k, end - 2**k]) with
     k = floor(log2(end - start)). A range that is empty or covers no wordpiece
-    pools to zeros. Levels are built up to the longest range that can be asked
-    for (``max_range``), so memory is O(N log L x H).
+    pools to zeros: it reads the table's last row, which is zero. Levels are
+    built up to the longest range that can be asked for (``max_range``), so
+    memory is O(N log L x H).
+
+    The ranges and the alignment come as torch tensors (training: the table
+    rows are computed on the device) or as numpy arrays (inference: the rows
+    are computed on the host, and only the gathers run on the device).
 
     hidden (torch.Tensor): (R, H) wordpiece vectors.
-    align_rows, align_tokens (torch.Tensor): (A,) the alignment: row of
-        ``hidden`` and token of each (token, wordpiece) entry.
+    align_rows, align_tokens: (A,) the alignment: row of ``hidden`` and
+        token of each (token, wordpiece) entry (torch tensors or numpy arrays).
     n_tokens (int): The number of tokens.
-    max_range (int): The longest range that will be pooled.
+    max_range (int): The longest range that will be pooled (<= n_tokens).
     all_covered (bool): Every token has a wordpiece, so that only empty
         ranges need a check (none for ``nonempty`` calls).
     """
 
     def __init__(self, hidden, align_rows, align_tokens, n_tokens: int, max_range: int, all_covered: bool = False):
         width = hidden.shape[1]
+        self.device = hidden.device
         self.grad = torch.is_grad_enabled() and hidden.requires_grad
-        index = align_tokens.unsqueeze(1).expand(-1, width)
-        src = hidden.index_select(0, align_rows)
+        host = isinstance(align_tokens, numpy.ndarray)
         # covered[i]: tokens with wordpieces before token i (None: all have)
         self.covered = None
         if not all_covered:
-            has_wp = torch.zeros((n_tokens,), dtype=torch.long, device=hidden.device)
-            has_wp[align_tokens] = 1
-            self.covered = torch.cat([has_wp.new_zeros((1,)), has_wp.cumsum(0)])
+            if host:
+                has_wp = numpy.bincount(align_tokens, minlength=n_tokens) > 0
+                self.covered = numpy.concatenate([[0], numpy.cumsum(has_wp)])
+            else:
+                has_wp = align_tokens.new_zeros((n_tokens,))
+                has_wp[align_tokens] = 1
+                self.covered = torch.cat([has_wp.new_zeros((1,)), has_wp.cumsum(0)])
+        index = _index(align_tokens, self.device).unsqueeze(1).expand(-1, width)
+        src = _take(hidden, align_rows)
+        n_levels = max(1, int(max_range).bit_length())  # 2**k <= max_range
         if self.grad:
             tokens = hidden.new_full((n_tokens, width), NEG_INF).scatter_reduce(0, index, src, reduce="amax")
             levels = [tokens]
-            step = 1
-            while step * 2 <= max_range:
-                prev = levels[-1]
-                shifted = torch.cat([prev[step:], prev.new_full((step, width), NEG_INF)])
-                levels.append(torch.maximum(prev, shifted))
-                step *= 2
-            self.table = torch.cat(levels)
-        else:
-            # Inference: the levels are written into one (levels, N, H) slab
-            # in place. Rows of level k that would reach past the end stay
-            # -inf; they are never read (a range [start, end) reads rows
-            # start and end - 2**k <= N - 2**k).
-            n_levels = max(1, int(max_range).bit_length())  # 2**k <= max_range
-            table = hidden.new_full((n_levels, n_tokens, width), NEG_INF)
-            table[0].scatter_reduce_(0, index, src, reduce="amax")
-            step = 1
             for k in range(1, n_levels):
-                if step < n_tokens:
-                    torch.maximum(table[k - 1, : n_tokens - step], table[k - 1, step:], out=table[k, : n_tokens - step])
-                step *= 2
-            self.table = table.view(-1, width)
+                step = 1 << (k - 1)
+                prev = levels[-1]
+                levels.append(torch.maximum(prev, torch.cat([prev[step:], prev.new_full((step, width), NEG_INF)])))
+            self.table = torch.cat(levels + [hidden.new_zeros((1, width))])
+        else:
+            # Inference: the levels are written into one slab in place, and
+            # only the rows of level k that a range can read (start <=
+            # N - 2**k); the others are never written nor read.
+            table = hidden.new_empty((n_levels * n_tokens + 1, width))
+            table[-1] = 0.0
+            if all_covered:
+                table[:n_tokens].scatter_reduce_(0, index, src, reduce="amax", include_self=False)
+            else:
+                table[:n_tokens].fill_(NEG_INF).scatter_reduce_(0, index, src, reduce="amax")
+            for k in range(1, n_levels):
+                step, rows = 1 << (k - 1), n_tokens - (1 << k) + 1
+                prev = (k - 1) * n_tokens
+                torch.maximum(
+                    table[prev : prev + rows],
+                    table[prev + step : prev + step + rows],
+                    out=table[k * n_tokens : k * n_tokens + rows],
+                )
+            self.table = table
+        self.zero_row = self.table.shape[0] - 1
         self.n_tokens = n_tokens
-        self.log2 = _floor_log2(n_tokens + 1, hidden.device)
+        log2 = _floor_log2(n_tokens + 1, torch.device("cpu") if host else self.device)
+        self.log2 = log2.numpy() if host else log2
 
-    def __call__(self, starts: torch.Tensor, ends: torch.Tensor, nonempty: bool = False) -> torch.Tensor:
+    def rows(self, starts, ends, nonempty: bool = False):
+        """The two table rows whose maximum is the pool of each range
+        [start, end): the zero row (twice) for an empty range or one that
+        covers no wordpiece. Works on numpy arrays and on torch tensors alike.
+
+        starts, ends: (S,) the ranges, in the pool's tokens.
+        nonempty (bool): The caller guarantees end > start for every range.
+        RETURNS (Tuple): (S,) rows a and b, the same kind of array as starts.
+        """
+        lengths = ends - starts
+        valid = None if nonempty else lengths > 0
+        if self.covered is not None:
+            has_wp = (self.covered[ends] - self.covered[starts]) > 0
+            valid = has_wp if valid is None else valid & has_wp
+        if valid is not None:
+            lengths[~valid] = 0  # any level will do: the rows are replaced
+        level = self.log2[lengths]
+        base = level * self.n_tokens
+        a = base + starts
+        b = base + ends - (1 << level)
+        if valid is not None:
+            a[~valid] = self.zero_row
+            b[~valid] = self.zero_row
+        return a, b
+
+    def __call__(self, starts, ends, nonempty: bool = False) -> torch.Tensor:
         """RETURNS (torch.Tensor): (len(starts), H) the max over [start, end).
 
+        starts, ends: (S,) the ranges, numpy arrays or torch tensors.
         nonempty (bool): The caller guarantees end > start for every range
             (spans), so that no check is needed when every token has wordpieces.
         """
-        if self.covered is not None:
-            covered = self.covered.index_select(0, ends) - self.covered.index_select(0, starts)
-            valid = (ends > starts) & (covered > 0)
-        else:
-            valid = None if nonempty else ends > starts
-        all_valid = valid is None or bool(valid.all())
-        if not all_valid:
-            starts = torch.where(valid, starts, torch.zeros_like(starts))
-            ends = torch.where(valid, ends, torch.ones_like(ends))
-        level = self.log2.index_select(0, ends - starts)
-        base = level * self.n_tokens
-        a = self.table.index_select(0, base + starts)
-        b = self.table.index_select(0, base + ends - (1 << level))
-        if self.grad:
-            pooled = torch.maximum(a, b)
-            return pooled if all_valid else pooled.masked_fill(~valid.unsqueeze(1), 0.0)
-        pooled = torch.maximum(a, b, out=a)
-        return pooled if all_valid else pooled.masked_fill_(~valid.unsqueeze(1), 0.0)
+        a, b = self.rows(starts, ends, nonempty)
+        a, b = _take(self.table, a), _take(self.table, b)
+        return torch.maximum(a, b) if self.grad else torch.maximum(a, b, out=a)
 
 
 _LOG2_TABLES: dict = {}
@@ -184,21 +216,25 @@ class EntityClassifier(_StageClassifier):
     def predict(
         self,
         pool: RangeMax,
-        token_cls: torch.Tensor,
+        cls_vectors: torch.Tensor,
+        token_windows: numpy.ndarray,
         width_table: torch.Tensor,
-        starts: torch.Tensor,
-        ends: torch.Tensor,
+        starts: numpy.ndarray,
+        ends: numpy.ndarray,
         max_width: int,
         chunk: int,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Inference: the logits of ``forward`` (without dropout), computed
-        by parts: the [CLS] part once per token, the width part once per
-        width, the span part per span, in chunks of ``chunk`` spans.
+        by parts: the [CLS] part once per window and the width part (with the
+        bias) once per width, looked up per span from one small table; the
+        span part per span, in chunks of ``chunk`` spans.
 
         pool (RangeMax): The block's range-max pooling.
-        token_cls (torch.Tensor): (N, H) the [CLS] vector of each token's window.
+        cls_vectors (torch.Tensor): (n_windows, H) the [CLS] vectors of the
+            block's transformer windows.
+        token_windows (numpy.ndarray): (N,) the window of each token.
         width_table (torch.Tensor): (max_width + 1, W) the width embeddings.
-        starts, ends (torch.Tensor): (S,) the spans, in the block's tokens.
+        starts, ends (numpy.ndarray): (S,) the spans, in the block's tokens.
         max_width (int): Wider spans take the last width embedding.
         chunk (int): Spans per chunk.
         RETURNS (Tuple[torch.Tensor, Optional[torch.Tensor]]): (S, n_outputs)
@@ -207,17 +243,16 @@ class EntityClassifier(_StageClassifier):
         """
         weight, bias = self.weight_and_bias()
         h = self.hidden_width
-        cls_part = linear(token_cls, weight[:, :h])
-        width_part = linear(width_table, weight[:, 2 * h :])
-        logits = []
-        for i in range(0, int(starts.shape[0]), chunk):
-            s, e = starts[i : i + chunk], ends[i : i + chunk]
-            pooled = pool(s, e, nonempty=True)
-            logits.append(
-                linear(pooled, weight[:, h : 2 * h], bias)
-                + cls_part.index_select(0, s)
-                + width_part.index_select(0, (e - s).clamp(max=max_width))
-            )
+        cls_part = linear(cls_vectors, weight[:, :h])
+        width_part = linear(width_table, weight[:, 2 * h :], bias)
+        # row window * n_widths + width: the [CLS] and width parts of a span
+        fixed = (cls_part.unsqueeze(1) + width_part.unsqueeze(0)).reshape(-1, weight.shape[0])
+        fixed_rows = token_windows[starts] * width_table.shape[0] + numpy.minimum(ends - starts, max_width)
+        span_weight = weight[:, h : 2 * h].t()
+        logits, pooled = [], None
+        for i in range(0, len(starts), chunk):
+            pooled = pool(starts[i : i + chunk], ends[i : i + chunk], nonempty=True)
+            logits.append(torch.addmm(_take(fixed, fixed_rows[i : i + chunk]), pooled, span_weight))
         if len(logits) == 1:
             return logits[0], pooled
         return torch.cat(logits), None
@@ -281,35 +316,47 @@ class RelationClassifier(_StageClassifier):
     def predict(
         self,
         pool: RangeMax,
-        starts: torch.Tensor,
-        ends: torch.Tensor,
+        starts: numpy.ndarray,
+        ends: numpy.ndarray,
         span_pool: torch.Tensor,
-        widths: torch.Tensor,
-        entity_logits: torch.Tensor,
-        heads: torch.Tensor,
-        tails: torch.Tensor,
+        width_table: torch.Tensor,
+        widths: numpy.ndarray,
+        entity_logits: Optional[torch.Tensor],
+        heads: numpy.ndarray,
+        tails: numpy.ndarray,
         chunk: int,
     ) -> torch.Tensor:
-        """Inference: the logits of ``forward`` (without dropout) with the
-        same arguments, computed by parts: the head and tail parts once per
-        span, and per pair only the context, in chunks of ``chunk`` pairs."""
-        if heads.shape[0] == 0:
+        """Inference: the logits of ``forward`` (without dropout), computed
+        by parts: the head and tail parts once per span (their width parts
+        and the bias looked up per width), and per pair only the context, in
+        chunks of ``chunk`` pairs.
+
+        pool (RangeMax): The block's range-max pooling.
+        starts, ends (numpy.ndarray): (K,) the spans, in the block's tokens.
+        span_pool (torch.Tensor): (K, H) their max-pools.
+        width_table (torch.Tensor): (max_width + 1, W) the width embeddings.
+        widths (numpy.ndarray): (K,) the width embedding row of each span.
+        entity_logits (Optional[torch.Tensor]): (K, E) their entity logits
+            (used when the stage takes them).
+        heads, tails (numpy.ndarray): (P,) the pairs, positions in the spans.
+        chunk (int): Pairs per chunk.
+        RETURNS (torch.Tensor): (P, n_outputs) logits.
+        """
+        if len(heads) == 0:
             return span_pool.new_zeros((0, self.n_outputs))
         weight, bias = self.weight_and_bias()
         w_ctx, w_head, w_tail, w_head_width, w_tail_width, *w_logits = torch.split(weight, self.sizes, dim=1)
-        head_part = linear(span_pool, w_head) + linear(widths, w_head_width)
-        tail_part = linear(span_pool, w_tail) + linear(widths, w_tail_width)
+        head_part = torch.addmm(_take(linear(width_table, w_head_width, bias), widths), span_pool, w_head.t())
+        tail_part = torch.addmm(_take(linear(width_table, w_tail_width), widths), span_pool, w_tail.t())
         if self.uses_entity_logits:
-            head_part = head_part + linear(entity_logits, w_logits[0])
-            tail_part = tail_part + linear(entity_logits, w_logits[1])
+            head_part = torch.addmm(head_part, entity_logits, w_logits[0].t())
+            tail_part = torch.addmm(tail_part, entity_logits, w_logits[1].t())
         pieces = []
-        for i in range(0, int(heads.shape[0]), chunk):
+        for i in range(0, len(heads), chunk):
             h, t = heads[i : i + chunk], tails[i : i + chunk]
-            ctx_start = torch.minimum(ends.index_select(0, h), ends.index_select(0, t))
-            ctx_end = torch.maximum(starts.index_select(0, h), starts.index_select(0, t))
-            pieces.append(
-                linear(pool(ctx_start, ctx_end), w_ctx, bias) + head_part.index_select(0, h) + tail_part.index_select(0, t)
-            )
+            pair_part = _take(head_part, h) + _take(tail_part, t)
+            context = pool(numpy.minimum(ends[h], ends[t]), numpy.maximum(starts[h], starts[t]))
+            pieces.append(torch.addmm(pair_part, context, w_ctx.t()))
         return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
@@ -406,26 +453,33 @@ class SpERTHead(torch.nn.Module):
         self,
         hidden: torch.Tensor,
         *,
-        align_rows: torch.Tensor,
-        align_tokens: torch.Tensor,
-        token_cls_rows: torch.Tensor,
+        align_rows: numpy.ndarray,
+        align_tokens: numpy.ndarray,
+        cls_rows: numpy.ndarray,
+        token_windows: numpy.ndarray,
         n_tokens: int,
         max_range: int,
-        span_starts: torch.Tensor,
-        span_ends: torch.Tensor,
-        span_groups: torch.Tensor,
+        span_starts: numpy.ndarray,
+        span_ends: numpy.ndarray,
+        span_groups: numpy.ndarray,
         blocks: List[Tuple[int, int, int, int]],
         objective,
         threshold: float,
         given_entities: bool = False,
         all_covered: bool = False,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> "HeadPredictions":
         """Inference: classify all candidate spans, then the pairs of the kept
         spans of each pairing group, one block of whole groups at a time (the
         range-max table and span features of a long doc never exist at once).
 
-        hidden, align_*, token_cls_rows, n_tokens, max_range, span_*: as in
-            ``forward``; span_groups: (S,) the pairing group of each span.
+        hidden: (R, H) wordpiece vectors (on the head's device); the rest are
+            numpy arrays on the host: align_rows/align_tokens: (A,) the
+            token-to-wordpiece alignment (ordered by token); cls_rows:
+            (n_windows,) the [CLS] row of each transformer window;
+            token_windows: (N,) the window of each token;
+            span_starts/span_ends/span_groups:
+            (S,) the candidates in global token offsets and their pairing group.
+        n_tokens, max_range: as in ``forward``.
         blocks: (first span, end span, first token, end token) per block
             (``Candidates.blocks``).
         objective, threshold: The decoding rule (``losses.py``): the spans it
@@ -434,64 +488,81 @@ class SpERTHead(torch.nn.Module):
             paired, with no bound on their number.
         all_covered (bool): Every token has a wordpiece (no range needs the
             check for tokens without one).
-        RETURNS: entity logits (S, E), pair heads and tails (P,) (indices into
-            the spans) and relation logits (P, R).
+        RETURNS (HeadPredictions): Logits and decoded entities of all spans,
+            the pairs classified and their logits.
         """
-        if span_starts.shape[0] == 0:
+        if len(span_starts) == 0:
             ent, rel = self._no_logits(hidden)
-            empty = span_starts.new_zeros((0,))
-            return ent, empty, empty, rel
-        outputs = []
+            empty = numpy.zeros((0,), dtype="int64")
+            return HeadPredictions(ent, empty, numpy.zeros((0,), dtype="float32"), empty, empty, rel)
         if len(blocks) == 1 and blocks[0][2] == 0 and blocks[0][3] == n_tokens:
-            bounds = [0, int(align_tokens.shape[0])]  # one block of all tokens (a batch of sentences)
+            bounds = [0, len(align_tokens)]  # one block of all tokens (a batch of sentences)
         else:
-            bounds = torch.searchsorted(
-                align_tokens, torch.tensor([t for b in blocks for t in b[2:]], device=align_tokens.device)
-            ).tolist()
+            bounds = numpy.searchsorted(align_tokens, [t for b in blocks for t in b[2:]]).tolist()
+        cls_vectors = _take(hidden, cls_rows)
+        outputs = []
         for i, (s0, s1, t0, t1) in enumerate(blocks):
             a0, a1 = bounds[2 * i], bounds[2 * i + 1]
-            pool = RangeMax(hidden, align_rows[a0:a1], align_tokens[a0:a1] - t0, t1 - t0, min(max_range, t1 - t0),
-                            all_covered=all_covered)
-            ent, heads, tails, rel = self._predict_block(
+            pool = RangeMax(hidden, align_rows[a0:a1], _shift(align_tokens[a0:a1], -t0), t1 - t0,
+                            min(max_range, t1 - t0), all_covered=all_covered)
+            out = self._predict_block(
                 pool,
-                hidden.index_select(0, token_cls_rows[t0:t1]),
-                span_starts[s0:s1] - t0,
-                span_ends[s0:s1] - t0,
+                cls_vectors,
+                token_windows[t0:t1],
+                _shift(span_starts[s0:s1], -t0),
+                _shift(span_ends[s0:s1], -t0),
                 span_groups[s0:s1],
                 objective,
                 threshold,
                 given_entities,
             )
-            outputs.append((ent, heads + s0, tails + s0, rel))
-        return tuple(torch.cat(parts) for parts in zip(*outputs))
+            if s0:
+                out = out._replace(pair_heads=out.pair_heads + s0, pair_tails=out.pair_tails + s0)
+            outputs.append(out)
+        if len(outputs) == 1:
+            return outputs[0]
+        return HeadPredictions(
+            *(torch.cat(parts) if isinstance(parts[0], torch.Tensor) else numpy.concatenate(parts) for parts in zip(*outputs))
+        )
 
-    def _predict_block(self, pool, token_cls, starts, ends, groups, objective, threshold: float, given_entities: bool):
+    def _predict_block(
+        self, pool, cls_vectors, token_windows, starts, ends, groups, objective, threshold: float, given_entities: bool
+    ) -> "HeadPredictions":
         """Entity logits of the spans of one block, and relation logits of the
         pairs of its kept spans (head and tail indices into the block's
         spans). Pairs are formed among at most max(10, ceil(ratio x group
         tokens)) kept spans per group, the highest-scoring ones."""
-        chunk = self.pair_batch_size
+        chunk = min(self.pair_batch_size, SPAN_CHUNK)
         entity_logits, span_pool = self.entity_classifier.predict(
-            pool, token_cls, self.width_embedding.weight, starts, ends, self.max_width, chunk
+            pool, cls_vectors, token_windows, self.width_embedding.weight, starts, ends, self.max_width, chunk
         )
+        labels, scores = objective.decode_entities(_host(entity_logits), threshold)
         if given_entities:
-            kept = torch.arange(int(starts.shape[0]), device=starts.device)
+            kept = numpy.arange(len(starts))
         else:
-            kept = objective.keep_entities(entity_logits, threshold).nonzero().squeeze(1)
-        if kept.numel() > 10 and not given_entities:
-            _, scores = objective.decode_entities(entity_logits.index_select(0, kept), threshold)
-            limits = group_token_counts(starts, ends, groups)
-            limits = torch.ceil(limits * self.max_pair_entities_per_token).long().clamp(min=10)
-            kept = top_per_group(kept, scores, groups, limits)
-        local = torch.arange(kept.numel(), device=kept.device)
-        heads, tails = pairs_within_groups(local, groups.index_select(0, kept))
-        k_starts, k_ends = starts.index_select(0, kept), ends.index_select(0, kept)
-        k_pool = pool(k_starts, k_ends, nonempty=True) if span_pool is None else span_pool.index_select(0, kept)
-        k_width = self.width_embedding((k_ends - k_starts).clamp(max=self.max_width))
-        relation_logits = self.relation_classifier.predict(
-            pool, k_starts, k_ends, k_pool, k_width, entity_logits.index_select(0, kept), heads, tails, chunk
-        )
-        return entity_logits, kept.index_select(0, heads), kept.index_select(0, tails), relation_logits
+            kept = numpy.flatnonzero(labels > 0)
+            if len(kept) > 10:
+                limits = numpy.ceil(group_token_counts(starts, ends, groups) * self.max_pair_entities_per_token)
+                kept = top_per_group(kept, scores[kept], groups, numpy.maximum(limits, 10).astype("int64"))
+        heads, tails = pairs_within_groups(numpy.arange(len(kept)), groups[kept])
+        if len(heads):
+            k_starts, k_ends = starts[kept], ends[kept]
+            k_pool = pool(k_starts, k_ends, nonempty=True) if span_pool is None else _take(span_pool, kept)
+            relation_logits = self.relation_classifier.predict(
+                pool,
+                k_starts,
+                k_ends,
+                k_pool,
+                self.width_embedding.weight,
+                numpy.minimum(k_ends - k_starts, self.max_width),
+                _take(entity_logits, kept) if self.relation_classifier.uses_entity_logits else None,
+                heads,
+                tails,
+                chunk,
+            )
+        else:
+            relation_logits = entity_logits.new_zeros((0, self.relation_classifier.n_outputs))
+        return HeadPredictions(entity_logits, labels, scores, kept[heads], kept[tails], relation_logits)
 
     def _no_logits(self, hidden: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return (
@@ -520,68 +591,117 @@ def _rename_legacy_keys(state_dict, prefix, *args) -> None:
             state_dict[prefix + new] = state_dict.pop(prefix + old)
 
 
+class HeadPredictions(NamedTuple):
+    """What ``SpERTHead.predict`` returns for a batch.
+
+    entity_logits: (S, E) the logits of every candidate span (on the device).
+    entity_labels, entity_scores: (S,) numpy, the objective's decoding of them
+        (``decode_entities``: label id, 0 for none, and score).
+    pair_heads, pair_tails: (P,) numpy, the pairs classified (indices into
+        the candidates).
+    relation_logits: (P, R) their logits (on the device).
+    """
+
+    entity_logits: torch.Tensor
+    entity_labels: numpy.ndarray
+    entity_scores: numpy.ndarray
+    pair_heads: numpy.ndarray
+    pair_tails: numpy.ndarray
+    relation_logits: torch.Tensor
+
+
+def _index(rows, device: torch.device) -> torch.Tensor:
+    """RETURNS (torch.Tensor): Indices (a numpy array or a tensor) as a
+    tensor on the device (on the CPU sharing the numpy array's memory)."""
+    if isinstance(rows, numpy.ndarray):
+        rows = torch.from_numpy(rows)
+    return rows if rows.device == device else rows.to(device)
+
+
+def _take(x: torch.Tensor, rows) -> torch.Tensor:
+    """RETURNS (torch.Tensor): The rows of x at the indices (numpy or torch)."""
+    return x.index_select(0, _index(rows, x.device))
+
+
+def _shift(offsets: numpy.ndarray, by: int) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): The offsets moved by ``by`` (no copy for 0)."""
+    return offsets + by if by else offsets
+
+
+def _host(x: torch.Tensor) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): The tensor's values on the host."""
+    return x.cpu().numpy()
+
+
+# At inference spans and pairs are pooled and classified in chunks of at most
+# this many (and at most the head's pair_batch_size), so that a chunk's pooled
+# vectors stay in the CPU's cache instead of being allocated afresh.
+SPAN_CHUNK = 1024
 # Up to this many kept spans, pairs_within_groups uses a dense (K, K) mask.
 DENSE_PAIRS_MAX = 256
 
 
-def pairs_within_groups(kept: torch.Tensor, groups: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def pairs_within_groups(kept: numpy.ndarray, groups: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """All ordered pairs (a, b), a != b, of kept spans in the same group,
     ordered by the head's group, then by position in ``kept``.
 
-    kept (torch.Tensor): (K,) indices of the kept spans.
-    groups (torch.Tensor): (S,) pairing group of every span.
-    RETURNS (Tuple[torch.Tensor, torch.Tensor]): head and tail span indices.
+    kept (numpy.ndarray): (K,) indices of the kept spans.
+    groups (numpy.ndarray): (S,) pairing group of every span.
+    RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): head and tail span indices.
     """
-    if kept.numel() < 2:
-        empty = kept.new_zeros((0,))
+    if len(kept) < 2:
+        empty = numpy.zeros((0,), dtype="int64")
         return empty, empty
-    grp = groups.index_select(0, kept)
-    if kept.numel() <= DENSE_PAIRS_MAX:
+    grp = groups[kept]
+    if len(kept) <= DENSE_PAIRS_MAX:
         # Few spans (a sentence, a small batch): the (K, K) same-group mask.
         # Its pairs come in the order of the general path below, as the kept
         # spans are ordered by group (candidates are; top_per_group keeps it).
-        same = grp.unsqueeze(1) == grp.unsqueeze(0)
-        same.fill_diagonal_(False)
-        head_pos, tail_pos = same.nonzero(as_tuple=True)
-        return kept.index_select(0, head_pos), kept.index_select(0, tail_pos)
-    grp, order = torch.sort(grp, stable=True)
-    kept = kept.index_select(0, order)
-    _, counts = torch.unique_consecutive(grp, return_counts=True)
-    group_start = torch.cumsum(counts, 0) - counts
-    group = torch.repeat_interleave(torch.arange(len(counts), device=kept.device), counts)
-    per_head = counts.index_select(0, group)  # partners (incl. itself) per kept span
-    head_pos = torch.repeat_interleave(torch.arange(len(kept), device=kept.device), per_head)
-    first = torch.cumsum(per_head, 0) - per_head
-    local = torch.arange(head_pos.numel(), device=kept.device) - torch.repeat_interleave(first, per_head)
-    tail_pos = group_start.index_select(0, group.index_select(0, head_pos)) + local
+        same = grp[:, None] == grp[None, :]
+        numpy.fill_diagonal(same, False)
+        head_pos, tail_pos = numpy.nonzero(same)
+        return kept[head_pos], kept[tail_pos]
+    order = numpy.argsort(grp, kind="stable")
+    kept, grp = kept[order], grp[order]
+    group_start, counts = _runs(grp)
+    group = numpy.repeat(numpy.arange(len(counts)), counts)
+    per_head = counts[group]  # partners (incl. itself) per kept span
+    head_pos = numpy.repeat(numpy.arange(len(kept)), per_head)
+    first = numpy.cumsum(per_head) - per_head
+    tail_pos = group_start[group[head_pos]] + numpy.arange(len(head_pos)) - numpy.repeat(first, per_head)
     mask = head_pos != tail_pos
-    return kept.index_select(0, head_pos[mask]), kept.index_select(0, tail_pos[mask])
+    return kept[head_pos[mask]], kept[tail_pos[mask]]
 
 
-def group_token_counts(starts: torch.Tensor, ends: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """The number of tokens each group's spans cover (max end - min start),
-    indexed by group id."""
+def group_token_counts(starts: numpy.ndarray, ends: numpy.ndarray, groups: numpy.ndarray) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): The number of tokens each group's spans cover
+    (max end - min start), indexed by group id (0 for ids without spans)."""
     n = int(groups.max()) + 1
-    first = torch.full((n,), int(ends.max()), dtype=starts.dtype, device=starts.device)
-    last = torch.zeros((n,), dtype=ends.dtype, device=ends.device)
-    first = first.scatter_reduce(0, groups, starts, reduce="amin")
-    last = last.scatter_reduce(0, groups, ends, reduce="amax")
-    return (last - first).clamp(min=0).double()
+    first = numpy.full((n,), int(ends.max()), dtype="int64")
+    last = numpy.zeros((n,), dtype="int64")
+    numpy.minimum.at(first, groups, starts)
+    numpy.maximum.at(last, groups, ends)
+    return numpy.maximum(last - first, 0)
 
 
-def top_per_group(kept: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
+def top_per_group(kept: numpy.ndarray, scores: numpy.ndarray, groups: numpy.ndarray, limits: numpy.ndarray) -> numpy.ndarray:
     """The kept spans with the highest scores, at most ``limits[group]`` per group.
 
-    kept (torch.Tensor): (K,) span indices; scores (torch.Tensor): (K,) their scores.
-    groups (torch.Tensor): (S,) group id per span; limits: (n_groups,).
-    RETURNS (torch.Tensor): the selected span indices (ordered by group).
+    kept (numpy.ndarray): (K,) span indices; scores (numpy.ndarray): (K,) their scores.
+    groups (numpy.ndarray): (S,) group id per span; limits: (n_groups,).
+    RETURNS (numpy.ndarray): the selected span indices (ordered by group).
     """
-    by_score = torch.argsort(-scores, stable=True)
-    grp = groups.index_select(0, kept.index_select(0, by_score))
-    by_group = torch.argsort(grp, stable=True)
-    order = by_score.index_select(0, by_group)
-    grp = grp.index_select(0, by_group)
-    _, counts = torch.unique_consecutive(grp, return_counts=True)
-    first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-    rank = torch.arange(grp.numel(), device=grp.device) - first
-    return kept.index_select(0, order)[rank < limits.index_select(0, grp)]
+    by_score = numpy.argsort(-scores, kind="stable")
+    grp = groups[kept[by_score]]
+    by_group = numpy.argsort(grp, kind="stable")
+    order, grp = by_score[by_group], grp[by_group]
+    group_start, counts = _runs(grp)
+    rank = numpy.arange(len(grp)) - numpy.repeat(group_start, counts)
+    return kept[order][rank < limits[grp]]
+
+
+def _runs(values: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): The first position and
+    the length of each run of equal values (of a non-empty array)."""
+    first = numpy.flatnonzero(numpy.concatenate([[True], values[1:] != values[:-1]]))
+    return first, numpy.diff(numpy.append(first, len(values)))

@@ -61,6 +61,7 @@ def test_sentence_windows_reject_bad_settings():
 
 def test_pairing_groups_cut_long_scopes():
     assert pairing_groups(10, None, 4).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
+    assert pairing_groups(10, numpy.zeros(10, dtype="int64"), 4).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
     sentences = numpy.asarray([0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
     assert pairing_groups(10, sentences, 4).tolist() == [0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
     assert pairing_groups(10, sentences, 0).tolist() == sentences.tolist()

@@ -1,5 +1,6 @@
 """The vectorized pieces of the model and the sampler against naive versions."""
 import itertools
+import warnings
 
 import numpy
 import pytest
@@ -28,18 +29,26 @@ def naive_pool(hidden, rows, tokens, start, end):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_range_max_matches_naive_pooling(seed):
+@pytest.mark.parametrize("mode", ["inference", "host", "training"])
+def test_range_max_matches_naive_pooling(seed, mode):
+    """Every range, also empty, reversed and without wordpieces, pools as the
+    naive max does: at inference with torch indices, with numpy indices
+    (rows computed on the host) and in training (with autograd)."""
     rng = numpy.random.default_rng(seed)
     n_tokens, n_rows, width = 37, 60, 8
-    hidden = rng.normal(size=(n_rows, width))
+    hidden = torch.tensor(rng.normal(size=(n_rows, width)), requires_grad=mode == "training")
     rows, tokens = random_alignment(rng, n_tokens, n_rows)
-    pool = RangeMax(torch.tensor(hidden), torch.tensor(rows), torch.tensor(tokens), n_tokens, n_tokens)
     ranges = [(s, e) for s in range(n_tokens + 1) for e in range(n_tokens + 1)]  # includes empty and reversed
-    starts = torch.tensor([r[0] for r in ranges])
-    ends = torch.tensor([r[1] for r in ranges])
-    got = pool(starts, ends).numpy()
-    expected = numpy.stack([naive_pool(hidden, rows, tokens, s, e) for s, e in ranges])
-    numpy.testing.assert_allclose(got, expected)
+    starts = numpy.array([r[0] for r in ranges])
+    ends = numpy.array([r[1] for r in ranges])
+    if mode == "host":
+        pool = RangeMax(hidden, rows, tokens, n_tokens, n_tokens)
+        got = pool(starts, ends)
+    else:
+        pool = RangeMax(hidden, torch.tensor(rows), torch.tensor(tokens), n_tokens, n_tokens)
+        got = pool(torch.tensor(starts), torch.tensor(ends))
+    expected = numpy.stack([naive_pool(hidden.detach().numpy(), rows, tokens, s, e) for s, e in ranges])
+    numpy.testing.assert_allclose(got.detach().numpy(), expected)
 
 
 def test_range_max_gradient_goes_to_the_max_wordpiece():
@@ -54,16 +63,16 @@ def test_range_max_gradient_goes_to_the_max_wordpiece():
 
 
 def test_pairs_within_groups_matches_naive():
-    segments = torch.tensor([0, 0, 1, 1, 1, 0, 2, 1, 3])
-    kept = torch.tensor([0, 2, 3, 5, 6, 7, 8])
+    segments = numpy.array([0, 0, 1, 1, 1, 0, 2, 1, 3])
+    kept = numpy.array([0, 2, 3, 5, 6, 7, 8])
     heads, tails = pairs_within_groups(kept, segments)
     got = sorted(zip(heads.tolist(), tails.tolist()))
     expected = sorted(
         (a, b) for a, b in itertools.permutations(kept.tolist(), 2) if segments[a] == segments[b]
     )
     assert got == expected
-    empty = pairs_within_groups(torch.tensor([4]), segments)
-    assert empty[0].numel() == 0 and empty[1].numel() == 0
+    empty = pairs_within_groups(numpy.array([4]), segments)
+    assert len(empty[0]) == 0 and len(empty[1]) == 0
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -93,8 +102,8 @@ def test_pairs_within_groups_dense_and_general_paths_agree(monkeypatch):
     same order, for kept spans ordered by group (as candidates are)."""
     import spacy_spert.pytorch_model as pm
 
-    groups = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4])
-    kept = torch.tensor([0, 2, 1, 3, 4, 5, 9, 6, 8, 10])  # by group; by score within a group
+    groups = numpy.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4])
+    kept = numpy.array([0, 2, 1, 3, 4, 5, 9, 6, 8, 10])  # by group; by score within a group
     dense = pairs_within_groups(kept, groups)
     monkeypatch.setattr(pm, "DENSE_PAIRS_MAX", 0)
     general = pairs_within_groups(kept, groups)
@@ -103,10 +112,10 @@ def test_pairs_within_groups_dense_and_general_paths_agree(monkeypatch):
 
 
 def test_top_per_group():
-    segments = torch.tensor([0, 0, 0, 1, 1, 1])
-    kept = torch.tensor([0, 1, 2, 3, 4, 5])
-    scores = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.2, 0.8])
-    chosen = top_per_group(kept, scores, segments, torch.tensor([2, 1]))
+    segments = numpy.array([0, 0, 0, 1, 1, 1])
+    kept = numpy.array([0, 1, 2, 3, 4, 5])
+    scores = numpy.array([0.1, 0.9, 0.5, 0.3, 0.2, 0.8])
+    chosen = top_per_group(kept, scores, segments, numpy.array([2, 1]))
     assert sorted(chosen.tolist()) == [1, 2, 5]
 
 
@@ -119,6 +128,23 @@ def test_enumerate_spans():
     assert list(zip(starts.tolist(), ends.tolist())) == [(0, 1), (0, 2), (1, 2), (3, 4)]
     assert len(enumerate_spans(0, 10)[0]) == 0
     assert len(enumerate_spans(120, 10)[0]) == sum(min(10, 120 - i) for i in range(120))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_enumerate_spans_matches_naive(seed):
+    """Every span of 1..max_width tokens inside one scope that neither starts
+    nor ends on a skipped token, ordered by start, then width."""
+    rng = numpy.random.default_rng(seed)
+    n, width = 23, 5
+    scopes = numpy.cumsum(rng.random(n) < 0.2)
+    skip = rng.random(n) < 0.2
+    expected = [
+        (s, e) for s in range(n) for e in range(s + 1, min(n, s + width) + 1)
+        if scopes[s] == scopes[e - 1] and not skip[s] and not skip[e - 1]
+    ]
+    starts, ends = enumerate_spans(n, width, scopes, skip)
+    assert list(zip(starts.tolist(), ends.tolist())) == expected
+    assert starts.dtype == ends.dtype == numpy.int64
 
 
 def test_max_iou():
@@ -186,11 +212,8 @@ def test_sample_doc_caps_and_resamples():
 class _KeepAll:
     """An objective that keeps every span (top 10 per group form pairs)."""
 
-    def keep_entities(self, logits, threshold):
-        return torch.ones(logits.shape[0], dtype=torch.bool)
-
     def decode_entities(self, logits, threshold):
-        return logits.argmax(dim=1), logits[:, 1]
+        return numpy.ones(len(logits), dtype="int64"), logits[:, 1]
 
 
 @pytest.mark.parametrize("mt,logits_in_relation", [(False, False), (True, True), (True, False)])
@@ -210,25 +233,29 @@ def test_factorised_inference_matches_training_computation(mt, logits_in_relatio
     head.eval()
     n_tokens = 12
     hidden = torch.randn(20, 16)
-    align_tokens = torch.arange(n_tokens).repeat_interleave(torch.tensor([1, 2] * 6))[:18]
-    align_rows = torch.arange(1, 19)
-    cls_rows = torch.tensor([0] * 6 + [10] * 6)
+    align_tokens = numpy.repeat(numpy.arange(n_tokens), [1, 2] * 6)[:16]  # the last token has no wordpiece
+    align_rows = numpy.arange(1, 17)
+    cls_rows = numpy.array([0, 10])  # two windows
+    token_windows = numpy.array([0] * 6 + [1] * 6)
     starts, ends = enumerate_spans(n_tokens, 4)
-    starts, ends = torch.as_tensor(starts), torch.as_tensor(ends)
-    groups = (starts >= 6).long()
+    groups = (starts >= 6).astype("int64")
     inputs = dict(
-        align_rows=align_rows, align_tokens=align_tokens, token_cls_rows=cls_rows, n_tokens=n_tokens,
-        max_range=n_tokens, span_starts=starts, span_ends=ends,
+        align_rows=align_rows, align_tokens=align_tokens, n_tokens=n_tokens, max_range=n_tokens, span_starts=starts,
+        span_ends=ends,
     )
     with torch.no_grad():
-        ent, heads, tails, rel = head.predict(
-            hidden, span_groups=groups, blocks=[(0, len(starts), 0, n_tokens)], objective=_KeepAll(), threshold=0.0,
-            **inputs,
+        out = head.predict(
+            hidden, cls_rows=cls_rows, token_windows=token_windows, span_groups=groups,
+            blocks=[(0, len(starts), 0, n_tokens)], objective=_KeepAll(), threshold=0.0, **inputs,
         )
-        ent_train, rel_train = head(hidden, pair_heads=heads, pair_tails=tails, **inputs)
-    assert heads.numel() > 20 and (groups[heads] == groups[tails]).all()
-    torch.testing.assert_close(ent, ent_train, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(rel, rel_train, rtol=1e-5, atol=1e-5)
+        ent_train, rel_train = head(
+            hidden, token_cls_rows=torch.tensor(cls_rows[token_windows]), pair_heads=torch.tensor(out.pair_heads),
+            pair_tails=torch.tensor(out.pair_tails),
+            **{k: torch.tensor(v) if isinstance(v, numpy.ndarray) else v for k, v in inputs.items()},
+        )
+    assert len(out.pair_heads) > 20 and (groups[out.pair_heads] == groups[out.pair_tails]).all()
+    torch.testing.assert_close(out.entity_logits, ent_train, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.relation_logits, rel_train, rtol=1e-5, atol=1e-5)
 
 
 def test_head_loads_weights_saved_before_the_classifier_modules():
@@ -250,3 +277,25 @@ def test_head_loads_weights_saved_before_the_classifier_modules():
     loaded.load_state_dict(legacy)
     for (name, a), (_, b) in zip(saved.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_spert_objective_decodes_on_the_host_as_softmax_and_sigmoid():
+    """Decoding takes numpy logits: the label and probability of the softmax,
+    the sigmoid per relation type, without overflow at extreme logits."""
+    from spacy_spert.losses import SpERTObjective
+
+    objective = SpERTObjective()
+    rng = numpy.random.default_rng(0)
+    ent = rng.normal(scale=5.0, size=(7, 4)).astype("float32")
+    ent[0] = [200.0, -200.0, 0.0, 0.0]
+    rel = rng.normal(scale=5.0, size=(5, 3)).astype("float32")
+    rel[0] = [200.0, -200.0, 0.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labels, scores = objective.decode_entities(ent, 0.5)
+        rel_scores = objective.decode_relations(rel, 0.5)
+    probs = torch.softmax(torch.tensor(ent), dim=1)
+    assert labels.tolist() == probs.argmax(dim=1).tolist()
+    numpy.testing.assert_allclose(scores, probs.max(dim=1).values.numpy(), rtol=1e-6)
+    numpy.testing.assert_allclose(rel_scores, torch.sigmoid(torch.tensor(rel)).numpy(), rtol=1e-6, atol=1e-30)
+    assert rel_scores.dtype == numpy.float32

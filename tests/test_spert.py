@@ -176,26 +176,30 @@ def test_long_sentence_inference_bounded(trained_nlp, monkeypatch):
     head = head_of(trained_nlp)
     words = ((TEXTS[0] + " " + TEXTS[1]).split() * 8)[:120]
     doc = trained_nlp.get_pipe("transformer")(trained_nlp.make_doc(" ".join(words)))
-    logits = []  # (entity logits, pair heads, pair tails, relation logits) per call
+    outputs = []  # the head's output (HeadPredictions) per call
     decode = spacy_spert.model._decode
     monkeypatch.setattr(
-        spacy_spert.model, "_decode", lambda obj, t, *out, **kw: logits.append(out) or decode(obj, t, *out, **kw)
+        spacy_spert.model, "_decode", lambda obj, t, out, **kw: outputs.append(out) or decode(obj, t, out, **kw)
     )
-    monkeypatch.setattr(objective, "keep_entities", lambda logits, threshold: torch.ones(len(logits), dtype=torch.bool))
+    decode_entities = objective.decode_entities  # every span an entity, scores as they are
+    monkeypatch.setattr(
+        objective, "decode_entities",
+        lambda logits, threshold: (numpy.ones(len(logits), dtype="int64"), decode_entities(logits, threshold)[1]),
+    )
     candidates, _ = spert.predict([doc])
     n_spans = len(candidates.starts)
     assert n_spans == sum(min(10, 120 - i) for i in range(120))
-    entity_logits, pair_heads, pair_tails, relation_logits = logits[-1]
-    assert relation_logits.shape[0] == 60 * 59
-    scores = torch.softmax(entity_logits, dim=1).max(dim=1).values
-    chosen = torch.unique(pair_heads)
+    out = outputs[-1]
+    assert out.relation_logits.shape[0] == 60 * 59
+    scores = torch.softmax(out.entity_logits, dim=1).max(dim=1).values
+    chosen = numpy.unique(out.pair_heads)
     assert len(chosen) == 60
     assert scores[chosen].min() >= torch.topk(scores, 60).values.min()
     monkeypatch.setattr(head, "max_pair_entities_per_token", 100.0)
     spert.predict([doc])
-    _, pair_heads, pair_tails, relation_logits = logits[-1]
-    assert relation_logits.shape[0] == n_spans * (n_spans - 1)
-    pairs = set(zip(pair_heads.tolist(), pair_tails.tolist()))
+    out = outputs[-1]
+    assert out.relation_logits.shape[0] == n_spans * (n_spans - 1)
+    pairs = set(zip(out.pair_heads.tolist(), out.pair_tails.tolist()))
     assert len(pairs) == n_spans * (n_spans - 1)
 
 
