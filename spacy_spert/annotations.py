@@ -41,9 +41,14 @@ def write_predictions(
         written.
     """
     p = predictions
-    span_docs = candidates.span_docs()
-    ent_docs = span_docs[p.entity_spans]
-    rel_docs = span_docs[p.relation_heads]
+    span_docs = candidates.span_docs() if len(docs) > 1 or given_entities is not None else None
+    ent_docs = span_docs[p.entity_spans] if span_docs is not None else numpy.zeros(len(p.entity_spans), dtype="int64")
+    rel_docs = span_docs[p.relation_heads] if span_docs is not None else numpy.zeros(len(p.relation_heads), dtype="int64")
+    # Python numbers once, not one numpy scalar at a time
+    ent_span, ent_label = p.entity_spans.tolist(), p.entity_labels.tolist()
+    ent_start, ent_end = candidates.starts[p.entity_spans].tolist(), candidates.ends[p.entity_spans].tolist()
+    rel_head, rel_tail = p.relation_heads.tolist(), p.relation_tails.tolist()
+    rel_label, rel_score = p.relation_labels.tolist(), p.relation_scores.tolist()
     for d, doc in enumerate(docs):
         offset = int(candidates.doc_offsets[d])
         mine = numpy.flatnonzero(ent_docs == d)
@@ -52,25 +57,16 @@ def write_predictions(
             first = int(numpy.searchsorted(span_docs, d))
             spans = {first + i: span for i, span in enumerate(given_entities[d])}
         else:
-            for i in mine:
-                c = int(p.entity_spans[i])
-                spans[c] = Span(
-                    doc,
-                    int(candidates.starts[c]) - offset,
-                    int(candidates.ends[c]) - offset,
-                    label=entity_labels[p.entity_labels[i]],
+            for i in mine.tolist():
+                spans[ent_span[i]] = Span(
+                    doc, ent_start[i] - offset, ent_end[i] - offset, label=entity_labels[ent_label[i]]
                 )
             entities = list(spans.values())
             scores = p.entity_scores[mine]
             doc.spans[spans_key] = SpanGroup(doc, name=spans_key, spans=entities, attrs={"scores": scores})
         relations = [
-            make_relation(
-                spans[int(p.relation_heads[q])],
-                spans[int(p.relation_tails[q])],
-                relation_labels[p.relation_labels[q]],
-                float(p.relation_scores[q]),
-            )
-            for q in numpy.flatnonzero(rel_docs == d)
+            make_relation(spans[rel_head[q]], spans[rel_tail[q]], relation_labels[rel_label[q]], rel_score[q])
+            for q in numpy.flatnonzero(rel_docs == d).tolist()
         ]
         if symmetric_relations:
             relations = canonical_order(relations, symmetric_relations)

@@ -68,7 +68,7 @@ def enumerate_spans(
     last = numpy.minimum(last, n_tokens - 1)
     if scopes is not None:
         keep &= scopes[:, None] == scopes[last]
-    if skip is not None:
+    if skip is not None and skip.any():
         keep &= ~skip[:, None] & ~skip[last]
     starts, widths = numpy.nonzero(keep)
     return starts, starts + widths + 1
@@ -497,11 +497,15 @@ class Candidates:
         return self._extents
 
     def _compute_group_extents(self) -> Tuple[Ints1d, Ints1d, Ints1d, Ints1d]:
-        step = numpy.diff(self.groups)
-        if (step < 0).any():
+        g = self.groups
+        new_group = g[1:] != g[:-1]
+        if not new_group.any():  # one group (a sentence)
+            return (numpy.zeros((1,), dtype="int64"), numpy.full((1,), len(g), dtype="int64"),
+                    self.starts.min(keepdims=True), self.ends.max(keepdims=True))
+        if (g[1:] < g[:-1]).any():
             raise ValueError("Candidates need spans ordered by pairing group")
-        lo = numpy.flatnonzero(numpy.concatenate([[True], step != 0]))
-        hi = numpy.append(lo[1:], len(self.starts))
+        lo = numpy.concatenate([[0], numpy.flatnonzero(new_group) + 1])
+        hi = numpy.append(lo[1:], len(g))
         return lo, hi, numpy.minimum.reduceat(self.starts, lo), numpy.maximum.reduceat(self.ends, lo)
 
     def blocks(self, max_tokens: int) -> List[Tuple[int, int, int, int]]:

@@ -106,7 +106,9 @@ def build_spert_model(
         entities seen in training) share the last row.
     dropout (float): Dropout before the entity and relation classifiers.
     pair_batch_size (int): At inference, candidate spans and relation pairs
-        are classified in chunks of this many to bound memory on long docs.
+        are classified in chunks of at most this many (and at most 1024, a
+        size whose pooled vectors stay in the CPU's cache) to bound memory on
+        long docs.
     max_pair_entities_per_token (float): At inference, relation pairs are
         formed among at most max(10, ceil(ratio x group tokens)) kept spans
         per pairing group, the highest-scoring ones. A trained model keeps far
@@ -444,6 +446,8 @@ def _warn_if_truncated(doc: Doc, lengths: numpy.ndarray) -> None:
 
 
 def _cat(arrays: List[numpy.ndarray]) -> numpy.ndarray:
+    if len(arrays) == 1:
+        return arrays[0]
     return numpy.concatenate(arrays) if arrays else numpy.zeros((0,), dtype="int64")
 
 

@@ -9,10 +9,11 @@
 * ``SpERTHead``: the module that owns the width embedding and both
   classifiers. ``forward`` is the training computation on sampled spans and
   pairs; ``predict`` the inference computation on all candidates, block by
-  block, pairing the kept spans of each pairing group. At inference the indices
-(which spans, which pairs, which table rows) are small numpy arrays worked out
-on the host; the device only gathers, takes maxima and multiplies, so that a
-sentence costs a few dozen tensor operations.
+  block, pairing the kept spans of each pairing group.
+
+At inference the indices (which spans, which pairs, which table rows) are
+small numpy arrays worked out on the host; the device only gathers, takes
+maxima and multiplies, so that a sentence costs a few dozen tensor operations.
 
 Each classifier holds its training computation (``forward``: one linear map
 of the concatenated, dropped-out input) beside its factorised inference
@@ -101,8 +102,7 @@ class RangeMax:
             self.table = table
         self.zero_row = self.table.shape[0] - 1
         self.n_tokens = n_tokens
-        log2 = _floor_log2(n_tokens + 1, torch.device("cpu") if host else self.device)
-        self.log2 = log2.numpy() if host else log2
+        self.log2 = _floor_log2(n_tokens + 1, None if host else self.device)
 
     def rows(self, starts, ends, nonempty: bool = False):
         """The two table rows whose maximum is the pool of each range
@@ -144,16 +144,19 @@ class RangeMax:
 _LOG2_TABLES: dict = {}
 
 
-def _floor_log2(n: int, device: torch.device) -> torch.Tensor:
+def _floor_log2(n: int, device: Optional[torch.device]):
     """(n,) floor(log2(length)) for lengths 0..n-1 (0 -> 0), from a table
-    kept per device and grown by doubling, so that inference does not build
-    it per batch. RETURNS (torch.Tensor): int64 view of the table."""
+    kept per device (None: a numpy array on the host) and grown by doubling,
+    so that inference does not build it per batch.
+    RETURNS (Union[torch.Tensor, numpy.ndarray]): int64 view of the table."""
     table = _LOG2_TABLES.get(device)
     if table is None or table.shape[0] < n:
         size = max(n, 1024, 2 * (0 if table is None else table.shape[0]))
-        with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable in training too
-            lengths = torch.arange(size, device=device).clamp(min=1)
-            table = (torch.frexp(lengths.double())[1] - 1).long()
+        lengths = numpy.maximum(numpy.arange(size), 1)
+        table = (numpy.frexp(lengths.astype("float64"))[1] - 1).astype("int64")
+        if device is not None:
+            with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable in training too
+                table = torch.from_numpy(table).to(device)
         _LOG2_TABLES[device] = table
     return table[:n]
 
@@ -221,7 +224,7 @@ class EntityClassifier(_StageClassifier):
         width_table: torch.Tensor,
         starts: numpy.ndarray,
         ends: numpy.ndarray,
-        max_width: int,
+        widths: numpy.ndarray,
         chunk: int,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Inference: the logits of ``forward`` (without dropout), computed
@@ -233,9 +236,10 @@ class EntityClassifier(_StageClassifier):
         cls_vectors (torch.Tensor): (n_windows, H) the [CLS] vectors of the
             block's transformer windows.
         token_windows (numpy.ndarray): (N,) the window of each token.
-        width_table (torch.Tensor): (max_width + 1, W) the width embeddings.
+        width_table (torch.Tensor): (n_widths, W) the width embeddings (the
+            first rows of the table, as many as ``widths`` reaches).
         starts, ends (numpy.ndarray): (S,) the spans, in the block's tokens.
-        max_width (int): Wider spans take the last width embedding.
+        widths (numpy.ndarray): (S,) the width embedding row of each span.
         chunk (int): Spans per chunk.
         RETURNS (Tuple[torch.Tensor, Optional[torch.Tensor]]): (S, n_outputs)
             logits, and the (S, H) span pools when all spans fit one chunk
@@ -247,7 +251,7 @@ class EntityClassifier(_StageClassifier):
         width_part = linear(width_table, weight[:, 2 * h :], bias)
         # row window * n_widths + width: the [CLS] and width parts of a span
         fixed = (cls_part.unsqueeze(1) + width_part.unsqueeze(0)).reshape(-1, weight.shape[0])
-        fixed_rows = token_windows[starts] * width_table.shape[0] + numpy.minimum(ends - starts, max_width)
+        fixed_rows = token_windows[starts] * width_table.shape[0] + widths
         span_weight = weight[:, h : 2 * h].t()
         logits, pooled = [], None
         for i in range(0, len(starts), chunk):
@@ -334,7 +338,8 @@ class RelationClassifier(_StageClassifier):
         pool (RangeMax): The block's range-max pooling.
         starts, ends (numpy.ndarray): (K,) the spans, in the block's tokens.
         span_pool (torch.Tensor): (K, H) their max-pools.
-        width_table (torch.Tensor): (max_width + 1, W) the width embeddings.
+        width_table (torch.Tensor): (n_widths, W) the width embeddings (the
+            first rows of the table, as many as ``widths`` reaches).
         widths (numpy.ndarray): (K,) the width embedding row of each span.
         entity_logits (Optional[torch.Tensor]): (K, E) their entity logits
             (used when the stage takes them).
@@ -477,8 +482,8 @@ class SpERTHead(torch.nn.Module):
             token-to-wordpiece alignment (ordered by token); cls_rows:
             (n_windows,) the [CLS] row of each transformer window;
             token_windows: (N,) the window of each token;
-            span_starts/span_ends/span_groups:
-            (S,) the candidates in global token offsets and their pairing group.
+            span_starts/span_ends/span_groups: (S,) the candidates in global
+            token offsets and their pairing group.
         n_tokens, max_range: as in ``forward``.
         blocks: (first span, end span, first token, end token) per block
             (``Candidates.blocks``).
@@ -533,8 +538,10 @@ class SpERTHead(torch.nn.Module):
         spans). Pairs are formed among at most max(10, ceil(ratio x group
         tokens)) kept spans per group, the highest-scoring ones."""
         chunk = min(self.pair_batch_size, SPAN_CHUNK)
+        widths = numpy.minimum(ends - starts, self.max_width)
+        width_table = self.width_embedding.weight[: int(widths.max()) + 1]
         entity_logits, span_pool = self.entity_classifier.predict(
-            pool, cls_vectors, token_windows, self.width_embedding.weight, starts, ends, self.max_width, chunk
+            pool, cls_vectors, token_windows, width_table, starts, ends, widths, chunk
         )
         labels, scores = objective.decode_entities(_host(entity_logits), threshold)
         if given_entities:
@@ -553,8 +560,8 @@ class SpERTHead(torch.nn.Module):
                 k_starts,
                 k_ends,
                 k_pool,
-                self.width_embedding.weight,
-                numpy.minimum(k_ends - k_starts, self.max_width),
+                width_table,
+                widths[kept],
                 _take(entity_logits, kept) if self.relation_classifier.uses_entity_logits else None,
                 heads,
                 tails,
@@ -634,8 +641,8 @@ def _host(x: torch.Tensor) -> numpy.ndarray:
 
 
 # At inference spans and pairs are pooled and classified in chunks of at most
-# this many (and at most the head's pair_batch_size), so that a chunk's pooled
-# vectors stay in the CPU's cache instead of being allocated afresh.
+# this many (and at most the head's pair_batch_size): a chunk's pooled vectors
+# (1024 x H floats) stay in the CPU's cache between the gather and the matmul.
 SPAN_CHUNK = 1024
 # Up to this many kept spans, pairs_within_groups uses a dense (K, K) mask.
 DENSE_PAIRS_MAX = 256

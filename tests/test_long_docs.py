@@ -188,6 +188,12 @@ def test_blocks_group_whole_pairing_groups():
     assert batch.blocks(14) == [(0, 5, 0, 14), (5, 7, 20, 26)]
     assert batch.blocks(5) == [(0, 3, 0, 11), (3, 5, 10, 14), (5, 7, 20, 26)]
     assert batch.blocks(100) == [(0, 7, 0, 26)]
+    assert batch.max_range() == 11
+    one = Candidates(numpy.asarray([0, 30]), batch.starts, batch.ends, numpy.zeros(7, dtype="int64"))
+    assert one.blocks(100) == [(0, 7, 0, 26)] and one.max_range() == 26
+    unordered = Candidates(numpy.asarray([0, 30]), batch.starts, batch.ends, numpy.asarray([0, 0, 1, 1, 0, 2, 2]))
+    with pytest.raises(ValueError, match="ordered by pairing group"):
+        unordered.blocks(100)
 
 
 def test_small_blocks_give_the_same_output(trained_nlp, monkeypatch):
