@@ -129,6 +129,11 @@ class RangeMax:
             b[~valid] = self.zero_row
         return a, b
 
+    def all_covering(self, starts: numpy.ndarray, ends: numpy.ndarray) -> bool:
+        """RETURNS (bool): Every range (numpy, non-empty) holds a token with
+        wordpieces, so that none pools to zeros."""
+        return self.covered is None or bool(((self.covered[ends] - self.covered[starts]) > 0).all())
+
     def __call__(self, starts, ends, nonempty: bool = False) -> torch.Tensor:
         """RETURNS (torch.Tensor): (len(starts), H) the max over [start, end).
 
@@ -230,7 +235,8 @@ class EntityClassifier(_StageClassifier):
         """Inference: the logits of ``forward`` (without dropout), computed
         by parts: the [CLS] part once per window and the width part (with the
         bias) once per width, looked up per span from one small table; the
-        span part per span, in chunks of ``chunk`` spans.
+        span part per span, in chunks of ``chunk`` spans, or, for a long block
+        of narrow spans, width by width (``_span_part_by_width``).
 
         pool (RangeMax): The block's range-max pooling.
         cls_vectors (torch.Tensor): (n_windows, H) the [CLS] vectors of the
@@ -253,6 +259,14 @@ class EntityClassifier(_StageClassifier):
         fixed = (cls_part.unsqueeze(1) + width_part.unsqueeze(0)).reshape(-1, weight.shape[0])
         fixed_rows = token_windows[starts] * width_table.shape[0] + widths
         span_weight = weight[:, h : 2 * h].t()
+        lengths = ends - starts
+        if (
+            pool.n_tokens >= WIDTH_SLICES_MIN_TOKENS
+            and int(lengths.max()) <= WIDTH_SLICES_MAX_WIDTH
+            and pool.all_covering(starts, ends)
+        ):
+            span_part = _span_part_by_width(pool, int(lengths.max()), span_weight)
+            return _take(span_part, _width_rows(pool.n_tokens, starts, lengths)) + _take(fixed, fixed_rows), None
         logits, pooled = [], None
         for i in range(0, len(starts), chunk):
             pooled = pool(starts[i : i + chunk], ends[i : i + chunk], nonempty=True)
@@ -638,6 +652,46 @@ def _shift(offsets: numpy.ndarray, by: int) -> numpy.ndarray:
 def _host(x: torch.Tensor) -> numpy.ndarray:
     """RETURNS (numpy.ndarray): The tensor's values on the host."""
     return x.cpu().numpy()
+
+
+# A block of at least this many tokens whose spans are at most this wide
+# takes the span part of its entity logits width by width (see
+# _span_part_by_width); a shorter one gathers the two table rows of each span.
+WIDTH_SLICES_MIN_TOKENS = 192
+WIDTH_SLICES_MAX_WIDTH = 16
+
+
+def _span_part_by_width(pool: RangeMax, max_width: int, span_weight: torch.Tensor) -> torch.Tensor:
+    """The span part of the entity logits (the span max-pool times its
+    weights) of every span of 1..max_width tokens of the pool's tokens,
+    width after width: the spans of width w starting at 0, 1, ... pool to the
+    maximum of two contiguous slices of one table level (a whole level for
+    w = 2**k), so no span vector is gathered and only one width's vectors
+    exist at a time. Rows: width 1 (starts 0..N-1), then width 2, ...
+    (``_width_rows``).
+
+    pool (RangeMax): The block's pooling (inference table).
+    max_width (int): The widest span (<= the pool's max_range).
+    span_weight (torch.Tensor): (H, E) the span part's weights, transposed.
+    RETURNS (torch.Tensor): (sum over w of N - w + 1, E).
+    """
+    n, table = pool.n_tokens, pool.table
+    parts = []
+    for w in range(1, max_width + 1):
+        k = w.bit_length() - 1
+        first, rows = k * n, n - w + 1
+        pooled = table[first : first + rows]
+        if w != 1 << k:
+            shift = first + w - (1 << k)
+            pooled = torch.maximum(pooled, table[shift : shift + rows])
+        parts.append(pooled @ span_weight)
+    return torch.cat(parts)
+
+
+def _width_rows(n_tokens: int, starts: numpy.ndarray, lengths: numpy.ndarray) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): The row of each span in ``_span_part_by_width``."""
+    first = numpy.concatenate([[0], numpy.cumsum(n_tokens + 1 - numpy.arange(1, int(lengths.max())))])
+    return first[lengths - 1] + starts
 
 
 # At inference spans and pairs are pooled and classified in chunks of at most

@@ -217,11 +217,20 @@ class _KeepAll:
 
 
 @pytest.mark.parametrize("mt,logits_in_relation", [(False, False), (True, True), (True, False)])
-def test_factorised_inference_matches_training_computation(mt, logits_in_relation):
-    """At inference each classifier is computed part by part (per token, per
-    width, per kept span); it must equal the training computation on the
+@pytest.mark.parametrize("by_width", [False, True])
+@pytest.mark.parametrize("uncovered", [None, "alone", "inside"])
+def test_factorised_inference_matches_training_computation(mt, logits_in_relation, by_width, uncovered, monkeypatch):
+    """At inference each classifier is computed part by part (per window,
+    per width, per kept span; span pools gathered per span or, for long
+    blocks, width by width); it must equal the training computation on the
     concatenated inputs (without dropout), for every span and every pair."""
+    import spacy_spert.pytorch_model as pm
     from spacy_spert.pytorch_model import SpERTHead
+
+    monkeypatch.setattr(pm, "WIDTH_SLICES_MIN_TOKENS", 0 if by_width else 10**9)
+    calls = []
+    by_width_part = pm._span_part_by_width
+    monkeypatch.setattr(pm, "_span_part_by_width", lambda *a: calls.append(1) or by_width_part(*a))
 
     torch.manual_seed(0)
     head = SpERTHead(
@@ -233,11 +242,16 @@ def test_factorised_inference_matches_training_computation(mt, logits_in_relatio
     head.eval()
     n_tokens = 12
     hidden = torch.randn(20, 16)
-    align_tokens = numpy.repeat(numpy.arange(n_tokens), [1, 2] * 6)[:16]  # the last token has no wordpiece
-    align_rows = numpy.arange(1, 17)
+    # a token without wordpieces: none; the last one, a span of its own
+    # ("alone"); token 5, which spans may only hold inside ("inside", as a
+    # whitespace token)
+    lengths = numpy.array([1, 2] * 6)
+    lengths[{None: [], "alone": [11], "inside": [5]}[uncovered]] = 0
+    align_tokens = numpy.repeat(numpy.arange(n_tokens), lengths)
+    align_rows = numpy.arange(1, len(align_tokens) + 1)
     cls_rows = numpy.array([0, 10])  # two windows
     token_windows = numpy.array([0] * 6 + [1] * 6)
-    starts, ends = enumerate_spans(n_tokens, 4)
+    starts, ends = enumerate_spans(n_tokens, 4, skip=numpy.arange(n_tokens) == 5 if uncovered == "inside" else None)
     groups = (starts >= 6).astype("int64")
     inputs = dict(
         align_rows=align_rows, align_tokens=align_tokens, n_tokens=n_tokens, max_range=n_tokens, span_starts=starts,
@@ -246,7 +260,8 @@ def test_factorised_inference_matches_training_computation(mt, logits_in_relatio
     with torch.no_grad():
         out = head.predict(
             hidden, cls_rows=cls_rows, token_windows=token_windows, span_groups=groups,
-            blocks=[(0, len(starts), 0, n_tokens)], objective=_KeepAll(), threshold=0.0, **inputs,
+            blocks=[(0, len(starts), 0, n_tokens)], objective=_KeepAll(), threshold=0.0, all_covered=uncovered is None,
+            **inputs,
         )
         ent_train, rel_train = head(
             hidden, token_cls_rows=torch.tensor(cls_rows[token_windows]), pair_heads=torch.tensor(out.pair_heads),
@@ -254,6 +269,9 @@ def test_factorised_inference_matches_training_computation(mt, logits_in_relatio
             **{k: torch.tensor(v) if isinstance(v, numpy.ndarray) else v for k, v in inputs.items()},
         )
     assert len(out.pair_heads) > 20 and (groups[out.pair_heads] == groups[out.pair_tails]).all()
+    # by width only when every span holds a token with wordpieces (the
+    # uncovered last token alone is a span that must pool to zeros)
+    assert len(calls) == (1 if by_width and uncovered != "alone" else 0)
     torch.testing.assert_close(out.entity_logits, ent_train, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.relation_logits, rel_train, rtol=1e-5, atol=1e-5)
 

@@ -144,7 +144,7 @@ def inference(nlp, texts: List[str], batch_sizes: Sequence[int], repeats: int, g
             "transformer_wordpieces_per_s": round(wordpieces / t_bare),
             "head_share": round(statistics.median(shares), 3),
             "head_share_min_max": [round(min(shares), 3), round(max(shares), 3)],
-            "head_alone_seconds": round(t_head, 3),
+            "head_alone_seconds": round(t_head, 4),
             "head_share_direct": round(t_head / (t_bare + t_head), 3),
         }
         print(f"batch {batch_size}: {rows[str(batch_size)]}", flush=True)
@@ -312,10 +312,10 @@ def length_worker(
             sync(gpu_id)
             best = min(best, time.perf_counter() - start)
     peak = peak_memory()
-    out = {"tokens": len(doc), "wordpieces": n_wordpieces([doc]), "seconds": round(best, 3),
+    out = {"tokens": len(doc), "wordpieces": n_wordpieces([doc]), "seconds": round(best, 4),
            "peak_rss_mb": round(peak), "rss_before_mb": round(base)}
     if mode == "pipeline":  # the spert component alone on the encoded doc
-        out["spert_seconds"] = round(min(run_head(nlp, [doc], 1, gpu_id) for _ in range(repeats_long)), 3)
+        out["spert_seconds"] = round(min(run_head(nlp, [doc], 1, gpu_id) for _ in range(repeats_long)), 5)
         out["entities"] = len(doc.spans["sc"])
         out["relations"] = len(doc._.relations)
     return out
