@@ -199,7 +199,10 @@ class Suggester:
             group = cands.token_groups[cands.starts]
             parts.append((cands.starts + offsets[i], cands.ends + offsets[i], group + n_groups))
             n_groups += int(group[-1]) + 1 if len(group) else 1  # groups ascend with the spans
-        starts, ends, groups = parts[0] if len(parts) == 1 else (_concat(list(p), "int64") for p in zip(*parts))
+        if len(parts) == 1:
+            starts, ends, groups = parts[0]
+        else:
+            starts, ends, groups = (_concat([part[k] for part in parts], "int64") for k in range(3))
         return Candidates(
             doc_offsets=offsets, starts=starts, ends=ends, groups=groups, given_entities=self.gives_entities
         )

@@ -317,3 +317,11 @@ def test_spert_objective_decodes_on_the_host_as_softmax_and_sigmoid():
     numpy.testing.assert_allclose(scores, probs.max(dim=1).values.numpy(), rtol=1e-6)
     numpy.testing.assert_allclose(rel_scores, torch.sigmoid(torch.tensor(rel)).numpy(), rtol=1e-6, atol=1e-30)
     assert rel_scores.dtype == numpy.float32
+
+
+def test_candidates_of_an_empty_batch():
+    from spacy_spert.candidates import SpanCandidates
+
+    batch = SpanCandidates()([])
+    assert len(batch.starts) == len(batch.ends) == len(batch.groups) == 0
+    assert batch.doc_offsets.tolist() == [0] and batch.blocks(4096) == []
