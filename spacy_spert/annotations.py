@@ -41,9 +41,12 @@ def write_predictions(
         written.
     """
     p = predictions
-    span_docs = candidates.span_docs() if len(docs) > 1 or given_entities is not None else None
-    ent_docs = span_docs[p.entity_spans] if span_docs is not None else numpy.zeros(len(p.entity_spans), dtype="int64")
-    rel_docs = span_docs[p.relation_heads] if span_docs is not None else numpy.zeros(len(p.relation_heads), dtype="int64")
+    if len(docs) == 1:  # every span is the doc's: no search
+        span_docs = numpy.zeros((len(candidates.starts),), dtype="int64")
+    else:
+        span_docs = candidates.span_docs()
+    ent_docs = span_docs[p.entity_spans]
+    rel_docs = span_docs[p.relation_heads]
     # Python numbers once, not one numpy scalar at a time
     ent_span, ent_label = p.entity_spans.tolist(), p.entity_labels.tolist()
     ent_start, ent_end = candidates.starts[p.entity_spans].tolist(), candidates.ends[p.entity_spans].tolist()

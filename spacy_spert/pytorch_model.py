@@ -116,7 +116,7 @@ class RangeMax:
         lengths = ends - starts
         valid = None if nonempty else lengths > 0
         if self.covered is not None:
-            has_wp = (self.covered[ends] - self.covered[starts]) > 0
+            has_wp = self._has_wordpieces(starts, ends)
             valid = has_wp if valid is None else valid & has_wp
         if valid is not None:
             lengths[~valid] = 0  # any level will do: the rows are replaced
@@ -129,10 +129,15 @@ class RangeMax:
             b[~valid] = self.zero_row
         return a, b
 
+    def _has_wordpieces(self, starts, ends):
+        """RETURNS: bool (S,), the ranges that hold a token with wordpieces
+        (only when some token has none: ``covered`` is set)."""
+        return (self.covered[ends] - self.covered[starts]) > 0
+
     def all_covering(self, starts: numpy.ndarray, ends: numpy.ndarray) -> bool:
         """RETURNS (bool): Every range (numpy, non-empty) holds a token with
         wordpieces, so that none pools to zeros."""
-        return self.covered is None or bool(((self.covered[ends] - self.covered[starts]) > 0).all())
+        return self.covered is None or bool(self._has_wordpieces(starts, ends).all())
 
     def __call__(self, starts, ends, nonempty: bool = False) -> torch.Tensor:
         """RETURNS (torch.Tensor): (len(starts), H) the max over [start, end).
@@ -260,13 +265,15 @@ class EntityClassifier(_StageClassifier):
         fixed_rows = token_windows[starts] * width_table.shape[0] + widths
         span_weight = weight[:, h : 2 * h].t()
         lengths = ends - starts
+        longest = int(lengths.max())
         if (
             pool.n_tokens >= WIDTH_SLICES_MIN_TOKENS
-            and int(lengths.max()) <= WIDTH_SLICES_MAX_WIDTH
+            and longest <= WIDTH_SLICES_MAX_WIDTH
             and pool.all_covering(starts, ends)
         ):
-            span_part = _span_part_by_width(pool, int(lengths.max()), span_weight)
-            return _take(span_part, _width_rows(pool.n_tokens, starts, lengths)) + _take(fixed, fixed_rows), None
+            span_part = _span_part_by_width(pool, longest, span_weight)
+            span_rows = _width_rows(pool.n_tokens, longest, starts, lengths)
+            return _take(span_part, span_rows) + _take(fixed, fixed_rows), None
         logits, pooled = [], None
         for i in range(0, len(starts), chunk):
             pooled = pool(starts[i : i + chunk], ends[i : i + chunk], nonempty=True)
@@ -541,7 +548,10 @@ class SpERTHead(torch.nn.Module):
         if len(outputs) == 1:
             return outputs[0]
         return HeadPredictions(
-            *(torch.cat(parts) if isinstance(parts[0], torch.Tensor) else numpy.concatenate(parts) for parts in zip(*outputs))
+            *(
+                torch.cat(parts) if isinstance(parts[0], torch.Tensor) else numpy.concatenate(parts)
+                for parts in zip(*outputs)
+            )
         )
 
     def _predict_block(
@@ -688,9 +698,10 @@ def _span_part_by_width(pool: RangeMax, max_width: int, span_weight: torch.Tenso
     return torch.cat(parts)
 
 
-def _width_rows(n_tokens: int, starts: numpy.ndarray, lengths: numpy.ndarray) -> numpy.ndarray:
-    """RETURNS (numpy.ndarray): The row of each span in ``_span_part_by_width``."""
-    first = numpy.concatenate([[0], numpy.cumsum(n_tokens + 1 - numpy.arange(1, int(lengths.max())))])
+def _width_rows(n_tokens: int, max_width: int, starts: numpy.ndarray, lengths: numpy.ndarray) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): The row of each span in ``_span_part_by_width``
+    (called with the same max_width)."""
+    first = numpy.concatenate([[0], numpy.cumsum(n_tokens + 1 - numpy.arange(1, max_width))])
     return first[lengths - 1] + starts
 
 
@@ -745,7 +756,9 @@ def group_token_counts(starts: numpy.ndarray, ends: numpy.ndarray, groups: numpy
     return numpy.maximum(last - first, 0)
 
 
-def top_per_group(kept: numpy.ndarray, scores: numpy.ndarray, groups: numpy.ndarray, limits: numpy.ndarray) -> numpy.ndarray:
+def top_per_group(
+    kept: numpy.ndarray, scores: numpy.ndarray, groups: numpy.ndarray, limits: numpy.ndarray
+) -> numpy.ndarray:
     """The kept spans with the highest scores, at most ``limits[group]`` per group.
 
     kept (numpy.ndarray): (K,) span indices; scores (numpy.ndarray): (K,) their scores.
