@@ -31,6 +31,7 @@ The pieces:
   global token offsets, the model's input at inference and in training.
 """
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy
@@ -62,6 +63,30 @@ def enumerate_spans(
     if n_tokens == 0 or max_width < 1:
         empty = numpy.zeros((0,), dtype="int64")
         return empty, empty.copy()
+    if scopes is None and (skip is None or not skip.any()) and n_tokens <= SPAN_GRID_CACHE_TOKENS:
+        return _span_grid(n_tokens, max_width)
+    return _enumerate_spans(n_tokens, max_width, scopes, skip)
+
+
+# Docs of at most this many tokens (sentences) without scopes or skipped
+# tokens share their spans, kept per (length, max width) in a small cache.
+SPAN_GRID_CACHE_TOKENS = 256
+
+
+@lru_cache(maxsize=512)
+def _span_grid(n_tokens: int, max_width: int) -> Tuple[Ints1d, Ints1d]:
+    """RETURNS (Tuple[Ints1d, Ints1d]): ``enumerate_spans(n_tokens,
+    max_width)``, read-only (the arrays are shared by every call)."""
+    starts, ends = _enumerate_spans(n_tokens, max_width, None, None)
+    starts.flags.writeable = False
+    ends.flags.writeable = False
+    return starts, ends
+
+
+def _enumerate_spans(
+    n_tokens: int, max_width: int, scopes: Optional[Ints1d], skip: Optional[Ints1d]
+) -> Tuple[Ints1d, Ints1d]:
+    """``enumerate_spans`` of a non-empty doc, computed."""
     # (start, width - 1) grid; nonzero reads it in (start, width) order
     last = numpy.arange(n_tokens, dtype="int64")[:, None] + numpy.arange(max_width, dtype="int64")[None, :]
     keep = last < n_tokens
@@ -454,7 +479,9 @@ def sample_doc(
 def doc_offsets(docs: Sequence[Doc]) -> Ints1d:
     """RETURNS (Ints1d): (n_docs + 1,) the global offset of each doc's first
     token, and the total number of tokens last."""
-    return numpy.cumsum([0] + [len(doc) for doc in docs], dtype="int64")
+    offsets = numpy.zeros((len(docs) + 1,), dtype="int64")
+    offsets[1:] = [len(doc) for doc in docs]
+    return numpy.cumsum(offsets, out=offsets)
 
 
 @dataclass

@@ -244,7 +244,10 @@ def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidat
     feats = _wordpiece_features(docs, trf_datas, model.get_dim("nI"))
     head = model.get_ref("head")
     device = _head_device(head)
-    hidden = xp2torch(model.ops.asarray(feats.hidden), requires_grad=is_train, device=device)
+    if not is_train and isinstance(feats.hidden, numpy.ndarray) and device.type == "cpu":
+        hidden = torch.from_numpy(feats.hidden)  # what xp2torch does, without its checks
+    else:
+        hidden = xp2torch(model.ops.asarray(feats.hidden), requires_grad=is_train, device=device)
     if not is_train:
         objective, threshold = model.attrs["objective"], float(model.attrs["threshold"])
         output = _predict_head(

@@ -71,7 +71,7 @@ class RangeMax:
                 has_wp[align_tokens] = 1
                 self.covered = torch.cat([has_wp.new_zeros((1,)), has_wp.cumsum(0)])
         index = _index(align_tokens, self.device).unsqueeze(1).expand(-1, width)
-        src = _take(hidden, align_rows)
+        src = _take_rows(hidden, align_rows)
         n_levels = max(1, int(max_range).bit_length())  # 2**k <= max_range
         if self.grad:
             tokens = hidden.new_full((n_tokens, width), NEG_INF).scatter_reduce(0, index, src, reduce="amax")
@@ -262,7 +262,7 @@ class EntityClassifier(_StageClassifier):
         width_part = linear(width_table, weight[:, 2 * h :], bias)
         # row window * n_widths + width: the [CLS] and width parts of a span
         fixed = (cls_part.unsqueeze(1) + width_part.unsqueeze(0)).reshape(-1, weight.shape[0])
-        fixed_rows = token_windows[starts] * width_table.shape[0] + widths
+        fixed_rows = widths if len(cls_vectors) == 1 else token_windows[starts] * width_table.shape[0] + widths
         span_weight = weight[:, h : 2 * h].t()
         lengths = ends - starts
         longest = int(lengths.max())
@@ -525,7 +525,10 @@ class SpERTHead(torch.nn.Module):
             bounds = [0, len(align_tokens)]  # one block of all tokens (a batch of sentences)
         else:
             bounds = numpy.searchsorted(align_tokens, [t for b in blocks for t in b[2:]]).tolist()
-        cls_vectors = _take(hidden, cls_rows)
+        if len(cls_rows) == 1:  # one window (a sentence): a view, no gather
+            cls_vectors = hidden[int(cls_rows[0]) : int(cls_rows[0]) + 1]
+        else:
+            cls_vectors = _take(hidden, cls_rows)
         outputs = []
         for i, (s0, s1, t0, t1) in enumerate(blocks):
             a0, a1 = bounds[2 * i], bounds[2 * i + 1]
@@ -652,6 +655,16 @@ def _index(rows, device: torch.device) -> torch.Tensor:
 def _take(x: torch.Tensor, rows) -> torch.Tensor:
     """RETURNS (torch.Tensor): The rows of x at the indices (numpy or torch)."""
     return x.index_select(0, _index(rows, x.device))
+
+
+def _take_rows(x: torch.Tensor, rows) -> torch.Tensor:
+    """RETURNS (torch.Tensor): The rows of x at the indices, as a view when
+    they are one increasing run of numpy indices (a doc's wordpieces in one
+    window), else gathered."""
+    if isinstance(rows, numpy.ndarray) and len(rows) > 1 and rows[-1] - rows[0] == len(rows) - 1:
+        if (numpy.diff(rows) == 1).all():
+            return x[int(rows[0]) : int(rows[-1]) + 1]
+    return _take(x, rows)
 
 
 def _shift(offsets: numpy.ndarray, by: int) -> numpy.ndarray:

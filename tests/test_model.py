@@ -325,3 +325,69 @@ def test_candidates_of_an_empty_batch():
     batch = SpanCandidates()([])
     assert len(batch.starts) == len(batch.ends) == len(batch.groups) == 0
     assert batch.doc_offsets.tolist() == [0] and batch.blocks(4096) == []
+
+
+def test_take_rows_is_a_view_for_one_run_of_rows_and_a_gather_otherwise():
+    """A doc's wordpieces in one window are one increasing run of rows: the
+    range-max table reads them as a slice. Anything else is gathered: repeats
+    with the same first and last row, gaps, an unordered run, torch indices."""
+    from spacy_spert.pytorch_model import _take_rows
+
+    x = torch.arange(40.0).reshape(10, 4)
+    for rows, is_view in [
+        ([2, 3, 4, 5], True),
+        ([1, 2, 2, 4], False),  # last - first + 1 == len, but not one run
+        ([2, 4, 5], False),
+        ([5, 4, 3], False),
+        ([3], False),
+    ]:
+        got = _take_rows(x, numpy.array(rows))
+        assert torch.equal(got, x[rows])
+        shares_memory = got.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+        assert shares_memory == is_view, rows
+    assert torch.equal(_take_rows(x, torch.tensor([2, 3, 4])), x[2:5])
+
+
+@pytest.mark.parametrize("all_covered", [True, False])
+def test_range_max_reads_one_run_of_wordpieces_as_a_slice(all_covered):
+    """Sentence-like alignment ([CLS] at row 0, each token's wordpieces next
+    to each other, one after the other): pools as the naive max."""
+    rng = numpy.random.default_rng(0)
+    lengths = rng.integers(1, 4, size=15)
+    if not all_covered:
+        lengths[[4, 9]] = 0
+    tokens = numpy.repeat(numpy.arange(15), lengths)
+    rows = numpy.arange(1, len(tokens) + 1)
+    hidden = torch.tensor(rng.normal(size=(len(rows) + 2, 6)))
+    with torch.inference_mode():
+        pool = RangeMax(hidden, rows, tokens, 15, 15, all_covered=all_covered)
+        starts, ends = numpy.triu_indices(16, k=1)
+        got = pool(starts, ends)
+    expected = numpy.stack([naive_pool(hidden.numpy(), rows, tokens, s, e) for s, e in zip(starts, ends)])
+    numpy.testing.assert_allclose(got.numpy(), expected)
+
+
+def test_enumerate_spans_of_plain_sentences_come_from_a_shared_read_only_grid():
+    """Docs without scopes or skipped tokens, up to SPAN_GRID_CACHE_TOKENS
+    long, share their (read-only) spans; the result is the computed one."""
+    from spacy_spert import candidates as cand
+
+    for n in (1, 7, cand.SPAN_GRID_CACHE_TOKENS):
+        starts, ends = enumerate_spans(n, 4, skip=numpy.zeros(n, dtype=bool))
+        expected = cand._enumerate_spans(n, 4, None, None)
+        assert starts.tolist() == expected[0].tolist() and ends.tolist() == expected[1].tolist()
+        assert enumerate_spans(n, 4)[0] is starts
+        assert not starts.flags.writeable and not ends.flags.writeable
+    long_starts, _ = enumerate_spans(cand.SPAN_GRID_CACHE_TOKENS + 1, 4)
+    assert long_starts.flags.writeable and enumerate_spans(cand.SPAN_GRID_CACHE_TOKENS + 1, 4)[0] is not long_starts
+
+
+def test_doc_offsets():
+    import spacy
+    from spacy_spert.candidates import doc_offsets
+
+    nlp = spacy.blank("en")
+    docs = [nlp("a b c"), nlp(""), nlp("d e")]
+    assert doc_offsets(docs).tolist() == [0, 3, 3, 5]
+    assert doc_offsets(docs[:1]).tolist() == [0, 3] and doc_offsets([]).tolist() == [0]
+    assert doc_offsets(docs).dtype == numpy.int64

@@ -327,3 +327,19 @@ def test_speed(tiny_bert, tmp_path):
     assert "Time and peak memory" in results.with_suffix(".md").read_text(encoding="utf8")
     if "--plot" in args:
         assert (tmp_path / "speed.png").stat().st_size > 1000
+
+
+def test_best_of_gives_short_calls_more_runs():
+    """best_of runs a call at least `repeats` times, a short one up to
+    `min_runs` times while the runs stay within the budget, and returns the
+    smallest time."""
+    from spacy_spert.experiments.speed import best_of
+
+    times = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    assert best_of(lambda: next(times), 2, min_runs=6, budget=1.0) == 0.3  # 0.5 + 0.4 + 0.3 >= 1.0: stops
+    runs = []
+    assert best_of(lambda: runs.append(1) or 0.001 * len(runs), 3, min_runs=10, budget=1.0) == 0.001
+    assert len(runs) == 10
+    runs.clear()
+    best_of(lambda: runs.append(1) or 5.0, 4, min_runs=10, budget=1.0)
+    assert len(runs) == 4  # long calls: just the repeats
