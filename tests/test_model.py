@@ -219,18 +219,25 @@ class _KeepAll:
 @pytest.mark.parametrize("mt,logits_in_relation", [(False, False), (True, True), (True, False)])
 @pytest.mark.parametrize("by_width", [False, True])
 @pytest.mark.parametrize("uncovered", [None, "alone", "inside"])
-def test_factorised_inference_matches_training_computation(mt, logits_in_relation, by_width, uncovered, monkeypatch):
+@pytest.mark.parametrize("per_pair", [False, True])
+def test_factorised_inference_matches_training_computation(
+    mt, logits_in_relation, by_width, uncovered, per_pair, monkeypatch
+):
     """At inference each classifier is computed part by part (per window,
     per width, per kept span; span pools gathered per span or, for long
-    blocks, width by width); it must equal the training computation on the
-    concatenated inputs (without dropout), for every span and every pair."""
+    blocks, width by width; relations of few pairs per pair from one gather);
+    it must equal the training computation on the concatenated inputs
+    (without dropout), for every span and every pair."""
     import spacy_spert.pytorch_model as pm
-    from spacy_spert.pytorch_model import SpERTHead
+    from spacy_spert.pytorch_model import RelationClassifier, SpERTHead
 
     monkeypatch.setattr(pm, "WIDTH_SLICES_MIN_TOKENS", 0 if by_width else 10**9)
-    calls = []
+    monkeypatch.setattr(pm, "FEW_PAIRS", 10**9 if per_pair else 0)
+    calls, pair_calls = [], []
     by_width_part = pm._span_part_by_width
     monkeypatch.setattr(pm, "_span_part_by_width", lambda *a: calls.append(1) or by_width_part(*a))
+    predict_pairs = RelationClassifier.predict_pairs
+    monkeypatch.setattr(RelationClassifier, "predict_pairs", lambda *a: pair_calls.append(1) or predict_pairs(*a))
 
     torch.manual_seed(0)
     head = SpERTHead(
@@ -272,6 +279,7 @@ def test_factorised_inference_matches_training_computation(mt, logits_in_relatio
     # by width only when every span holds a token with wordpieces (the
     # uncovered last token alone is a span that must pool to zeros)
     assert len(calls) == (1 if by_width and uncovered != "alone" else 0)
+    assert len(pair_calls) == per_pair
     torch.testing.assert_close(out.entity_logits, ent_train, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.relation_logits, rel_train, rtol=1e-5, atol=1e-5)
 
