@@ -385,7 +385,6 @@ class RelationClassifier(_StageClassifier):
             pieces.append(torch.addmm(pair_part, context, w_ctx.t()))
         return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
-
     def predict_pairs(
         self,
         pool: RangeMax,
@@ -415,9 +414,11 @@ class RelationClassifier(_StageClassifier):
         n_pairs = len(heads)
         both = numpy.concatenate([heads, tails]).reshape(2, n_pairs).T.ravel()  # head, tail of each pair
         pair_starts, pair_ends = starts[both].reshape(n_pairs, 2), ends[both].reshape(n_pairs, 2)
-        # per pair: the context, the head, the tail
-        range_starts = numpy.concatenate([pair_ends.min(axis=1)[:, None], pair_starts], axis=1).ravel()
-        range_ends = numpy.concatenate([pair_starts.max(axis=1)[:, None], pair_ends], axis=1).ravel()
+        # per pair: the context (between the two spans), the head, the tail
+        ctx_starts = numpy.minimum(pair_ends[:, 0], pair_ends[:, 1])[:, None]
+        ctx_ends = numpy.maximum(pair_starts[:, 0], pair_starts[:, 1])[:, None]
+        range_starts = numpy.concatenate([ctx_starts, pair_starts], axis=1).ravel()
+        range_ends = numpy.concatenate([ctx_ends, pair_ends], axis=1).ravel()
         a, b = pool.rows(range_starts, range_ends)
         table_rows = _take(pool.table, numpy.concatenate([a, b])).view(2, 3 * n_pairs, -1)
         parts = [
