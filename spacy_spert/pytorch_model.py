@@ -623,13 +623,14 @@ class SpERTHead(torch.nn.Module):
             if len(kept) > 10:
                 limits = numpy.ceil(group_token_counts(starts, ends, groups) * self.max_pair_entities_per_token)
                 kept = top_per_group(kept, scores[kept], groups, numpy.maximum(limits, 10).astype("int64"))
-        heads, tails = pairs_within_groups(numpy.arange(len(kept)), groups[kept])
+        heads, tails = pairs_within_groups(numpy.arange(len(kept)), groups[kept])  # positions in kept
+        pair_heads, pair_tails = kept[heads], kept[tails]
         relations = self.relation_classifier
         if len(heads) == 0:
             relation_logits = entity_logits.new_zeros((0, relations.n_outputs))
         elif len(heads) <= FEW_PAIRS:
             relation_logits = relations.predict_pairs(
-                pool, starts, ends, width_table, widths, entity_logits, kept[heads], kept[tails]
+                pool, starts, ends, width_table, widths, entity_logits, pair_heads, pair_tails
             )
         else:
             k_starts, k_ends = starts[kept], ends[kept]
@@ -646,7 +647,7 @@ class SpERTHead(torch.nn.Module):
                 tails,
                 chunk,
             )
-        return HeadPredictions(entity_logits, labels, scores, kept[heads], kept[tails], relation_logits)
+        return HeadPredictions(entity_logits, labels, scores, pair_heads, pair_tails, relation_logits)
 
     def _no_logits(self, hidden: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return (
