@@ -63,7 +63,9 @@ def enumerate_spans(
     if n_tokens == 0 or max_width < 1:
         empty = numpy.zeros((0,), dtype="int64")
         return empty, empty.copy()
-    if scopes is None and (skip is None or not skip.any()) and n_tokens <= SPAN_GRID_CACHE_TOKENS:
+    if skip is not None and not skip.any():
+        skip = None
+    if scopes is None and skip is None and n_tokens <= SPAN_GRID_CACHE_TOKENS:
         return _span_grid(n_tokens, max_width)
     return _enumerate_spans(n_tokens, max_width, scopes, skip)
 
@@ -93,7 +95,7 @@ def _enumerate_spans(
     last = numpy.minimum(last, n_tokens - 1)
     if scopes is not None:
         keep &= scopes[:, None] == scopes[last]
-    if skip is not None and skip.any():
+    if skip is not None:
         keep &= ~skip[:, None] & ~skip[last]
     starts, widths = numpy.nonzero(keep)
     return starts, starts + widths + 1

@@ -19,8 +19,10 @@ Each classifier holds its training computation (``forward``: one linear map
 of the concatenated, dropped-out input) beside its factorised inference
 computation (``predict``: the same linear map split by input columns, so that
 no (spans, 2H + W) or (pairs, 3H + ...) input is ever built; the parts are
-projected once per token, per width or per kept span). A test checks that the
-two agree.
+projected once per token, per width or per kept span). The relation stage
+also has ``predict_pairs`` for a block's few pairs: their concatenated input
+is built, as it takes fewer tensor operations than the parts. A test checks
+that these agree with the training computation.
 """
 from typing import List, NamedTuple, Optional, Tuple
 

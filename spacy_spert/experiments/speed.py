@@ -25,9 +25,9 @@ speed drifts:
    spacy_spert.experiments.speed SPEC``), once for the pipeline and once for
    the transformer alone; the table gives seconds (best of ``repeats_long``),
    the spert component alone on the encoded doc (best of ``repeats_long`` or
-   more runs, up to 30 while they take under a second: ``best_of``), tokens/s, the resident memory
-   after loading and its peak during the run (Linux resets the peak after
-   loading, through /proc/self/clear_refs).
+   more runs, up to 30 while they take under a second: ``best_of``),
+   tokens/s, the resident memory after loading and its peak during the run
+   (Linux resets the peak after loading, through /proc/self/clear_refs).
 
 Unless ``doc_windows`` is set, the transformer encodes docs with
 ``spacy-spert.sentence_windows.v1`` (128 tokens, stride 96), whatever the
