@@ -41,23 +41,25 @@ def write_predictions(
         written.
     """
     p = predictions
-    if len(docs) == 1:  # every span is the doc's: no search
-        span_docs = numpy.zeros((len(candidates.starts),), dtype="int64")
-    else:
-        span_docs = candidates.span_docs()
-    ent_docs = span_docs[p.entity_spans]
-    rel_docs = span_docs[p.relation_heads]
     # Python numbers once, not one numpy scalar at a time
     ent_span, ent_label = p.entity_spans.tolist(), p.entity_labels.tolist()
     ent_start, ent_end = candidates.starts[p.entity_spans].tolist(), candidates.ends[p.entity_spans].tolist()
     rel_head, rel_tail = p.relation_heads.tolist(), p.relation_tails.tolist()
     rel_label, rel_score = p.relation_labels.tolist(), p.relation_scores.tolist()
+    if len(docs) == 1:  # every span and pair is the doc's: no search
+        span_docs = None
+        doc_ents, doc_rels = [numpy.arange(len(ent_span))], [range(len(rel_head))]
+    else:
+        span_docs = candidates.span_docs()
+        ent_docs, rel_docs = span_docs[p.entity_spans], span_docs[p.relation_heads]
+        doc_ents = [numpy.flatnonzero(ent_docs == d) for d in range(len(docs))]
+        doc_rels = [numpy.flatnonzero(rel_docs == d).tolist() for d in range(len(docs))]
     for d, doc in enumerate(docs):
         offset = int(candidates.doc_offsets[d])
-        mine = numpy.flatnonzero(ent_docs == d)
+        mine = doc_ents[d]
         spans: Dict[int, Span] = {}
         if given_entities is not None:
-            first = int(numpy.searchsorted(span_docs, d))
+            first = 0 if span_docs is None else int(numpy.searchsorted(span_docs, d))
             spans = {first + i: span for i, span in enumerate(given_entities[d])}
         else:
             for i in mine.tolist():
@@ -69,7 +71,7 @@ def write_predictions(
             doc.spans[spans_key] = SpanGroup(doc, name=spans_key, spans=entities, attrs={"scores": scores})
         relations = [
             make_relation(spans[rel_head[q]], spans[rel_tail[q]], relation_labels[rel_label[q]], rel_score[q])
-            for q in numpy.flatnonzero(rel_docs == d).tolist()
+            for q in doc_rels[d]
         ]
         if symmetric_relations:
             relations = canonical_order(relations, symmetric_relations)

@@ -224,7 +224,11 @@ class Suggester:
         for i, doc in enumerate(docs):
             cands = self.doc_candidates(doc)
             group = cands.token_groups[cands.starts]
-            parts.append((cands.starts + offsets[i], cands.ends + offsets[i], group + n_groups))
+            offset = int(offsets[i])
+            if offset:
+                parts.append((cands.starts + offset, cands.ends + offset, group + n_groups))
+            else:  # the first doc: no copies (its spans may be the shared read-only grid)
+                parts.append((cands.starts, cands.ends, group))
             n_groups += int(group[-1]) + 1 if len(group) else 1  # groups ascend with the spans
         if len(parts) == 1:
             starts, ends, groups = parts[0]
@@ -481,6 +485,8 @@ def sample_doc(
 def doc_offsets(docs: Sequence[Doc]) -> Ints1d:
     """RETURNS (Ints1d): (n_docs + 1,) the global offset of each doc's first
     token, and the total number of tokens last."""
+    if len(docs) == 1:
+        return numpy.asarray([0, len(docs[0])], dtype="int64")
     offsets = numpy.zeros((len(docs) + 1,), dtype="int64")
     offsets[1:] = [len(doc) for doc in docs]
     return numpy.cumsum(offsets, out=offsets)

@@ -336,7 +336,7 @@ def _decode(objective, threshold: float, output: HeadPredictions, given_entities
     return SpERTPredictions(
         entity_spans=kept,
         entity_labels=labels[kept] - 1,
-        entity_scores=output.entity_scores[kept].astype("float32"),
+        entity_scores=output.entity_scores[kept].astype("float32", copy=False),
         relation_heads=output.pair_heads[hit_pairs],
         relation_tails=output.pair_tails[hit_pairs],
         relation_labels=hit_types,
@@ -393,15 +393,17 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
         flat = lhs.reshape(-1, lhs.shape[-1])
         lengths = numpy.asarray(trf.align.lengths, dtype="int64")
         rows = numpy.asarray(trf.align.dataXd, dtype="int64").reshape(-1)
-        starts = numpy.cumsum(lengths) - lengths
         if lengths.all():
-            window = rows[starts] // seq_len
+            if lhs.shape[0] == 1:
+                window = numpy.zeros((n,), dtype="int64")
+            else:
+                window = rows[numpy.cumsum(lengths) - lengths] // seq_len
         else:
             all_covered = False
             _warn_if_truncated(doc, lengths)
             has_wp = lengths > 0
             first = numpy.zeros((n,), dtype="int64")
-            first[has_wp] = rows[starts[has_wp]] // seq_len
+            first[has_wp] = rows[(numpy.cumsum(lengths) - lengths)[has_wp]] // seq_len
             idx = numpy.where(has_wp, numpy.arange(n), -1)
             numpy.maximum.accumulate(idx, out=idx)
             window = numpy.where(idx >= 0, first[numpy.clip(idx, 0, None)], 0)

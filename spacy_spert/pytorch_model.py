@@ -24,6 +24,7 @@ also has ``predict_pairs`` for a block's few pairs: their concatenated input
 is built, as it takes fewer tensor operations than the parts. A test checks
 that these agree with the training computation.
 """
+from functools import lru_cache
 from typing import List, NamedTuple, Optional, Tuple
 
 import numpy
@@ -88,18 +89,24 @@ class RangeMax:
             # only the rows of level k that a range can read (start <=
             # N - 2**k); the others are never written nor read.
             table = hidden.new_empty((n_levels * n_tokens + 1, width))
-            table[-1] = 0.0
             if all_covered:
                 table[:n_tokens].scatter_reduce_(0, index, src, reduce="amax", include_self=False)
             else:
                 table[:n_tokens].fill_(NEG_INF).scatter_reduce_(0, index, src, reduce="amax")
+            # A short block's levels on the CPU are written through numpy,
+            # whose slices of the same memory cost a fraction of torch's (a
+            # sentence's levels take less time to compute than torch takes to
+            # slice them); longer ones by torch, which uses all threads.
+            small = table.device.type == "cpu" and n_tokens * width <= NUMPY_LEVELS_MAX_VALUES
+            slab, maximum = (table.numpy(), numpy.maximum) if small else (table, torch.maximum)
+            slab[-1] = 0.0
             for k in range(1, n_levels):
                 step, rows = 1 << (k - 1), n_tokens - (1 << k) + 1
                 prev = (k - 1) * n_tokens
-                torch.maximum(
-                    table[prev : prev + rows],
-                    table[prev + step : prev + step + rows],
-                    out=table[k * n_tokens : k * n_tokens + rows],
+                maximum(
+                    slab[prev : prev + rows],
+                    slab[prev + step : prev + step + rows],
+                    out=slab[k * n_tokens : k * n_tokens + rows],
                 )
             self.table = table
         self.zero_row = self.table.shape[0] - 1
@@ -149,9 +156,17 @@ class RangeMax:
             (spans), so that no check is needed when every token has wordpieces.
         """
         a, b = self.rows(starts, ends, nonempty)
-        a, b = _take(self.table, a), _take(self.table, b)
-        return torch.maximum(a, b) if self.grad else torch.maximum(a, b, out=a)
+        if self.grad:
+            return torch.maximum(_take(self.table, a), _take(self.table, b))
+        n = len(a)  # inference: both rows of every range in one gather
+        both = _take(self.table, numpy.concatenate([a, b]) if isinstance(a, numpy.ndarray) else torch.cat([a, b]))
+        return torch.maximum(both[:n], both[n:], out=both[:n])
 
+
+# A table level of at most this many values (tokens x hidden width) is
+# computed with numpy on the CPU: torch's operations on tensors this small run
+# on one thread (its grain size) and cost more in dispatch than in work.
+NUMPY_LEVELS_MAX_VALUES = 32768
 
 _LOG2_TABLES: dict = {}
 
@@ -249,8 +264,7 @@ class EntityClassifier(_StageClassifier):
         cls_vectors (torch.Tensor): (n_windows, H) the [CLS] vectors of the
             block's transformer windows.
         token_windows (numpy.ndarray): (N,) the window of each token.
-        width_table (torch.Tensor): (n_widths, W) the width embeddings (the
-            first rows of the table, as many as ``widths`` reaches).
+        width_table (torch.Tensor): (n_widths, W) the width embeddings.
         starts, ends (numpy.ndarray): (S,) the spans, in the block's tokens.
         widths (numpy.ndarray): (S,) the width embedding row of each span.
         chunk (int): Spans per chunk.
@@ -260,11 +274,14 @@ class EntityClassifier(_StageClassifier):
         """
         weight, bias = self.weight_and_bias()
         h = self.hidden_width
-        cls_part = linear(cls_vectors, weight[:, :h])
-        width_part = linear(width_table, weight[:, 2 * h :], bias)
-        # row window * n_widths + width: the [CLS] and width parts of a span
-        fixed = (cls_part.unsqueeze(1) + width_part.unsqueeze(0)).reshape(-1, weight.shape[0])
-        fixed_rows = widths if len(cls_vectors) == 1 else token_windows[starts] * width_table.shape[0] + widths
+        if len(cls_vectors) == 1:  # one window: row width
+            fixed = torch.addmm(linear(cls_vectors, weight[:, :h], bias), width_table, weight[:, 2 * h :].t())
+            fixed_rows = widths
+        else:  # row window * n_widths + width
+            cls_part = linear(cls_vectors, weight[:, :h])
+            width_part = linear(width_table, weight[:, 2 * h :], bias)
+            fixed = (cls_part.unsqueeze(1) + width_part.unsqueeze(0)).reshape(-1, weight.shape[0])
+            fixed_rows = token_windows[starts] * width_table.shape[0] + widths
         span_weight = weight[:, h : 2 * h].t()
         lengths = ends - starts
         longest = int(lengths.max())
@@ -361,8 +378,7 @@ class RelationClassifier(_StageClassifier):
         pool (RangeMax): The block's range-max pooling.
         starts, ends (numpy.ndarray): (K,) the spans, in the block's tokens.
         span_pool (torch.Tensor): (K, H) their max-pools.
-        width_table (torch.Tensor): (n_widths, W) the width embeddings (the
-            first rows of the table, as many as ``widths`` reaches).
+        width_table (torch.Tensor): (n_widths, W) the width embeddings.
         widths (numpy.ndarray): (K,) the width embedding row of each span.
         entity_logits (Optional[torch.Tensor]): (K, E) their entity logits
             (used when the stage takes them).
@@ -392,6 +408,7 @@ class RelationClassifier(_StageClassifier):
         pool: RangeMax,
         starts: numpy.ndarray,
         ends: numpy.ndarray,
+        span_pool: Optional[torch.Tensor],
         width_table: torch.Tensor,
         widths: numpy.ndarray,
         entity_logits: torch.Tensor,
@@ -399,13 +416,15 @@ class RelationClassifier(_StageClassifier):
         tails: numpy.ndarray,
     ) -> torch.Tensor:
         """Inference for a few pairs (a sentence's): the logits of ``forward``
-        (without dropout) from each pair's concatenated input, its three
-        max-pools (context, head, tail) read with one gather of six table
-        rows per pair. Half the tensor operations of ``predict``, which
-        computes parts once per kept span and pays off for many pairs.
+        (without dropout) from each pair's concatenated input, with the head
+        and tail pools read from the spans' pools. Half the tensor operations
+        of ``predict``, which computes parts once per kept span and pays off
+        for many pairs.
 
         pool (RangeMax): The block's range-max pooling.
         starts, ends (numpy.ndarray): (S,) the spans, in the block's tokens.
+        span_pool (Optional[torch.Tensor]): (S, H) their max-pools, or None
+            (the head and tail pools are then read from the table).
         width_table (torch.Tensor): (n_widths, W) the width embeddings.
         widths (numpy.ndarray): (S,) the width embedding row of each span.
         entity_logits (torch.Tensor): (S, E) the spans' entity logits (used
@@ -414,19 +433,17 @@ class RelationClassifier(_StageClassifier):
         RETURNS (torch.Tensor): (P, n_outputs) logits.
         """
         n_pairs = len(heads)
-        both = numpy.concatenate([heads, tails]).reshape(2, n_pairs).T.ravel()  # head, tail of each pair
-        pair_starts, pair_ends = starts[both].reshape(n_pairs, 2), ends[both].reshape(n_pairs, 2)
-        # per pair: the context (between the two spans), the head, the tail
-        ctx_starts = numpy.minimum(pair_ends[:, 0], pair_ends[:, 1])[:, None]
-        ctx_ends = numpy.maximum(pair_starts[:, 0], pair_starts[:, 1])[:, None]
-        range_starts = numpy.concatenate([ctx_starts, pair_starts], axis=1).ravel()
-        range_ends = numpy.concatenate([ctx_ends, pair_ends], axis=1).ravel()
-        a, b = pool.rows(range_starts, range_ends)
-        table_rows = _take(pool.table, numpy.concatenate([a, b])).view(2, 3 * n_pairs, -1)
-        parts = [
-            torch.maximum(table_rows[0], table_rows[1]).view(n_pairs, -1),
-            _take(width_table, widths[both]).view(n_pairs, -1),
-        ]
+        both = numpy.empty((n_pairs, 2), dtype="int64")  # head, tail of each pair
+        both[:, 0] = heads
+        both[:, 1] = tails
+        both = both.ravel()
+        # the context: the tokens between the two spans
+        context = pool(numpy.minimum(ends[heads], ends[tails]), numpy.maximum(starts[heads], starts[tails]))
+        if span_pool is None:
+            span_pool = pool(starts[both], ends[both], nonempty=True)
+        else:
+            span_pool = _take(span_pool, both)
+        parts = [context, span_pool.view(n_pairs, -1), _take(width_table, widths[both]).view(n_pairs, -1)]
         if self.uses_entity_logits:
             parts.append(_take(entity_logits, both).view(n_pairs, -1))
         weight, bias = self.weight_and_bias()
@@ -613,7 +630,7 @@ class SpERTHead(torch.nn.Module):
         tokens)) kept spans per group, the highest-scoring ones."""
         chunk = min(self.pair_batch_size, SPAN_CHUNK)
         widths = numpy.minimum(ends - starts, self.max_width)
-        width_table = self.width_embedding.weight[: int(widths.max()) + 1]
+        width_table = self.width_embedding.weight
         entity_logits, span_pool = self.entity_classifier.predict(
             pool, cls_vectors, token_windows, width_table, starts, ends, widths, chunk
         )
@@ -632,7 +649,7 @@ class SpERTHead(torch.nn.Module):
             relation_logits = entity_logits.new_zeros((0, relations.n_outputs))
         elif len(heads) <= FEW_PAIRS:
             relation_logits = relations.predict_pairs(
-                pool, starts, ends, width_table, widths, entity_logits, pair_heads, pair_tails
+                pool, starts, ends, span_pool, width_table, widths, entity_logits, pair_heads, pair_tails
             )
         else:
             k_starts, k_ends = starts[kept], ends[kept]
@@ -714,9 +731,10 @@ def _take_rows(x: torch.Tensor, rows) -> torch.Tensor:
     """RETURNS (torch.Tensor): The rows of x at the indices, as a view when
     they are one increasing run of numpy indices (a doc's wordpieces in one
     window), else gathered."""
-    if isinstance(rows, numpy.ndarray) and len(rows) > 1 and rows[-1] - rows[0] == len(rows) - 1:
-        if (numpy.diff(rows) == 1).all():
-            return x[int(rows[0]) : int(rows[-1]) + 1]
+    if isinstance(rows, numpy.ndarray) and len(rows) > 1:
+        first, last = int(rows[0]), int(rows[-1])
+        if last - first == len(rows) - 1 and (rows[1:] - rows[:-1] == 1).all():
+            return x[first : last + 1]
     return _take(x, rows)
 
 
@@ -795,6 +813,9 @@ def pairs_within_groups(kept: numpy.ndarray, groups: numpy.ndarray) -> Tuple[num
         empty = numpy.zeros((0,), dtype="int64")
         return empty, empty
     grp = groups[kept]
+    if (grp == grp[0]).all():  # one group (a sentence): every ordered pair
+        head_pos, tail_pos = _all_pairs(len(kept))
+        return kept[head_pos], kept[tail_pos]
     if len(kept) <= DENSE_PAIRS_MAX:
         # Few spans (a sentence, a small batch): the (K, K) same-group mask.
         # Its pairs come in the order of the general path below, as the kept
@@ -813,6 +834,17 @@ def pairs_within_groups(kept: numpy.ndarray, groups: numpy.ndarray) -> Tuple[num
     tail_pos = group_start[group[head_pos]] + numpy.arange(len(head_pos)) - numpy.repeat(first, per_head)
     mask = head_pos != tail_pos
     return kept[head_pos[mask]], kept[tail_pos[mask]]
+
+
+@lru_cache(maxsize=64)
+def _all_pairs(n: int) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): Every ordered pair
+    (a, b), a != b, of 0..n-1, ordered by a, then b (read-only arrays shared
+    by every call)."""
+    head_pos, tail_pos = numpy.nonzero(~numpy.eye(n, dtype=bool))
+    head_pos.flags.writeable = False
+    tail_pos.flags.writeable = False
+    return head_pos, tail_pos
 
 
 def group_token_counts(starts: numpy.ndarray, ends: numpy.ndarray, groups: numpy.ndarray) -> numpy.ndarray:

@@ -76,9 +76,18 @@ def test_pairs_within_groups_matches_naive():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_range_max_at_inference_when_every_token_has_wordpieces(seed):
-    """Inference (in-place table, no check of tokens without wordpieces,
+@pytest.mark.parametrize("levels_by", ["numpy", "torch"])
+def test_range_max_at_inference_when_every_token_has_wordpieces(seed, levels_by, monkeypatch):
+    """Inference (in-place table, its levels written by numpy for a short
+    block on the CPU or by torch, no check of tokens without wordpieces,
     ``nonempty`` spans without any check) pools as the naive max does."""
+    import spacy_spert.pytorch_model as pm
+
+    monkeypatch.setattr(pm, "NUMPY_LEVELS_MAX_VALUES", 10**9 if levels_by == "numpy" else 0)
+    maximum = {"numpy": numpy.maximum, "torch": torch.maximum}[levels_by]
+    calls = []
+    monkeypatch.setattr({"numpy": numpy, "torch": torch}[levels_by], "maximum",
+                        lambda *a, **k: calls.append(1) or maximum(*a, **k))
     rng = numpy.random.default_rng(seed)
     n_tokens, width = 23, 6
     lengths = rng.integers(1, 4, size=n_tokens)
@@ -92,6 +101,7 @@ def test_range_max_at_inference_when_every_token_has_wordpieces(seed):
                         all_covered=True)
         got_spans = pool(torch.tensor([s for s, _ in spans]), torch.tensor([e for _, e in spans]), nonempty=True)
         got_ranges = pool(torch.tensor([s for s, _ in ranges]), torch.tensor([e for _, e in ranges]))
+    assert len(calls) >= 4  # the levels (2**k <= 23) are written by the one asked for
     for got, want in ((got_spans, spans), (got_ranges, ranges)):
         expected = numpy.stack([naive_pool(hidden, rows, tokens, s, e) for s, e in want])
         numpy.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
@@ -109,6 +119,20 @@ def test_pairs_within_groups_dense_and_general_paths_agree(monkeypatch):
     general = pairs_within_groups(kept, groups)
     assert dense[0].tolist() == general[0].tolist() and dense[1].tolist() == general[1].tolist()
     assert len(dense[0]) == 3 * 2 + 2 * 1 + 3 * 2  # groups 0, 1 and 3 (2 and 4 have one span)
+
+
+def test_pairs_within_groups_of_one_group_come_from_a_shared_table():
+    """The kept spans of one group (a sentence) pair as the dense path
+    pairs them, from a read-only table of all ordered pairs per count."""
+    import spacy_spert.pytorch_model as pm
+
+    groups = numpy.full((9,), 4)
+    kept = numpy.array([7, 1, 4, 8])
+    heads, tails = pairs_within_groups(kept, groups)
+    assert list(zip(heads.tolist(), tails.tolist())) == [
+        (a, b) for a in kept.tolist() for b in kept.tolist() if a != b
+    ]
+    assert pm._all_pairs(4) is pm._all_pairs(4) and not pm._all_pairs(4)[0].flags.writeable
 
 
 def test_top_per_group():
@@ -220,14 +244,16 @@ class _KeepAll:
 @pytest.mark.parametrize("by_width", [False, True])
 @pytest.mark.parametrize("uncovered", [None, "alone", "inside"])
 @pytest.mark.parametrize("per_pair", [False, True])
+@pytest.mark.parametrize("chunk", [7, 4096])
 def test_factorised_inference_matches_training_computation(
-    mt, logits_in_relation, by_width, uncovered, per_pair, monkeypatch
+    mt, logits_in_relation, by_width, uncovered, per_pair, chunk, monkeypatch
 ):
     """At inference each classifier is computed part by part (per window,
     per width, per kept span; span pools gathered per span or, for long
-    blocks, width by width; relations of few pairs per pair from one gather);
-    it must equal the training computation on the concatenated inputs
-    (without dropout), for every span and every pair."""
+    blocks, width by width; relations of few pairs per pair, their span
+    pools read again from the table or, when the spans fit one chunk, from
+    the entity stage's pools); it must equal the training computation on the
+    concatenated inputs (without dropout), for every span and every pair."""
     import spacy_spert.pytorch_model as pm
     from spacy_spert.pytorch_model import RelationClassifier, SpERTHead
 
@@ -241,7 +267,7 @@ def test_factorised_inference_matches_training_computation(
 
     torch.manual_seed(0)
     head = SpERTHead(
-        16, 4, 3, width_embedding_size=5, max_width_embeddings=100, dropout=0.1, pair_batch_size=7,
+        16, 4, 3, width_embedding_size=5, max_width_embeddings=100, dropout=0.1, pair_batch_size=chunk,
         max_pair_entities_per_token=0.5, entity_logits_in_relation=logits_in_relation, identification_heads=mt,
     )
     for param in head.parameters():
