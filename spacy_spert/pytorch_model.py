@@ -128,14 +128,15 @@ class RangeMax:
             has_wp = self._has_wordpieces(starts, ends)
             valid = has_wp if valid is None else valid & has_wp
         if valid is not None:
-            lengths[~valid] = 0  # any level will do: the rows are replaced
+            invalid = ~valid
+            lengths[invalid] = 0  # any level will do: the rows are replaced
         level = self.log2[lengths]
         base = level * self.n_tokens
         a = base + starts
         b = base + ends - (1 << level)
         if valid is not None:
-            a[~valid] = self.zero_row
-            b[~valid] = self.zero_row
+            a[invalid] = self.zero_row
+            b[invalid] = self.zero_row
         return a, b
 
     def _has_wordpieces(self, starts, ends):
@@ -283,16 +284,13 @@ class EntityClassifier(_StageClassifier):
             fixed = (cls_part.unsqueeze(1) + width_part.unsqueeze(0)).reshape(-1, weight.shape[0])
             fixed_rows = token_windows[starts] * width_table.shape[0] + widths
         span_weight = weight[:, h : 2 * h].t()
-        lengths = ends - starts
-        longest = int(lengths.max())
-        if (
-            pool.n_tokens >= WIDTH_SLICES_MIN_TOKENS
-            and longest <= WIDTH_SLICES_MAX_WIDTH
-            and pool.all_covering(starts, ends)
-        ):
-            span_part = _span_part_by_width(pool, longest, span_weight)
-            span_rows = _width_rows(pool.n_tokens, longest, starts, lengths)
-            return _take(span_part, span_rows) + _take(fixed, fixed_rows), None
+        if pool.n_tokens >= WIDTH_SLICES_MIN_TOKENS:
+            lengths = ends - starts
+            longest = int(lengths.max())
+            if longest <= WIDTH_SLICES_MAX_WIDTH and pool.all_covering(starts, ends):
+                span_part = _span_part_by_width(pool, longest, span_weight)
+                span_rows = _width_rows(pool.n_tokens, longest, starts, lengths)
+                return _take(span_part, span_rows) + _take(fixed, fixed_rows), None
         logits, pooled = [], None
         for i in range(0, len(starts), chunk):
             pooled = pool(starts[i : i + chunk], ends[i : i + chunk], nonempty=True)
