@@ -63,7 +63,7 @@ def enumerate_spans(
     if n_tokens == 0 or max_width < 1:
         empty = numpy.zeros((0,), dtype="int64")
         return empty, empty.copy()
-    if skip is not None and not skip.any():
+    if skip is not None and not numpy.count_nonzero(skip):  # (count_nonzero: a fraction of any's cost)
         skip = None
     if scopes is None and skip is None and n_tokens <= SPAN_GRID_CACHE_TOKENS:
         return _span_grid(n_tokens, max_width)
@@ -525,7 +525,8 @@ class Candidates:
         if len(self.starts) == 0:
             return max(1, int(numpy.diff(self.doc_offsets).max(initial=1)))
         _, _, tok_lo, tok_hi = self._group_extents()
-        return max(1, int((tok_hi - tok_lo).max()))
+        extents = tok_hi - tok_lo
+        return max(1, int(extents[0] if len(extents) == 1 else extents.max()))
 
     def _group_extents(self) -> Tuple[Ints1d, Ints1d, Ints1d, Ints1d]:
         """Per pairing group: its first and end span index, and the first and
@@ -537,8 +538,8 @@ class Candidates:
     def _compute_group_extents(self) -> Tuple[Ints1d, Ints1d, Ints1d, Ints1d]:
         g = self.groups
         new_group = g[1:] != g[:-1]
-        if not new_group.any():  # one group (a sentence)
-            return (numpy.zeros((1,), dtype="int64"), numpy.full((1,), len(g), dtype="int64"),
+        if not numpy.count_nonzero(new_group):  # one group (a sentence)
+            return (numpy.zeros((1,), dtype="int64"), numpy.asarray([len(g)], dtype="int64"),
                     self.starts.min(keepdims=True), self.ends.max(keepdims=True))
         if (g[1:] < g[:-1]).any():
             raise ValueError("Candidates need spans ordered by pairing group")

@@ -331,8 +331,8 @@ def _decode(objective, threshold: float, output: HeadPredictions, given_entities
         kept = numpy.arange(labels.shape[0])
         labels = numpy.maximum(labels, 1)
     else:
-        kept = numpy.flatnonzero(labels > 0)
-    hit_pairs, hit_types = numpy.nonzero(rel_scores >= threshold)
+        kept = (labels > 0).nonzero()[0]  # (the methods: numpy's functions add a Python call each)
+    hit_pairs, hit_types = (rel_scores >= threshold).nonzero()
     return SpERTPredictions(
         entity_spans=kept,
         entity_labels=labels[kept] - 1,
@@ -393,7 +393,7 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
         flat = lhs.reshape(-1, lhs.shape[-1])
         lengths = numpy.asarray(trf.align.lengths, dtype="int64")
         rows = numpy.asarray(trf.align.dataXd, dtype="int64").reshape(-1)
-        if lengths.all():
+        if numpy.count_nonzero(lengths) == len(lengths):  # every token has wordpieces
             if lhs.shape[0] == 1:
                 window = numpy.zeros((n,), dtype="int64")
             else:
@@ -407,10 +407,10 @@ def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width
             idx = numpy.where(has_wp, numpy.arange(n), -1)
             numpy.maximum.accumulate(idx, out=idx)
             window = numpy.where(idx >= 0, first[numpy.clip(idx, 0, None)], 0)
-        align_rows.append(rows + n_rows)
-        align_tokens.append(numpy.repeat(numpy.arange(n_tokens, n_tokens + n, dtype="int64"), lengths))
-        cls_rows.append(n_rows + seq_len * numpy.arange(lhs.shape[0], dtype="int64"))
-        token_windows.append(window + n_windows)
+        align_rows.append(rows + n_rows if n_rows else rows)
+        align_tokens.append(numpy.arange(n_tokens, n_tokens + n, dtype="int64").repeat(lengths))
+        cls_rows.append(numpy.arange(n_rows, n_rows + seq_len * lhs.shape[0], seq_len, dtype="int64"))
+        token_windows.append(window + n_windows if n_windows else window)
         hiddens.append(flat)
         n_rows += flat.shape[0]
         n_windows += lhs.shape[0]

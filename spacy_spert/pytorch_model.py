@@ -636,7 +636,7 @@ class SpERTHead(torch.nn.Module):
         if given_entities:
             kept = numpy.arange(len(starts))
         else:
-            kept = numpy.flatnonzero(labels > 0)
+            kept = (labels > 0).nonzero()[0]
             if len(kept) > 10:
                 limits = numpy.ceil(group_token_counts(starts, ends, groups) * self.max_pair_entities_per_token)
                 kept = top_per_group(kept, scores[kept], groups, numpy.maximum(limits, 10).astype("int64"))
@@ -731,7 +731,7 @@ def _take_rows(x: torch.Tensor, rows) -> torch.Tensor:
     window), else gathered."""
     if isinstance(rows, numpy.ndarray) and len(rows) > 1:
         first, last = int(rows[0]), int(rows[-1])
-        if last - first == len(rows) - 1 and (rows[1:] - rows[:-1] == 1).all():
+        if last - first == len(rows) - 1 and not numpy.count_nonzero(rows[1:] - rows[:-1] - 1):
             return x[first : last + 1]
     return _take(x, rows)
 
@@ -811,7 +811,7 @@ def pairs_within_groups(kept: numpy.ndarray, groups: numpy.ndarray) -> Tuple[num
         empty = numpy.zeros((0,), dtype="int64")
         return empty, empty
     grp = groups[kept]
-    if (grp == grp[0]).all():  # one group (a sentence): every ordered pair
+    if not numpy.count_nonzero(grp != grp[0]):  # one group (a sentence): every ordered pair
         head_pos, tail_pos = _all_pairs(len(kept))
         return kept[head_pos], kept[tail_pos]
     if len(kept) <= DENSE_PAIRS_MAX:
