@@ -221,7 +221,8 @@ class _StageClassifier(torch.nn.Module):
         """The stage as one linear map: weight (outputs, inputs) and bias
         (outputs,), the identification row first when there is one."""
         if not self.identification:
-            return self.classes.weight, self.classes.bias
+            classes = self.classes
+            return classes.weight, classes.bias
         bias = self.identifier.bias.new_zeros((self.classes.weight.shape[0],))
         return torch.cat([self.identifier.weight, self.classes.weight]), torch.cat([self.identifier.bias, bias])
 
@@ -275,10 +276,12 @@ class EntityClassifier(_StageClassifier):
         """
         weight, bias = self.weight_and_bias()
         h = self.hidden_width
-        if len(cls_vectors) == 1:  # one window: row width
+        # fixed: the [CLS] and width parts (with the bias) of the logits, at
+        # row fixed_rows of a span: its width, or window * n_widths + width
+        if len(cls_vectors) == 1:  # one window
             fixed = torch.addmm(linear(cls_vectors, weight[:, :h], bias), width_table, weight[:, 2 * h :].t())
             fixed_rows = widths
-        else:  # row window * n_widths + width
+        else:
             cls_part = linear(cls_vectors, weight[:, :h])
             width_part = linear(width_table, weight[:, 2 * h :], bias)
             fixed = (cls_part.unsqueeze(1) + width_part.unsqueeze(0)).reshape(-1, weight.shape[0])
