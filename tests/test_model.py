@@ -416,6 +416,24 @@ def test_enumerate_spans_of_plain_sentences_come_from_a_shared_read_only_grid():
     assert long_starts.flags.writeable and enumerate_spans(cand.SPAN_GRID_CACHE_TOKENS + 1, 4)[0] is not long_starts
 
 
+def test_suggester_passes_the_first_docs_spans_through_and_offsets_the_others():
+    """A batch's first doc keeps its spans (the shared grid, no copy); the
+    next docs' spans and groups are moved by their offsets."""
+    import spacy
+    from spacy_spert import candidates as cand
+
+    nlp = spacy.blank("en")
+    docs = [nlp("a b c d"), nlp("e f")]
+    suggester = cand.SpanCandidates(max_width=3, scope="doc")
+    one = suggester(docs[:1])
+    assert one.starts is cand._span_grid(4, 3)[0] and one.groups.tolist() == [0] * 9
+    both = suggester(docs)
+    assert both.starts.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 4, 5]
+    assert both.ends.tolist() == [1, 2, 3, 2, 3, 4, 3, 4, 4, 5, 6, 6]
+    assert both.groups.tolist() == [0] * 9 + [1] * 3 and both.doc_offsets.tolist() == [0, 4, 6]
+    assert not cand._span_grid(4, 3)[0].flags.writeable and cand._span_grid(4, 3)[0].tolist() == both.starts[:9].tolist()
+
+
 def test_doc_offsets():
     import spacy
     from spacy_spert.candidates import doc_offsets
@@ -424,4 +442,4 @@ def test_doc_offsets():
     docs = [nlp("a b c"), nlp(""), nlp("d e")]
     assert doc_offsets(docs).tolist() == [0, 3, 3, 5]
     assert doc_offsets(docs[:1]).tolist() == [0, 3] and doc_offsets([]).tolist() == [0]
-    assert doc_offsets(docs).dtype == numpy.int64
+    assert doc_offsets(docs).dtype == numpy.int64 and doc_offsets(docs[:1]).dtype == numpy.int64
