@@ -17,7 +17,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --retries 1)
 
-$(VENV)/.%-installed: $(PY) setup.cfg
+$(VENV)/.%-installed: $(PY) pyproject.toml
 	$(PY) -m pip install -q -e ".[$*]"
 	touch $@
 

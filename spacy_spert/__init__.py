@@ -1,37 +1,58 @@
-"""spacy-spert: SpERT joint entity and relation extraction as a spaCy component."""
-from .relations import RelationSpans, get_relation_spans, install_extensions, make_relation
+"""spacy-spert: SpERT joint entity and relation extraction as a spaCy component.
 
-install_extensions()
-
-from . import optimizers, windows  # noqa: E402,F401
-from .candidates import GivenEntities, SpanCandidates, build_given_entities, build_span_candidates  # noqa: E402
-from .component import SpERT, make_spert  # noqa: E402
-from .model import build_spert_model, build_spert_mt_model  # noqa: E402
-from .predict import doc_to_record  # noqa: E402
-from .visualize import render  # noqa: E402
-from .scorer import make_spert_scorer, score_spert  # noqa: E402
-from . import encoders  # noqa: E402,F401  (registers spacy-spert.installed_model_path.v1)
-from . import schedules  # noqa: E402,F401  (registers spacy-spert.warmup_linear_epochs.v1)
-from .quantize import quantize  # noqa: E402
+Importing the package is cheap and changes nothing: spaCy imports it (through
+the ``spert`` factory's entry point) whenever it builds any pipeline, so the
+names below are loaded on first use (PEP 562), and the ``relations`` extension
+is installed by the component, the readers and :func:`install_extensions`.
+"""
+import importlib
+from typing import TYPE_CHECKING, Any, Dict, List
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SpERT",
-    "make_spert",
-    "SpanCandidates",
-    "build_span_candidates",
-    "GivenEntities",
-    "build_given_entities",
-    "build_spert_model",
-    "build_spert_mt_model",
-    "score_spert",
-    "make_spert_scorer",
-    "RelationSpans",
-    "get_relation_spans",
-    "make_relation",
-    "install_extensions",
-    "doc_to_record",
-    "render",
-    "quantize",
-]
+# public name -> the module that defines it
+_EXPORTS: Dict[str, str] = {
+    "SpERT": "spacy_spert.pipeline.spert",
+    "make_spert": "spacy_spert.pipeline.factory",
+    "SpanCandidates": "spacy_spert.models.suggesters",
+    "build_span_candidates": "spacy_spert.models.suggesters",
+    "GivenEntities": "spacy_spert.models.suggesters",
+    "build_given_entities": "spacy_spert.models.suggesters",
+    "build_spert_model": "spacy_spert.models.architectures",
+    "build_spert_mt_model": "spacy_spert.models.architectures",
+    "score_spert": "spacy_spert.pipeline.scorer",
+    "make_spert_scorer": "spacy_spert.pipeline.scorer",
+    "RelationSpans": "spacy_spert.relations",
+    "get_relation_spans": "spacy_spert.relations",
+    "make_relation": "spacy_spert.relations",
+    "install_extensions": "spacy_spert.relations",
+    "doc_to_record": "spacy_spert.apps.predict",
+    "render": "spacy_spert.apps.render",
+    "quantize": "spacy_spert.transformer.quantize",
+}
+
+__all__: List[str] = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .apps.render import render as render
+    from .apps.predict import doc_to_record as doc_to_record
+    from .models.architectures import build_spert_model as build_spert_model, build_spert_mt_model as build_spert_mt_model
+    from .models.suggesters import GivenEntities as GivenEntities, SpanCandidates as SpanCandidates, build_given_entities as build_given_entities, build_span_candidates as build_span_candidates
+    from .pipeline.factory import make_spert as make_spert
+    from .pipeline.scorer import make_spert_scorer as make_spert_scorer, score_spert as score_spert
+    from .pipeline.spert import SpERT as SpERT
+    from .relations import RelationSpans as RelationSpans, get_relation_spans as get_relation_spans, install_extensions as install_extensions, make_relation as make_relation
+    from .transformer.quantize import quantize as quantize
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spacy_spert' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

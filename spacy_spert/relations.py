@@ -32,6 +32,13 @@ def install_extensions() -> None:
         Doc.set_extension(RELATIONS_ATTR, default=[])
 
 
+# The relation data type comes with its extension: whoever imports this module
+# (the component, the readers, ``from spacy_spert import make_relation``) can
+# read and write ``doc._.relations``. spaCy's own import of the package (the
+# factory's entry point) does not reach this module.
+install_extensions()
+
+
 class RelationSpans(NamedTuple):
     """A relation with Span views of its two arguments."""
 

@@ -30,9 +30,9 @@ def shrink(path: Path) -> None:
 def main(model: str, out_dir: str) -> None:
     import spacy
 
-    from spacy_spert.experiments.demo import SENTENCES
-    from spacy_spert.visualize import render_file
-    from spacy_spert.serve import make_app, running_server
+    from research.demo import SENTENCES
+    from spacy_spert.apps.render import render_file
+    from spacy_spert.apps.serve import make_app, running_server
 
     reason = browser.missing()
     if reason:

@@ -17,7 +17,7 @@ pytest.importorskip("fastapi", reason="needs the serve extra (fastapi, uvicorn)"
 
 import spacy  # noqa: E402
 
-from spacy_spert.serve import make_app, running_server  # noqa: E402
+from spacy_spert.apps.serve import make_app, running_server  # noqa: E402
 from test_serve import TEXTS, model_dir, reference  # noqa: E402,F401  (the same texts and pipeline)
 
 

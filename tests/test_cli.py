@@ -14,16 +14,23 @@ import typer
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
+import research.cli as research_cli
 import spacy_spert.cli as cli
 from spacy_spert.cli import app
-from spacy_spert.experiments import kfold, records
-from spacy_spert.experiments.runs import train_command
+from research import kfold, records
+from research.runs import train_command
 
 runner = CliRunner()
 
 
+RESEARCH = set(typer.main.get_command(research_cli.app).commands)
+
+
 def invoke(*args: str):
-    return runner.invoke(app, [str(arg) for arg in args])
+    """Run a command of `python -m spacy_spert`, or of `python -m research`
+    for the research tools."""
+    target = research_cli.app if str(args[0]) in RESEARCH else app
+    return runner.invoke(target, [str(arg) for arg in args])
 
 
 def assert_one_line_error(result, *parts: str) -> None:
@@ -34,10 +41,11 @@ def assert_one_line_error(result, *parts: str) -> None:
         assert part in lines[0]
 
 
-def test_module_docstring_lists_every_command():
-    """The list in cli.py's docstring is the commands' short help, one line each."""
-    listed = dict(re.findall(r"^    ([a-z][a-z-]*) +(.+)$", cli.__doc__, flags=re.M))
-    commands = typer.main.get_command(app).commands
+@pytest.mark.parametrize("module", [cli, research_cli], ids=["spacy_spert", "research"])
+def test_module_docstring_lists_every_command(module):
+    """The list in the CLI's docstring is the commands' short help, one line each."""
+    listed = dict(re.findall(r"^    ([a-z][a-z-]*) +(.+)$", module.__doc__, flags=re.M))
+    commands = typer.main.get_command(module.app).commands
     assert list(listed) == list(commands)
     for name, command in commands.items():
         assert listed[name] == command.get_short_help_str(limit=45), name
@@ -66,7 +74,7 @@ def test_command_line_records_a_module_run_with_dash_m(tmp_path):
     path of its file."""
     (tmp_path / "pkgx").mkdir()
     (tmp_path / "pkgx" / "__init__.py").write_text("")
-    (tmp_path / "pkgx" / "mod.py").write_text("from spacy_spert.experiments.records import command_line\n"
+    (tmp_path / "pkgx" / "mod.py").write_text("from research.records import command_line\n"
                                               "print(command_line())\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-m", "pkgx.mod", "a b", "--x"], capture_output=True, text=True, env=env,
@@ -183,7 +191,7 @@ def test_kfold_errors(fold_corpus, tmp_path):
 
 def test_benchmark_trains_with_spacy_train(tmp_path, monkeypatch):
     """A failed training run is one error line naming the command."""
-    from spacy_spert.experiments import benchmark
+    from research import benchmark
 
     commands = []
 
@@ -208,7 +216,7 @@ def test_benchmark_evaluates_once_per_epoch(tmp_path):
     size), with the overrides applied."""
     from spacy.tokens import Doc
 
-    from spacy_spert.experiments.benchmark import steps_per_epoch
+    from research.benchmark import steps_per_epoch
 
     vocab = spacy.blank("en").vocab
     docs = [Doc(vocab, words=["w"] * n) for n in (3, 0, 2, 4, 1, 5)]  # 5 non-empty

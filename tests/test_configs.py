@@ -14,7 +14,7 @@ import srsly
 from spacy import util
 from spacy.cli._util import parse_config_overrides
 
-from spacy_spert.schedules import NAME as SCHEDULE, plan_warmup_linear
+from spacy_spert.training.schedules import NAME as SCHEDULE, plan_warmup_linear
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
@@ -176,7 +176,7 @@ def test_debug_config(setting, tmp_path):
 
 
 def test_relations_setting_uses_the_given_entities_suggester():
-    from spacy_spert.candidates import GivenEntities
+    from spacy_spert.models.suggesters import GivenEntities
 
     path, args = COMMANDS["conll04_relations"]
     config = util.load_config(path, overrides=parse_config_overrides(list(args)))

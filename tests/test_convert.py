@@ -1,4 +1,4 @@
-"""Tests for spacy_spert.convert and the ``python -m spacy_spert convert`` CLI.
+"""Tests for spacy_spert.io.spert_json and the ``python -m spacy_spert convert`` CLI.
 
 The fixtures in tests/data are hand-written sentences (not benchmark data):
 spert_small.json has an overlapping/nested entity pair (record 1), a span with
@@ -19,7 +19,7 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Corpus
 
-from spacy_spert.convert import (
+from spacy_spert.io.spert_json import (
     ConversionError,
     SpertTypes,
     convert_file,

@@ -15,12 +15,12 @@ import torch
 from typer.testing import CliRunner
 
 from spacy_spert.cli import app
-from spacy_spert.predict import InvalidInput, predict
+from spacy_spert.apps.predict import InvalidInput, predict
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install 'spacy-spert[ray]'")
 pytest.importorskip("ray.data", reason="the Ray engine needs Ray Data: pip install 'spacy-spert[ray]'")
 
-from spacy_spert.distributed import RayPredictor, predict_ray  # noqa: E402
+from spacy_spert.apps.predict_ray import RayPredictor, predict_ray  # noqa: E402
 
 TEXTS = [
     "Mary Smith works for Acme Corp in Paris .",
@@ -172,7 +172,7 @@ class NoBar:
 
 def collector(tmp_path, id_key=None):
     """The driver's collector for two files writing JSONL to out.jsonl."""
-    from spacy_spert.distributed import RayPredictReport, _Collector, _JsonlSink
+    from spacy_spert.apps.predict_ray import RayPredictReport, _Collector, _JsonlSink
 
     f = (tmp_path / "out.jsonl").open("wb")
     report = RayPredictReport()
@@ -183,7 +183,7 @@ def test_collector_checks_every_doc_once(tmp_path):
     """The driver's side without Ray: a chunk that comes back twice (a
     retried task) is written once; a doc that never comes back, an invalid
     line and a repeated id are errors naming file and line."""
-    from spacy_spert.distributed import DOC, END_OF_FILE, INVALID
+    from spacy_spert.apps.predict_ray import DOC, END_OF_FILE, INVALID
 
     c, f, report = collector(tmp_path)
     for batch in (chunk(0, [1, 2], [DOC, DOC]), chunk(0, [1, 2], [DOC, DOC]), chunk(0, [4], [DOC]),
@@ -250,7 +250,9 @@ def test_ray_throughput_command_writes_results(cluster, model_dir, tmp_path):
     corpus = tmp_path / "corpus.spacy"
     DocBin(docs=[nlp.make_doc(text) for text in TEXTS]).to_disk(corpus)
     results = tmp_path / "results" / "ray.json"
-    result = CliRunner().invoke(app, ["ray-throughput", str(model_dir), str(corpus), "--results", str(results),
+    from research.cli import app as research_app
+
+    result = CliRunner().invoke(research_app, ["ray-throughput", str(model_dir), str(corpus), "--results", str(results),
                                       "--n-docs", "30", "--actors", "1", "--repeats", "1", "--seed", "3"])
     assert result.exit_code == 0, result.output
     data = json.loads(results.read_text())
@@ -271,7 +273,7 @@ def test_actor_runs_with_its_ops_in_another_thread(model_dir):
 
     from thinc.api import NumpyOps, get_current_ops, set_current_ops
 
-    from spacy_spert.distributed import DOC, END_OF_FILE
+    from spacy_spert.apps.predict_ray import DOC, END_OF_FILE
 
     class MarkedOps(NumpyOps):
         name = "marked"

@@ -9,7 +9,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import fix_random_seed, make_tempdir
 
-from spacy_spert.candidates import GivenEntities
+from spacy_spert.models.suggesters import GivenEntities
 from spacy_spert.relations import relation_key
 
 from conftest import TRAIN_DATA, make_doc, make_nlp, train_step
@@ -134,7 +134,7 @@ def test_training_learns_relations_only(tiny_bert):
     spert = nlp.get_pipe("spert")
     docs = [eg.predicted for eg in examples]
     nlp.get_pipe("transformer").set_annotations(docs, nlp.get_pipe("transformer").predict(docs))
-    from spacy_spert.candidates import TrainingBatch
+    from spacy_spert.models.suggesters import TrainingBatch
 
     batch = TrainingBatch.from_samples(docs, [spert._sample(eg) for eg in examples])
     assert (batch.entity_labels > 0).all()  # no negative entities are sampled

@@ -1,4 +1,4 @@
-"""Tests for spacy_spert.importers and ``python -m spacy_spert import``.
+"""Tests for spacy_spert.io.importers and ``python -m spacy_spert import``.
 
 Each test writes small files in the documented shape of the tool's output
 (Prodigy rel.manual JSONL from ``db-out``, brat standoff, Label Studio's JSON
@@ -12,8 +12,8 @@ import spacy
 from typer.testing import CliRunner
 
 from spacy_spert.cli import app
-from spacy_spert.convert import ConversionError, docs_to_records, read_docbin
-from spacy_spert.importers import import_docs, import_file
+from spacy_spert.io.spert_json import ConversionError, docs_to_records, read_docbin
+from spacy_spert.io.importers import import_docs, import_file
 
 runner = CliRunner()
 NLP = spacy.blank("en")

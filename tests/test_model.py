@@ -6,8 +6,8 @@ import numpy
 import pytest
 import torch
 
-from spacy_spert.candidates import DocCandidates, enumerate_spans, max_iou, sample_doc
-from spacy_spert.pytorch_model import RangeMax, pairs_within_groups, top_per_group
+from spacy_spert.models.suggesters import DocCandidates, enumerate_spans, max_iou, sample_doc
+from spacy_spert.models.pytorch.head import RangeMax, pairs_within_groups, top_per_group
 
 
 def random_alignment(rng, n_tokens, n_rows):
@@ -81,7 +81,7 @@ def test_range_max_at_inference_when_every_token_has_wordpieces(seed, levels_by,
     """Inference (in-place table, its levels written by numpy for a short
     block on the CPU or by torch, no check of tokens without wordpieces,
     ``nonempty`` spans without any check) pools as the naive max does."""
-    import spacy_spert.pytorch_model as pm
+    import spacy_spert.models.pytorch.head as pm
 
     monkeypatch.setattr(pm, "NUMPY_LEVELS_MAX_VALUES", 10**9 if levels_by == "numpy" else 0)
     maximum = {"numpy": numpy.maximum, "torch": torch.maximum}[levels_by]
@@ -110,7 +110,7 @@ def test_range_max_at_inference_when_every_token_has_wordpieces(seed, levels_by,
 def test_pairs_within_groups_dense_and_general_paths_agree(monkeypatch):
     """The dense path (few kept spans) gives the general path's pairs in the
     same order, for kept spans ordered by group (as candidates are)."""
-    import spacy_spert.pytorch_model as pm
+    import spacy_spert.models.pytorch.head as pm
 
     groups = numpy.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4])
     kept = numpy.array([0, 2, 1, 3, 4, 5, 9, 6, 8, 10])  # by group; by score within a group
@@ -124,7 +124,7 @@ def test_pairs_within_groups_dense_and_general_paths_agree(monkeypatch):
 def test_pairs_within_groups_of_one_group_come_from_a_shared_table():
     """The kept spans of one group (a sentence) pair as the dense path
     pairs them, from a read-only table of all ordered pairs per count."""
-    import spacy_spert.pytorch_model as pm
+    import spacy_spert.models.pytorch.head as pm
 
     groups = numpy.full((9,), 4)
     kept = numpy.array([7, 1, 4, 8])
@@ -254,8 +254,8 @@ def test_factorised_inference_matches_training_computation(
     pools read again from the table or, when the spans fit one chunk, from
     the entity stage's pools); it must equal the training computation on the
     concatenated inputs (without dropout), for every span and every pair."""
-    import spacy_spert.pytorch_model as pm
-    from spacy_spert.pytorch_model import RelationClassifier, SpERTHead
+    import spacy_spert.models.pytorch.head as pm
+    from spacy_spert.models.pytorch.head import RelationClassifier, SpERTHead
 
     monkeypatch.setattr(pm, "WIDTH_SLICES_MIN_TOKENS", 0 if by_width else 10**9)
     monkeypatch.setattr(pm, "FEW_PAIRS", 10**9 if per_pair else 0)
@@ -313,7 +313,7 @@ def test_factorised_inference_matches_training_computation(
 def test_head_loads_weights_saved_before_the_classifier_modules():
     """Pipelines saved by spacy-spert 0.1.0 name the classifier weights
     entity_classifier.weight, entity_identifier.bias, ...: they still load."""
-    from spacy_spert.pytorch_model import SpERTHead
+    from spacy_spert.models.pytorch.head import SpERTHead
 
     settings = dict(width_embedding_size=5, max_width_embeddings=100, dropout=0.1, pair_batch_size=7,
                     max_pair_entities_per_token=0.5, entity_logits_in_relation=True, identification_heads=True)
@@ -334,7 +334,7 @@ def test_head_loads_weights_saved_before_the_classifier_modules():
 def test_spert_objective_decodes_on_the_host_as_softmax_and_sigmoid():
     """Decoding takes numpy logits: the label and probability of the softmax,
     the sigmoid per relation type, without overflow at extreme logits."""
-    from spacy_spert.losses import SpERTObjective
+    from spacy_spert.models.objectives import SpERTObjective
 
     objective = SpERTObjective()
     rng = numpy.random.default_rng(0)
@@ -354,7 +354,7 @@ def test_spert_objective_decodes_on_the_host_as_softmax_and_sigmoid():
 
 
 def test_candidates_of_an_empty_batch():
-    from spacy_spert.candidates import SpanCandidates
+    from spacy_spert.models.suggesters import SpanCandidates
 
     batch = SpanCandidates()([])
     assert len(batch.starts) == len(batch.ends) == len(batch.groups) == 0
@@ -365,7 +365,7 @@ def test_take_rows_is_a_view_for_one_run_of_rows_and_a_gather_otherwise():
     """A doc's wordpieces in one window are one increasing run of rows: the
     range-max table reads them as a slice. Anything else is gathered: repeats
     with the same first and last row, gaps, an unordered run, torch indices."""
-    from spacy_spert.pytorch_model import _take_rows
+    from spacy_spert.models.pytorch.head import _take_rows
 
     x = torch.arange(40.0).reshape(10, 4)
     for rows, is_view in [
@@ -404,7 +404,7 @@ def test_range_max_reads_one_run_of_wordpieces_as_a_slice(all_covered):
 def test_enumerate_spans_of_plain_sentences_come_from_a_shared_read_only_grid():
     """Docs without scopes or skipped tokens, up to SPAN_GRID_CACHE_TOKENS
     long, share their (read-only) spans; the result is the computed one."""
-    from spacy_spert import candidates as cand
+    from spacy_spert.models import suggesters as cand
 
     for n in (1, 7, cand.SPAN_GRID_CACHE_TOKENS):
         starts, ends = enumerate_spans(n, 4, skip=numpy.zeros(n, dtype=bool))
@@ -420,7 +420,7 @@ def test_suggester_passes_the_first_docs_spans_through_and_offsets_the_others():
     """A batch's first doc keeps its spans (the shared grid, no copy); the
     next docs' spans and groups are moved by their offsets."""
     import spacy
-    from spacy_spert import candidates as cand
+    from spacy_spert.models import suggesters as cand
 
     nlp = spacy.blank("en")
     docs = [nlp("a b c d"), nlp("e f")]
@@ -437,7 +437,7 @@ def test_suggester_passes_the_first_docs_spans_through_and_offsets_the_others():
 
 def test_doc_offsets():
     import spacy
-    from spacy_spert.candidates import doc_offsets
+    from spacy_spert.models.suggesters import doc_offsets
 
     nlp = spacy.blank("en")
     docs = [nlp("a b c"), nlp(""), nlp("d e")]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from spacy.util import registry
 
-from spacy_spert.optimizers import create_adamw
+from spacy_spert.training.optimizers import create_adamw
 
 
 def reference(weights, grads, lr, weight_decay, clip=None):

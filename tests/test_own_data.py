@@ -12,7 +12,7 @@ import spacy
 from spacy.tokens import DocBin
 
 import spacy_spert  # noqa: F401
-from spacy_spert.importers import import_file
+from spacy_spert.io.importers import import_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OWN = REPO_ROOT / "assets" / "own_data"

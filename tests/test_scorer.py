@@ -7,7 +7,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 import spacy_spert  # noqa: F401  (registers doc._.relations and the scorer)
-from spacy_spert.scorer import (
+from spacy_spert.pipeline.scorer import (
     SCORE_KEYS,
     SCORE_NAMES,
     boundaries_key,

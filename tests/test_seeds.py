@@ -11,10 +11,10 @@ from spacy.tokens import DocBin
 from thinc.api import Config
 from typer.testing import CliRunner
 
-from spacy_spert.cli import app
-from spacy_spert.experiments import seeds as seeds_module
-from spacy_spert.experiments.seeds import run_seeds, seed_results, summarize, summary_path
-from spacy_spert.scorer import SCORE_NAMES
+from research.cli import app
+from research import seeds as seeds_module
+from research.seeds import run_seeds, seed_results, summarize, summary_path
+from spacy_spert.pipeline.scorer import SCORE_NAMES
 
 ROOT = Path(__file__).parent.parent
 
@@ -74,7 +74,7 @@ def test_run_seeds_runs_benchmark_per_seed_and_resumes(tmp_path, fake_benchmark)
     summary = run_seeds(Path("c.cfg"), Path("tr.spacy"), Path("te.spacy"), tmp_path / "out", prefix, **kwargs)
     assert sorted(cmd[cmd.index("--seed") + 1] for cmd, _, _ in fake_benchmark) == ["0", "1", "2"]
     cmd, log, echo = next(c for c in fake_benchmark if c[0][c[0].index("--seed") + 1] == "1")
-    assert cmd[:4] == [sys.executable, "-m", "spacy_spert", "benchmark"]
+    assert cmd[:4] == [sys.executable, "-m", "research", "benchmark"]
     assert cmd[cmd.index("--output-dir") + 1] == str(tmp_path / "out" / "seed1")
     assert cmd[cmd.index("--results") + 1] == str(seed_results(prefix, 1)) == str(prefix) + "-seed1.json"
     assert cmd[-3:] == ["--skip-speed", "--x.y", "1"] and log == tmp_path / "out" / "seed1.log" and not echo

@@ -20,8 +20,8 @@ import spacy
 pytest.importorskip("fastapi", reason="needs the serve extra (fastapi, uvicorn)")
 pytest.importorskip("uvicorn", reason="needs the serve extra (fastapi, uvicorn)")
 
-from spacy_spert.predict import doc_to_record  # noqa: E402
-from spacy_spert.serve import Extractor, make_app, parse_extract_body, running_server  # noqa: E402
+from spacy_spert.apps.predict import doc_to_record  # noqa: E402
+from spacy_spert.apps.serve import Extractor, make_app, parse_extract_body, running_server  # noqa: E402
 
 TEXTS = [
     "Mary Smith works for Acme Corp in Paris .",
@@ -402,7 +402,7 @@ def test_page_not_utf8_form(url):
 def test_make_app_without_fastapi_says_what_to_install(monkeypatch, reference):
     import builtins
 
-    import spacy_spert.serve as serve_module
+    import spacy_spert.apps.serve as serve_module
 
     real_import = builtins.__import__
 

@@ -169,7 +169,7 @@ def test_long_sentence_inference_bounded(trained_nlp, monkeypatch):
     by default relation pairs are formed among the 60 best spans; with the
     bound lifted all ~1.3M ordered pairs are classified, in chunks, without
     running out of memory."""
-    import spacy_spert.model
+    import spacy_spert.models.architectures
 
     spert = trained_nlp.get_pipe("spert")
     objective = spert.model.attrs["objective"]
@@ -177,9 +177,9 @@ def test_long_sentence_inference_bounded(trained_nlp, monkeypatch):
     words = ((TEXTS[0] + " " + TEXTS[1]).split() * 8)[:120]
     doc = trained_nlp.get_pipe("transformer")(trained_nlp.make_doc(" ".join(words)))
     outputs = []  # the head's output (HeadPredictions) per call
-    decode = spacy_spert.model._decode
+    decode = spacy_spert.models.architectures._decode
     monkeypatch.setattr(
-        spacy_spert.model, "_decode", lambda obj, t, out, **kw: outputs.append(out) or decode(obj, t, out, **kw)
+        spacy_spert.models.architectures, "_decode", lambda obj, t, out, **kw: outputs.append(out) or decode(obj, t, out, **kw)
     )
     decode_entities = objective.decode_entities  # every span an entity, scores as they are
     monkeypatch.setattr(
@@ -293,7 +293,7 @@ def test_strided_windows_cls_and_long_doc(tiny_bert):
     """With strided windows (16 wordpieces, stride 12) a doc spans several
     windows: each token's [CLS] row is the first row of the window holding its
     first wordpiece, and a doc longer than one window is processed."""
-    from spacy_spert.model import _wordpiece_features
+    from spacy_spert.models.architectures import _wordpiece_features
 
     fix_random_seed(0)
     nlp = make_nlp(tiny_bert, window="strided")

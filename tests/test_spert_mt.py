@@ -9,7 +9,7 @@ import spacy
 import torch
 from spacy.util import fix_random_seed, make_tempdir
 
-from spacy_spert.losses import SpERTMTObjective, SpERTObjective, iou_bce, ranking_loss
+from spacy_spert.models.objectives import SpERTMTObjective, SpERTObjective, iou_bce, ranking_loss
 from spacy_spert.relations import relation_key
 
 from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples, train_step

@@ -13,7 +13,7 @@ import spacy
 from spacy.training import Example
 from spacy.util import fix_random_seed
 
-from spacy_spert.windows import SentenceWindows, WordpieceWindows, bind_wordpiece_windows
+from spacy_spert.transformer.span_getters import SentenceWindows, WordpieceWindows, bind_wordpiece_windows
 
 from conftest import TRAIN_DATA, make_doc, make_nlp, train_examples, train_step
 

@@ -1,0 +1,343 @@
+"""The research tools' command line: ``python -m research COMMAND``.
+
+These commands are what ``project.yml`` runs to produce the files in
+``results/``; they live in the repository, not in the spacy-spert wheel.
+Commands:
+    convert-dataset  Convert every SpERT JSON file of a folder.
+    benchmark        Train, score and time; write a results file.
+    kfold            k-fold cross-validation of a config.
+    seeds            Benchmark several seeds; mean and std.
+    speed            Speed and memory against the transformer.
+    ablation-table   The SpERT.MT ablation table.
+    demo             Tag sentences and print what was found.
+    demo-data        Write the offline demo corpus.
+    throughput       Docs/s of predict against nlp.pipe.
+    ray-throughput   Docs/s of predict --engine ray.
+"""
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from spacy.cli._util import Arg, Opt
+from wasabi import msg
+
+from spacy_spert.cli.util import OVERRIDES, fail, ints, make_app, overrides, user_errors
+
+PROG = "python -m research"
+app = make_app("research", "The research tools of spacy-spert: benchmarks, seeds, k-fold, speed, demo.")
+
+
+@app.command("convert-dataset")
+def convert_dataset_cli(
+    # fmt: off
+    input_dir: Path = Arg(..., help="Folder with the SpERT JSON files", show_default=False),
+    output_dir: Path = Arg(..., help="Folder for the .spacy files", show_default=False),
+    dataset: Optional[str] = Opt(None, "--dataset", help="Dataset name (default: the input folder's name)"),
+    types: Optional[Path] = Opt(None, "--types", help="Types file (default: <dataset>_types.json or types.json)"),
+    # fmt: on
+):
+    """Convert every SpERT JSON file of a folder.
+
+    Each file but the types file becomes OUTPUT_DIR/<split>.spacy, where <split> is the file name without the dataset prefix
+    (conll04_train_dev.json -> train_dev.spacy). Every file is checked against
+    the types file.
+    """
+    from .datasets import convert_dataset
+
+    with user_errors():
+        for path, output, n_docs in convert_dataset(input_dir, output_dir, dataset, types):
+            typer.echo(f"{path} -> {output} ({n_docs} docs)")
+
+
+@app.command("benchmark", context_settings=OVERRIDES)
+def benchmark_cli(
+    # fmt: off
+    ctx: typer.Context,
+    config: Path = Arg(..., help="Training config", show_default=False),
+    train: Path = Opt(..., "--train", help="Training corpus (.spacy)", show_default=False),
+    test: Path = Opt(..., "--test", help="Test corpus (.spacy): logged during training, scored after", show_default=False),
+    output_dir: Path = Opt(..., "--output-dir", help="Training output; its model-last is scored", show_default=False),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    epochs: int = Opt(20, "--epochs", help="Training epochs"),
+    seed: int = Opt(0, "--seed", help="Random seed (system.seed)"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes to time"),
+    skip_train: bool = Opt(False, "--skip-train", help="Reuse the model in --output-dir"),
+    skip_speed: bool = Opt(False, "--skip-speed", help="Do not time inference"),
+    # fmt: on
+):
+    """Train, score and time; write a results file.
+
+    Trains CONFIG with the paper protocol (`spacy train` on --train for
+    --epochs epochs, --test only logged), score model-last on --test, time
+    inference against the transformer alone; write --results (JSON) and its
+    tables (.md) with the command, versions, seed and machine. Further
+    --section.key value arguments are config overrides for training, recorded
+    in the results.
+    """
+    from .benchmark import markdown, run_benchmark
+
+    extra = overrides(ctx)
+    sizes = [] if skip_speed else ints(batch_sizes)
+    with user_errors():
+        out = run_benchmark(config, train, test, output_dir, results, epochs=epochs, seed=seed, gpu_id=gpu_id,
+                            batch_sizes=sizes, skip_train=skip_train, overrides=extra)
+    typer.echo(markdown(out))
+
+
+@app.command("kfold", context_settings=OVERRIDES)
+def kfold_cli(
+    # fmt: off
+    ctx: typer.Context,
+    config_path: Path = Arg(..., help="Training config", show_default=False),
+    corpus_dir: Path = Arg(..., help="Folder with the folds' .spacy files", show_default=False),
+    output: Path = Opt(..., "--output", "-o", help="Folder for the fold models", show_default=False),
+    metrics: Path = Opt(..., "--metrics", "-m", help="JSON file for the aggregated scores", show_default=False),
+    train_pattern: str = Opt("split_{fold}_train.spacy", "--train-pattern", help="Train file name with {fold}"),
+    test_pattern: str = Opt("split_{fold}_test.spacy", "--test-pattern", help="Test file name with {fold}"),
+    folds: str = Opt("all", "--folds", help="'all' or comma-separated fold ids"),
+    model: str = Opt("last", "--model", help="Model to evaluate: last or best"),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+    resume: bool = Opt(False, "--resume", help="Skip folds that have a metrics.json"),
+    # fmt: on
+):
+    """k-fold cross-validation of a config.
+
+    For every fold in CORPUS_DIR: `spacy train` on
+    its train file (its test file only logged) and evaluate model-last on its
+    test file, each in a fresh process; then write the mean and sample standard
+    deviation of every score to --metrics. Further --section.key value
+    arguments are config overrides for training.
+    """
+    from spacy_spert.apps.evaluate import score_table
+    from .kfold import run_kfold, summary
+
+    extra = overrides(ctx)
+    with user_errors():
+        result = run_kfold(config_path, corpus_dir, output, metrics, train_pattern=train_pattern,
+                           test_pattern=test_pattern, folds=folds, model=model, gpu_id=gpu_id, resume=resume,
+                           overrides=extra)
+    msg.divider(f"Mean over {result['n_folds']} folds (sample standard deviation)")
+    typer.echo(score_table({key: value for key, value in result["mean"].items() if "." not in key}))
+    typer.echo("\n".join(summary(result)))
+    msg.good(f"Saved {metrics}")
+
+
+@app.command("seeds", context_settings=OVERRIDES)
+def seeds_cli(
+    # fmt: off
+    ctx: typer.Context,
+    config: Path = Arg(..., help="Training config", show_default=False),
+    train: Path = Opt(..., "--train", help="Training corpus (.spacy)", show_default=False),
+    test: Path = Opt(..., "--test", help="Test corpus (.spacy): logged during training, scored after", show_default=False),
+    output_dir: Path = Opt(..., "--output-dir", help="Folder for the runs (seed<N>/ and seed<N>.log)", show_default=False),
+    prefix: Path = Opt(..., "--results-prefix", help="Results: PREFIX-seed<N>.json per seed, PREFIX-seeds.json summary", show_default=False),
+    seeds: str = Opt("0,1,2", "--seeds", help="Comma-separated seeds"),
+    epochs: int = Opt(20, "--epochs", help="Training epochs"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    jobs: int = Opt(1, "--jobs", "-j", help="Seeds run at once"),
+    batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes each run times"),
+    skip_speed: bool = Opt(False, "--skip-speed", help="Do not time inference"),
+    resume: bool = Opt(False, "--resume", help="Reuse per-seed results made with the same settings"),
+    # fmt: on
+):
+    """Benchmark several seeds; mean and std.
+
+    Runs `benchmark` (the paper protocol) once per seed, each in a fresh
+    process, writing PREFIX-seed<N>.json, then the mean and sample standard
+    deviation of every headline score to PREFIX-seeds.json and .md. Further
+    --section.key value arguments are config overrides for training.
+    """
+    from .seeds import markdown, run_seeds, summary_path
+
+    extra = overrides(ctx)
+    sizes = [] if skip_speed else ints(batch_sizes)
+    with user_errors():
+        summary = run_seeds(config, train, test, output_dir, prefix, seeds=ints(seeds), epochs=epochs, gpu_id=gpu_id,
+                            jobs=jobs, batch_sizes=sizes, resume=resume, overrides=extra)
+    typer.echo(markdown(summary))
+    msg.good(f"Saved {summary_path(prefix)}")
+
+
+@app.command("speed")
+def speed_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Trained pipeline (e.g. the model-last of `benchmark`)", show_default=False),
+    test: Path = Opt(..., "--test", help="Corpus whose texts are tagged", show_default=False),
+    train: Optional[Path] = Opt(None, "--train", help="Training corpus for the training step split"),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes"),
+    repeats: int = Opt(5, "--repeats", help="Alternating inference runs per batch size"),
+    train_steps: int = Opt(0, "--train-steps", help="Training steps to time; 0: one epoch; <0: none"),
+    lengths: str = Opt("100,300,1000,3000,10000,20000", "--lengths", help="Document lengths in tokens; '' for none"),
+    repeats_long: int = Opt(2, "--repeats-long", help="Timed runs per length"),
+    plot: Optional[Path] = Opt(None, "--plot", help="PNG of time and memory against length (needs matplotlib: the bench extra)"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    seed: int = Opt(0, "--seed", help="Random seed"),
+    doc_windows: bool = Opt(False, "--doc-windows", help="Keep the model's own span getter"),
+    # fmt: on
+):
+    """Speed and memory against the transformer.
+
+    Measures a trained pipeline against its transformer alone: inference by batch size, the training step split, and time and peak memory
+    against document length; writes --results (JSON), its tables (.md) and
+    the --plot.
+    """
+    from .speed import markdown, run_speed
+
+    if plot is not None and lengths.strip():
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            fail("--plot needs matplotlib: pip install 'spacy-spert[bench]'")
+    with user_errors():
+        out = run_speed(model, test, results, train=train, batch_sizes=ints(batch_sizes), repeats=repeats,
+                        train_steps=train_steps, length_values=ints(lengths), repeats_long=repeats_long,
+                        plot_path=plot, gpu_id=gpu_id, seed=seed, doc_windows=doc_windows)
+    typer.echo(markdown(out))
+
+
+@app.command("ablation-table")
+def ablation_table_cli(
+    # fmt: off
+    spert: Path = Opt(..., "--spert", help="SpERT results file (from `benchmark`)", show_default=False),
+    mt_prefix: str = Opt(..., "--mt-prefix", help="SpERT.MT results files up to -seed<SEED>.json", show_default=False),
+    seed: int = Opt(0, "--seed", help="Seed in the results file names"),
+    output: Path = Opt(..., "--output", help="Markdown file for the table", show_default=False),
+    # fmt: on
+):
+    """The SpERT.MT ablation table.
+
+    Collects the results of `benchmark` runs (SpERT, SpERT.MT and SpERT.MT
+    without its multitask heads, IoU loss or entity logits) into one Markdown
+    table of F1 with the difference to SpERT.MT. Missing results files are rows
+    of dashes.
+    """
+    from .ablation import ablation_table
+
+    with user_errors():
+        text = ablation_table(spert, mt_prefix, seed)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf8")
+    typer.echo(text)
+
+
+@app.command("demo")
+def demo_cli(
+    # fmt: off
+    model: str = Arg("training/demo/model-last", help="Pipeline directory or package name"),
+    text: Optional[List[str]] = Opt(None, "--text", help="A sentence to tag (repeatable; default: held-out demo sentences)"),
+    spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
+    # fmt: on
+):
+    """Tag sentences and print what was found.
+
+    Prints the entities and relations a trained pipeline finds. The default sentences use names, organisations and
+    places that the demo training data does not have.
+    """
+    import spacy
+
+    from .demo import demo
+
+    with user_errors():
+        nlp = spacy.load(model)
+    msg.info(f"Pipeline {model}: {nlp.pipe_names}")
+    typer.echo("\n".join(demo(nlp, text, spans_key)))
+
+
+@app.command("demo-data")
+def demo_data_cli(
+    # fmt: off
+    output: Path = Opt(Path("assets/demo"), "--output", help="Output folder"),
+    n_train: int = Opt(500, "--n-train", help="Training sentences"),
+    n_dev: int = Opt(100, "--n-dev", help="Dev sentences"),
+    seed: int = Opt(13, "--seed", help="Random seed"),
+    # fmt: on
+):
+    """Write the offline demo corpus.
+
+    Writes train.json, dev.json and types.json in SpERT's format: template sentences with CoNLL04's types. Deterministic for
+    a seed; assets/demo holds the committed output.
+    """
+    from .demo_data import write_demo_data
+
+    with user_errors():
+        n = write_demo_data(output, n_train, n_dev, seed)
+    msg.good(
+        f"Wrote {n['train']} train ({n['entities']} entities, {n['relations']} relations) "
+        f"and {n['dev']} dev sentences to {output}"
+    )
+
+
+@app.command("throughput")
+def throughput_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Trained pipeline", show_default=False),
+    corpus: Path = Arg(..., help=".spacy file whose texts are tagged", show_default=False),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    n_docs: int = Opt(5000, "--n-docs", help="Docs per run: the corpus's texts repeated and shuffled"),
+    seed: int = Opt(0, "--seed", help="Seed of the shuffle"),
+    batch_sizes: str = Opt("1,8,16,32,64,128", "--batch-sizes", help="Batch sizes of plain nlp.pipe"),
+    batch_size: int = Opt(64, "--batch-size", help="Batch size of predict"),
+    buffer_size: int = Opt(2048, "--buffer-size", help="Buffer size of predict"),
+    repeats: int = Opt(3, "--repeats", help="Alternating rounds; docs/s from the median"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    # fmt: on
+):
+    """Docs/s of predict against nlp.pipe.
+
+    Times plain nlp.pipe at each of --batch-sizes and `predict` (JSONL in,
+    JSONL out, length-sorted batches) in alternating rounds in one process,
+    checks that both give the same entities and relations, and writes
+    --results (JSON) and its tables (.md) with the command, versions, seed
+    and machine. Exits with status 1 if the outputs differ.
+    """
+    from .throughput import markdown, run_throughput
+
+    with user_errors():
+        out = run_throughput(model, corpus, results, n_docs=n_docs, seed=seed, batch_sizes=ints(batch_sizes),
+                             batch_size=batch_size, buffer_size=buffer_size, repeats=repeats, gpu_id=gpu_id)
+    typer.echo(markdown(out))
+    if not out["output"]["same_output"]:
+        fail(f"predict and nlp.pipe gave different output; see {results}")
+
+
+@app.command("ray-throughput")
+def ray_throughput_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Trained pipeline (a directory)", show_default=False),
+    corpus: Path = Arg(..., help=".spacy file whose texts are tagged", show_default=False),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    n_docs: int = Opt(2000, "--n-docs", help="Docs per run: the corpus's texts repeated and shuffled"),
+    seed: int = Opt(0, "--seed", help="Seed of the shuffle"),
+    actors: str = Opt("1,2", "--actors", help="Numbers of Ray actors to time"),
+    num_cpus: Optional[int] = Opt(None, "--num-cpus", help="CPUs of the local Ray cluster (default: all)"),
+    repeats: int = Opt(2, "--repeats", help="Alternating rounds; docs/s from the median"),
+    # fmt: on
+):
+    """Docs/s of predict --engine ray.
+
+    Times single-process `predict` and `predict --engine ray` with each
+    number of --actors (one CPU each) on a local Ray cluster, same JSONL
+    input, in alternating rounds; measures the fixed cost of a Ray run
+    (actor start, pipeline load); checks that the outputs are the same; and
+    writes --results (JSON) and its tables (.md) with the command, versions,
+    seed and machine. Needs the ray extra.
+    """
+    from .ray_throughput import markdown, run_ray_throughput
+
+    with user_errors():
+        try:
+            out = run_ray_throughput(model, corpus, results, n_docs=n_docs, seed=seed, actors=ints(actors),
+                                     num_cpus=num_cpus, repeats=repeats)
+        except ImportError as e:
+            fail(f"{e}: pip install 'spacy-spert[ray]'")
+    typer.echo(markdown(out))
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Run the research app (exits with the command's status).
+
+    argv (Optional[List[str]]): The arguments (default: ``sys.argv[1:]``).
+    """
+    typer.main.get_command(app)(args=argv, prog_name=PROG)

@@ -1,0 +1,579 @@
+"""Tag a corpus on a Ray cluster: the library side of ``python -m spacy_spert
+predict --engine ray``. Needs the ``ray`` extra (``pip install
+'spacy-spert[ray]'``, which installs ``ray[data]``).
+
+How a run goes (:func:`predict_ray`):
+
+1. Ray Data lists the input: one or more JSONL or Parquet files, or folders of
+   them (``*.jsonl`` / ``*.parquet`` below the folder), on any file system Ray
+   can read (local paths must exist on every node; ``s3://``, ``gs://``, NFS).
+   Files are taken in sorted path order.
+2. Read tasks (no CPU reserved: they are light next to the model, and the
+   actors may hold every CPU) read each file whole and cut it into chunks of
+   ``rows_per_task`` docs, each doc keyed by (file, line): the 1-based line of
+   a JSONL file (blank lines are passed over, as ``predict`` does), the
+   1-based row of a Parquet file. Each file also gives an end-of-file entry
+   with its number of docs. A chunk is one block, so one actor task.
+3. ``map_batches`` runs a pool of ``num_actors`` :class:`RayPredictor` actors
+   (``num_cpus_per_actor`` CPUs, ``num_gpus_per_actor`` GPUs each). Each actor
+   loads the pipeline once (a directory or an installed package: it must exist
+   on every node), checks each line as ``predict`` does
+   (:func:`~spacy_spert.apps.predict.parse_jsonl_line`), runs the valid docs of a
+   batch through :func:`~spacy_spert.apps.predict.pipe_by_length` and returns each
+   as the JSON line ``predict`` writes (:func:`~spacy_spert.apps.predict.output_record`).
+4. The driver streams the results in input order (Ray Data's
+   ``preserve_order``), writes them to one JSONL or Parquet file (atomically:
+   nothing is left on an error) and checks that every doc came back exactly
+   once (see below).
+
+Exactly once: Ray Data restarts an actor that dies (``max_restarts=-1``) and
+resubmits the batch it was working on (``max_task_retries=-1``); only batches
+that completed reach the driver. The driver keeps the output independent of
+retries anyway: a (file, line) that comes back again is dropped (counted in
+the report as ``duplicates``), and at the end each file's count of docs must
+equal what its read task found, or the run fails with an error naming the
+file (no output written).
+
+The output is what ``predict`` writes for the same input, line for line: the
+JSONL output of a single JSONL file is byte-identical, so its line k is the
+input's k-th doc. With ``id_key`` every doc must have that field, holding an
+id used by no other doc (an error names the file and line otherwise), so that
+the output can be joined back to the input by id. Parquet input rows become
+JSON objects (values JSON cannot hold, such as timestamps, become strings).
+Parquet output has the same fields as columns, ``entities`` and ``relations``
+as lists of structs; a carried field must keep one type throughout.
+
+An invalid line (not JSON, no text field, ...) stops the run with the error
+``predict`` gives, naming the file and line (``row N`` for Parquet), unless
+``skip_invalid``: then it is left out and listed in the report.
+"""
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+from thinc.api import get_current_ops, set_current_ops
+
+from ..io.files import atomic_output
+from .predict import DEFAULT_BATCH_SIZE, InvalidInput, PredictReport, output_record, parse_jsonl_line, pipe_by_length
+
+__all__ = ["predict_ray", "RayPredictor", "RayPredictReport", "RAY_INSTALL"]
+
+PathLike = Union[str, Path]
+RAY_INSTALL = "pip install 'spacy-spert[ray]'"
+INPUT_FORMATS = ("jsonl", "parquet")
+OUTPUT_FORMATS = ("jsonl", "parquet")
+DEFAULT_NUM_ACTORS = 2
+# Row kinds between the stages.
+DOC, INVALID, END_OF_FILE, FAILED = 0, 1, 2, 3
+
+
+@dataclass
+class RayPredictReport(PredictReport):
+    """What :func:`predict_ray` did: :class:`~spacy_spert.apps.predict.PredictReport`'s
+    counts and time (``seconds`` from building the dataset to the renamed
+    output: actor start and model loading included, connecting to Ray not),
+    and:
+
+    n_files (int): Input files read.
+    n_actors (int): Actors in the pool.
+    duplicates (int): Docs that came back more than once and were dropped.
+    """
+
+    n_files: int = 0
+    n_actors: int = 0
+    duplicates: int = 0
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"the Ray engine needs Ray Data ({e}): {RAY_INSTALL}") from None
+    return ray
+
+
+# Reading: files to chunks of docs ------------------------------------------
+
+
+class _SplitDocs:
+    """A ``map_batches`` function (one file per batch): a file row
+    ({"path", "bytes"}) to chunk rows of at most ``rows_per_task`` docs each,
+    {"file": index, "line", "kind", "raw", "n": lists with one entry per doc},
+    and a last chunk with the end-of-file entry whose ``n`` is the file's
+    number of docs (its ``line`` is past the last doc). A chunk is one row, so
+    that each chunk is one block and one actor task."""
+
+    def __init__(self, files: Sequence[str], input_format: str, rows_per_task: int) -> None:
+        self.index = {path: i for i, path in enumerate(files)}
+        self.input_format, self.rows_per_task = input_format, rows_per_task
+
+    def __call__(self, batch: Dict[str, Any]) -> Dict[str, list]:
+        chunks: Dict[str, list] = {"file": [], "line": [], "kind": [], "raw": [], "n": []}
+        for path, data in zip(batch["path"], batch["bytes"]):
+            file, data = self.index[path], bytes(data)
+            if self.input_format == "parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                records = pq.read_table(pa.BufferReader(data)).to_pylist()
+                raws = [(n, json.dumps(r, ensure_ascii=False, default=str).encode("utf8"))
+                        for n, r in enumerate(records, 1)]
+                last = len(records)
+            else:
+                lines = data.split(b"\n")
+                raws = [(n, raw) for n, raw in enumerate(lines, 1) if raw.strip()]
+                last = len(lines)
+            for start in range(0, len(raws), self.rows_per_task):
+                chunk = raws[start:start + self.rows_per_task]
+                chunks["file"].append(file)
+                chunks["line"].append([n for n, _ in chunk])
+                chunks["kind"].append([DOC] * len(chunk))
+                chunks["raw"].append([raw for _, raw in chunk])
+                chunks["n"].append([0] * len(chunk))
+            chunks["file"].append(file)
+            for key, value in (("line", last + 1), ("kind", END_OF_FILE), ("raw", b""), ("n", len(raws))):
+                chunks[key].append([value])
+        return chunks
+
+
+# The actors ------------------------------------------------------------------
+
+
+class RayPredictor:
+    """The ``map_batches`` actor: loads the pipeline once and turns batches of
+    doc rows into output rows (one per input row, same ``file``/``line``/
+    ``kind``): a doc's ``output`` is its JSON line as ``predict`` writes it
+    (``n_entities``/``n_relations`` its counts, ``id`` the JSON of its
+    ``id_key`` field); an invalid line's ``kind`` becomes INVALID and its
+    ``output`` the problem; end-of-file rows pass through. If the pipeline
+    cannot be loaded, every doc's ``kind`` is FAILED and its ``output`` says
+    why (the driver raises it as an OSError).
+
+    model (str): A pipeline directory or an installed package name, loaded
+        with ``spacy.load`` in the actor.
+    files (Sequence[str]): The input files by index (for error messages).
+    input_format (str): "jsonl" or "parquet".
+    text_key (str): The field with the text (also the output's).
+    id_key (Optional[str]): The field every doc must have, or None.
+    spans_key (Optional[str]): The entities' span group (default: the spert
+        component's).
+    batch_size (int): Docs per ``nlp.pipe`` batch.
+    num_threads (int): Torch threads (the actor's CPUs).
+    use_gpu (bool): Run on the GPU Ray gave this actor.
+    """
+
+    def __init__(self, model: str, *, files: Sequence[str], input_format: str = "jsonl", text_key: str = "text",
+                 id_key: Optional[str] = None, spans_key: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 num_threads: int = 1, use_gpu: bool = False) -> None:
+        import spacy
+        import torch
+
+        from .predict import spert_spans_key
+
+        torch.set_num_threads(max(1, num_threads))
+        self.files, self.input_format = list(files), input_format
+        self.text_key, self.id_key, self.batch_size = text_key, id_key, batch_size
+        # A pipeline that cannot be loaded (or a GPU that cannot be used) is
+        # reported by the batches, so that the driver can say so in one line.
+        self.load_error: Optional[str] = None
+        try:
+            if use_gpu:
+                spacy.require_gpu(0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
+            self.nlp = spacy.load(model)
+        except (OSError, ValueError) as e:
+            self.load_error = f"a Ray actor on {os.uname().nodename} could not load the pipeline {model}: {e}"
+            return
+        # thinc keeps the current ops in a context variable, and Ray Data may
+        # call the actor from another thread than the one that ran __init__:
+        # there they would be NumpyOps again, and thinc would hand a GPU
+        # pipeline CPU tensors. __call__ installs these ops in its thread.
+        self.ops = get_current_ops()
+        self.spans_key = spans_key if spans_key is not None else spert_spans_key(self.nlp)
+
+    def parse(self, raw: bytes, file: int, line: int) -> Union[tuple, InvalidInput]:
+        """A doc row's (text, fields), or the problem with it."""
+        source = self.files[file]
+        item = parse_jsonl_line(raw, source, line, self.text_key)
+        if not isinstance(item, InvalidInput) and self.id_key is not None and self.id_key not in item[1]:
+            item = InvalidInput(source, f"no field {self.id_key!r} (the id key)", line)
+        if isinstance(item, InvalidInput) and self.input_format == "parquet":
+            item = InvalidInput(source, f"row {line}: {item.problem}")
+        return item
+
+    def __call__(self, batch: Dict[str, Any]) -> Dict[str, list]:
+        """Chunk rows (see :class:`_SplitDocs`) to output chunk rows: the same
+        ``file``/``line``/``n`` and per doc ``kind``, ``output``, ``id``,
+        ``n_entities``, ``n_relations``."""
+        if self.load_error is None:
+            set_current_ops(self.ops)
+        out: Dict[str, list] = {key: [] for key in ("file", "line", "kind", "n", "output", "id", "n_entities",
+                                                    "n_relations")}
+        for file, lines, kinds, raws, ns in zip(batch["file"], batch["line"], batch["kind"], batch["raw"], batch["n"]):
+            chunk = self.process(int(file), [int(x) for x in lines], [int(x) for x in kinds], list(raws))
+            out["file"].append(int(file))
+            out["line"].append([int(x) for x in lines])
+            out["n"].append([int(x) for x in ns])
+            for key, values in chunk.items():
+                out[key].append(values)
+        return out
+
+    def process(self, file: int, lines: List[int], kinds: List[int], raws: List[bytes]) -> Dict[str, list]:
+        """One chunk of one file: the per-doc output columns."""
+        n = len(lines)
+        out: Dict[str, list] = {"kind": list(kinds), "output": [""] * n, "id": [""] * n, "n_entities": [0] * n,
+                                "n_relations": [0] * n}
+        if self.load_error is not None:
+            out["kind"], out["output"] = [FAILED] * n, [self.load_error] * n
+            return out
+        items = []
+        for i in range(n):
+            if kinds[i] != DOC:
+                continue
+            item = self.parse(bytes(raws[i]), file, lines[i])
+            if isinstance(item, InvalidInput):
+                out["kind"][i], out["output"][i] = INVALID, item.problem
+            else:
+                items.append((item[0], (i, item[1])))
+
+        def convert(doc, context) -> None:
+            i, fields = context
+            record = output_record(doc, fields, self.spans_key, self.text_key)
+            out["output"][i] = json.dumps(record, ensure_ascii=False)
+            out["n_entities"][i], out["n_relations"][i] = len(record["entities"]), len(record["relations"])
+            if self.id_key is not None:
+                out["id"][i] = json.dumps(fields[self.id_key], sort_keys=True, default=str)
+
+        for _ in pipe_by_length(self.nlp, items, batch_size=self.batch_size, buffer_size=max(1, len(items)),
+                                convert=convert):
+            pass
+        return out
+
+
+# Writing ---------------------------------------------------------------------
+
+
+class _JsonlSink:
+    def __init__(self, f) -> None:
+        self.f = f
+
+    def add(self, line: str) -> None:
+        self.f.write((line + "\n").encode("utf8"))
+
+    def close(self) -> None:
+        pass
+
+
+class _ParquetSink:
+    """Records to a Parquet file in row groups of ``chunk`` rows. The columns
+    are the fields of the first row group in their order of appearance;
+    ``entities`` and ``relations`` have fixed struct types."""
+
+    def __init__(self, f, text_key: str, chunk: int = 4096) -> None:
+        import pyarrow as pa
+
+        self.pa, self.f, self.text_key, self.chunk = pa, f, text_key, chunk
+        self.rows: List[Dict[str, Any]] = []
+        self.n_written = 0
+        self.writer = None
+        self.schema = None
+        self.fixed = {
+            text_key: pa.string(),
+            "entities": pa.list_(pa.struct([("start", pa.int64()), ("end", pa.int64()), ("token_start", pa.int64()),
+                                            ("token_end", pa.int64()), ("label", pa.string()),
+                                            ("score", pa.float64()), ("text", pa.string())])),
+            "relations": pa.list_(pa.struct([("head", pa.int64()), ("tail", pa.int64()), ("label", pa.string()),
+                                             ("score", pa.float64())])),
+        }
+
+    def add(self, line: str) -> None:
+        self.rows.append(json.loads(line))
+        if len(self.rows) >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow.parquet as pq
+
+        pa = self.pa
+        if not self.rows:
+            return
+        if self.schema is None:
+            names = list(dict.fromkeys(name for row in self.rows for name in row))
+            self.schema = pa.schema([(name, self.fixed.get(name) or pa.array([r.get(name) for r in self.rows]).type)
+                                     for name in names])
+            self.writer = pq.ParquetWriter(self.f, self.schema)
+        for k, row in enumerate(self.rows):
+            extra = [name for name in row if name not in self.schema.names]
+            if extra:
+                raise ValueError(f"Parquet output: doc {self.n_written + k + 1} has the field {extra[0]!r}, which the "
+                                 f"first {self.chunk} docs do not have; write JSONL instead")
+        try:
+            table = pa.Table.from_pylist(self.rows, schema=self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise ValueError(f"Parquet output: a field changes its type after the first docs ({e}); write JSONL "
+                             "instead") from None
+        self.writer.write_table(table)
+        self.n_written += len(self.rows)
+        self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        if self.writer is None:  # no docs: an empty file with the fixed columns
+            import pyarrow.parquet as pq
+
+            self.schema = self.pa.schema(list(self.fixed.items()))
+            self.writer = pq.ParquetWriter(self.f, self.schema)
+        self.writer.close()
+
+
+# The run ---------------------------------------------------------------------
+
+
+def _absolute(path: PathLike) -> str:
+    """An existing local path made absolute; anything else (a package name,
+    ``s3://...``) as it is."""
+    path = str(path)
+    return str(Path(path).resolve()) if "://" not in path and Path(path).exists() else path
+
+
+def _format_of(path: str) -> str:
+    return "parquet" if path.endswith(".parquet") else "jsonl"
+
+
+def _list_files(ray, inputs: Sequence[str], input_format: Optional[str]) -> List[str]:
+    extensions = [input_format] if input_format else list(INPUT_FORMATS)
+    try:
+        files = ray.data.read_binary_files(list(inputs), num_cpus=0, file_extensions=extensions).input_files()
+    except FileNotFoundError:
+        for path in inputs:
+            if "://" not in path and not Path(path).exists():
+                raise FileNotFoundError(2, "No such file or directory", path) from None
+        raise
+    if not files:
+        raise ValueError(f"{', '.join(inputs)}: no {' or '.join('.' + e for e in extensions)} files")
+    return sorted(set(files))
+
+
+def predict_ray(
+    model: PathLike,
+    input_paths: Union[PathLike, Sequence[PathLike]],
+    output_path: PathLike,
+    *,
+    address: Optional[str] = None,
+    num_actors: int = DEFAULT_NUM_ACTORS,
+    num_cpus_per_actor: float = 1,
+    num_gpus_per_actor: float = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    rows_per_task: int = 256,
+    input_format: Optional[str] = None,
+    output_format: Optional[str] = None,
+    text_key: str = "text",
+    id_key: Optional[str] = None,
+    skip_invalid: bool = False,
+    spans_key: Optional[str] = None,
+    progress: Optional[bool] = None,
+    predictor_class: type = RayPredictor,
+) -> RayPredictReport:
+    """Tag every doc of the input on a Ray cluster and write the results to
+    one file on the driver (see the module docstring for the stages, formats
+    and the exactly-once check).
+
+    model (str / Path): A pipeline directory or installed package name that
+        every node can load (a shared path, or the package installed on every
+        node).
+    input_paths (str / Path / Sequence): JSONL or Parquet files or folders of
+        them; any path Ray Data can read.
+    output_path (str / Path): The output file on the driver; replaced only at
+        the end.
+    address (Optional[str]): The Ray cluster, as for ``ray.init`` ("auto": the
+        cluster this machine belongs to; "ray://HOST:10001": Ray Client).
+        None: the connected one if ``ray.init`` was called, else the cluster
+        named by ``RAY_ADDRESS``, else a new local cluster for this run.
+    num_actors (int): Actors in the pool, each with its own copy of the model.
+    num_cpus_per_actor (float): CPUs Ray reserves per actor (also its torch
+        threads, at least 1).
+    num_gpus_per_actor (float): GPUs per actor (0: CPU; 0.5: two actors share
+        a GPU).
+    batch_size (int): Docs per ``nlp.pipe`` batch in an actor.
+    rows_per_task (int): Docs per actor task (sorted by length together); the
+        work a crashed actor loses and redoes.
+    input_format (Optional[str]): "jsonl" or "parquet"; default: from the
+        paths' suffixes (a folder: both kinds of file, which must not mix).
+    output_format (Optional[str]): "jsonl" or "parquet"; default: "parquet"
+        for a ``.parquet`` output path, else "jsonl".
+    text_key (str): The field with the text; also the output's text field.
+    id_key (Optional[str]): A field that every doc must have, with a value no
+        other doc has; None: docs are identified by file and line.
+    skip_invalid (bool): Leave out invalid lines (listed in the report)
+        instead of stopping at the first.
+    spans_key (Optional[str]): The span group of the entities (default: the
+        ``spert`` component's).
+    progress (Optional[bool]): Show a docs/s bar on stderr (None: only when
+        stderr is a terminal); True also shows Ray Data's progress and logs.
+    predictor_class (type): The actor class: :class:`RayPredictor` or a
+        subclass (for instance one that records or checks each batch).
+    RETURNS (RayPredictReport): Counts, skipped lines, duplicates, time.
+    RAISES: ImportError without Ray; InvalidInput for an invalid line unless
+        ``skip_invalid``; ValueError for invalid arguments, duplicate ids or
+        docs missing from the results; OSError if a file cannot be read or
+        written, or the pipeline cannot be loaded. No output file is left on
+        any error.
+    """
+    from tqdm import tqdm
+
+    # Local paths absolute: Ray's workers need not share the driver's working directory.
+    inputs = [_absolute(p) for p in ([input_paths] if isinstance(input_paths, (str, Path)) else input_paths)]
+    model = _absolute(model)
+    output_format = output_format or _format_of(str(output_path))
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown output format {output_format!r} for the Ray engine; expected one of: "
+                         f"{', '.join(OUTPUT_FORMATS)}")
+    if input_format is not None and input_format not in INPUT_FORMATS:
+        raise ValueError(f"unknown input format {input_format!r}; expected one of: {', '.join(INPUT_FORMATS)}")
+    if num_actors < 1 or batch_size < 1 or rows_per_task < 1:
+        raise ValueError(f"the number of actors, batch size and rows per task must be at least 1, got {num_actors}, "
+                         f"{batch_size} and {rows_per_task}")
+    if num_cpus_per_actor <= 0 or num_gpus_per_actor < 0:
+        raise ValueError(f"CPUs per actor must be positive and GPUs per actor at least 0, got {num_cpus_per_actor} "
+                         f"and {num_gpus_per_actor}")
+    ray = _import_ray()
+    started = not ray.is_initialized()
+    if started:
+        import logging
+
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=bool(progress))
+    try:
+        return _run(ray, model, inputs, Path(output_path), input_format=input_format,
+                    output_format=output_format, num_actors=num_actors, num_cpus_per_actor=num_cpus_per_actor,
+                    num_gpus_per_actor=num_gpus_per_actor, batch_size=batch_size, rows_per_task=rows_per_task,
+                    text_key=text_key, id_key=id_key, skip_invalid=skip_invalid, spans_key=spans_key,
+                    progress=progress, predictor_class=predictor_class, tqdm=tqdm)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run(ray, model: str, inputs: List[str], output_path: Path, *, input_format, output_format, num_actors,
+         num_cpus_per_actor, num_gpus_per_actor, batch_size, rows_per_task, text_key, id_key, skip_invalid,
+         spans_key, progress, predictor_class, tqdm) -> RayPredictReport:
+    start = time.perf_counter()
+    report = RayPredictReport(n_actors=num_actors)
+    files = _list_files(ray, inputs, input_format)
+    formats = {_format_of(f) for f in files} if input_format is None else {input_format}
+    if len(formats) > 1:
+        raise ValueError(f"{', '.join(inputs)}: mixes .jsonl and .parquet files; pass one kind (or input_format)")
+    (input_format,) = formats
+    report.n_files = len(files)
+    context = ray.data.DataContext.get_current()
+    saved = (context.execution_options.preserve_order, context.enable_progress_bars, context.target_max_block_size,
+             context.print_on_execution_start)
+    context.execution_options.preserve_order = True  # results reach the driver in input order
+    context.enable_progress_bars = context.print_on_execution_start = bool(progress)
+    # One row (a chunk of docs) per block: each chunk is a task of its own.
+    # (Ray's repartition would need a CPU of its own, which the actors may hold.)
+    context.target_max_block_size = 1
+    try:
+        ds = (ray.data.read_binary_files(files, include_paths=True, num_cpus=0)
+              .map_batches(_SplitDocs(files, input_format, rows_per_task), batch_size=1, batch_format="numpy",
+                           num_cpus=0)
+              .map_batches(predictor_class, compute=ray.data.ActorPoolStrategy(size=num_actors),
+                           batch_size=1, batch_format="numpy", num_cpus=num_cpus_per_actor,
+                           num_gpus=num_gpus_per_actor or None,
+                           fn_constructor_kwargs=dict(model=model, files=files, input_format=input_format,
+                                                      text_key=text_key, id_key=id_key, spans_key=spans_key,
+                                                      batch_size=batch_size, num_threads=int(num_cpus_per_actor),
+                                                      use_gpu=num_gpus_per_actor > 0)))
+        disable = None if progress is None else not progress
+        with atomic_output(output_path) as f, tqdm(unit="doc", disable=disable, leave=False) as bar:
+            sink = _JsonlSink(f) if output_format == "jsonl" else _ParquetSink(f, text_key)
+            collector = _Collector(files, input_format, sink, report, skip_invalid, id_key, bar)
+            for batch in _batches(ray, ds):
+                collector.add_batch(batch)
+            collector.finish()
+            sink.close()
+    finally:
+        (context.execution_options.preserve_order, context.enable_progress_bars, context.target_max_block_size,
+         context.print_on_execution_start) = saved
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _batches(ray, ds) -> Iterator[Dict[str, Any]]:
+    """The dataset's output batches; an OSError or ValueError raised in an
+    actor's batch is raised as itself, so that it reads as ``predict``'s would."""
+    try:
+        yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, (OSError, ValueError)):
+            raise cause from None
+        raise
+
+
+class _Collector:
+    """The driver's side: writes the docs that arrive, in input order, each
+    (file, line) once, and checks at the end that every file's docs all
+    came back (see the module docstring)."""
+
+    COLUMNS = ("line", "kind", "n", "output", "id", "n_entities", "n_relations")
+
+    def __init__(self, files: List[str], input_format: str, sink, report: RayPredictReport, skip_invalid: bool,
+                 id_key: Optional[str], bar) -> None:
+        self.files, self.input_format, self.sink, self.report = files, input_format, sink, report
+        self.skip_invalid, self.id_key, self.bar = skip_invalid, id_key, bar
+        self.last_line: Dict[int, int] = {}  # file -> the last line written
+        self.counts: Dict[int, int] = {}  # file -> docs (and invalid lines) received
+        self.expected: Dict[int, int] = {}  # file -> docs its read task found
+        self.ids: Dict[str, tuple] = {}  # id -> (file, line), with id_key
+
+    def add_batch(self, batch: Dict[str, Any]) -> None:
+        """An output batch of the actors: chunk rows with per-doc lists."""
+        for file, *columns in zip(batch["file"], *(batch[name] for name in self.COLUMNS)):
+            for row in zip(*(list(column) for column in columns)):
+                self.add(int(file), *row)
+
+    def add(self, file: int, line: int, kind: int, n: int, output: str, doc_id: str, n_entities: int,
+            n_relations: int) -> None:
+        report = self.report
+        if kind == FAILED:
+            raise OSError(str(output))
+        if kind == END_OF_FILE:
+            report.duplicates += file in self.expected
+            self.expected[file] = int(n)
+            return
+        if line <= self.last_line.get(file, 0):  # written already: the copy of a retried task
+            report.duplicates += 1
+            return
+        self.last_line[file] = line
+        self.counts[file] = self.counts.get(file, 0) + 1
+        where = "line" if self.input_format == "jsonl" else "row"
+        if kind == INVALID:
+            error = InvalidInput(self.files[file], str(output), int(line) if where == "line" else None)
+            if not self.skip_invalid:
+                raise error
+            report.skipped.append(error)
+            return
+        if self.id_key is not None:
+            if doc_id in self.ids:
+                first_file, first_line = self.ids[doc_id]
+                raise ValueError(f"{self.files[file]}: {where} {line}: the id {doc_id} ({self.id_key!r}) is also the "
+                                 f"id of {self.files[first_file]} {where} {first_line}; ids must be unique")
+            self.ids[doc_id] = (file, int(line))
+        self.sink.add(str(output))
+        report.n_docs += 1
+        report.n_entities += int(n_entities)
+        report.n_relations += int(n_relations)
+        self.bar.update(1)
+
+    def finish(self) -> None:
+        """RAISES: ValueError if a file's docs did not all come back."""
+        missing = [(i, self.counts.get(i, 0), self.expected.get(i)) for i in range(len(self.files))
+                   if i not in self.expected or self.counts.get(i, 0) != self.expected[i]]
+        if missing:
+            i, got, want = missing[0]
+            raise ValueError(f"{self.files[i]}: {got} of {want if want is not None else 'its'} docs came back from "
+                             f"the Ray actors ({len(missing)} files incomplete); no output written")

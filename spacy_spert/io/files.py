@@ -1,0 +1,51 @@
+"""Output files that are complete or absent: what ``convert`` and ``predict``
+write goes to a temporary file next to the output and is renamed into place at
+the end, so that a reader (or a rerun that checks whether the output exists)
+never sees a half-written file."""
+import errno
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator, Union
+
+
+@contextmanager
+def atomic_output(output_path: Union[str, "os.PathLike[str]"]) -> Iterator[BinaryIO]:
+    """Open ``OUTPUT.tmp-XXXXXXXX`` next to ``output_path`` for writing
+    (binary) and, when the block ends without an exception, flush it to disk
+    and rename it to ``output_path`` (replacing an existing file). On any
+    exception, KeyboardInterrupt included, the temporary file is removed and
+    an existing output file is left unchanged. The output's folder is created
+    if missing; the file gets the usual permissions (0o666 less the umask).
+
+    output_path (str / Path): The file to write.
+    YIELDS (BinaryIO): The temporary file, open for writing.
+    RAISES: IsADirectoryError if ``output_path`` is a folder; OSError if the
+        file cannot be written.
+    """
+    output_path = Path(output_path)
+    if output_path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(output_path))
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_path.with_name(f"{output_path.name}.tmp-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, output_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_atomic(data: bytes, output_path: Path) -> None:
+    """Write ``data`` to ``output_path`` through :func:`atomic_output`:
+    readers never see a partial file."""
+    with atomic_output(output_path) as f:
+        f.write(data)

@@ -1,0 +1,106 @@
+"""What every reader of input data shares: the one-line error that names the
+file, record or line and field (:class:`ConversionError`), and the small
+helpers that describe a JSON value in such a message."""
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class ConversionError(ValueError):
+    """A problem with input data, described in one line.
+
+    For a field of a record the message reads
+    ``"{source}: record {index}: field '{field}': {problem}"``, e.g.
+    ``"conll04_train.json: record 12: field 'entities[2].end': end (3) must be
+    greater than start (3)"``; for a problem with a whole file it reads
+    ``"{source}: {problem}"``.
+
+    For line-based input (JSONL, brat ``.ann`` files) ``line`` takes the place
+    of ``record``: ``"{source}: line {line}: field '{field}': {problem}"``.
+
+    source (str): The file (path as given) or other input the data came from.
+    problem (str): What is wrong.
+    record (Optional[int]): The index of the record in the file, if any.
+    line (Optional[int]): The line number (from 1) in the file, if any.
+    field (Optional[str]): The field within the record (or file), if any,
+        e.g. ``"entities[2].end"``.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        problem: str,
+        *,
+        record: Optional[int] = None,
+        line: Optional[int] = None,
+        field: Optional[str] = None,
+    ) -> None:
+        self.source = str(source)
+        self.problem = problem
+        self.record = record
+        self.line = line
+        self.field = field
+        parts = [self.source]
+        if record is not None:
+            parts.append(f"record {record}")
+        if line is not None:
+            parts.append(f"line {line}")
+        if field is not None:
+            parts.append(f"field '{field}'")
+        parts.append(problem)
+        # Always one line, whatever the data contained.
+        super().__init__(" ".join(": ".join(parts).split("\n")))
+
+
+def show(value: Any, limit: int = 40) -> str:
+    """A short one-line JSON rendering of a value, for error messages."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    text = " ".join(text.split("\n"))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type ("object", "list", "string", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return type(value).__name__
+
+
+def is_int(value: Any) -> bool:
+    """Whether a JSON value is an integer (``true`` is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def load_json(path: PathLike, source: str) -> Any:
+    """Read and parse a JSON file.
+
+    path: The file to read. source (str): The name used in error messages.
+    RETURNS: The parsed JSON value.
+    RAISES: OSError if the file cannot be read; ConversionError if it is not
+        UTF-8 JSON.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConversionError(source, f"not valid UTF-8 text: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConversionError(source, f"not valid JSON: {e}") from None
