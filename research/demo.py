@@ -10,7 +10,7 @@ from typing import Iterable, List, Optional
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from spacy_spert.apps.predict import spert_spans_key
+from spacy_spert.io.records import spert_spans_key
 from spacy_spert.relations import get_relation_spans
 
 SENTENCES = [

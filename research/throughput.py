@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from spacy_spert.apps.predict import DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_SIZE, doc_to_record, predict, spert_spans_key
+from spacy_spert.apps.predict import DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_SIZE, predict
+from spacy_spert.io.records import doc_to_record, spert_spans_key
 from .records import command_line, machine, package_versions, write_results
 from .speed import load, n_wordpieces, run_pipe, sync
 
@@ -72,7 +73,7 @@ def padding(lengths: Sequence[int], batch_size: int, buffer_size: int = 1) -> fl
 
 
 def compare(plain: List[Dict[str, Any]], predicted: List[Dict[str, Any]], tolerance: float) -> Dict[str, Any]:
-    """Compare two lists of records (:func:`~spacy_spert.apps.predict.doc_to_record`).
+    """Compare two lists of records (:func:`~spacy_spert.io.records.doc_to_record`).
 
     RETURNS (Dict[str, Any]): same_output (the same texts, entities and
         relations everywhere, scores within ``tolerance``), max_score_difference,

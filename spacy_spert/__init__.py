@@ -26,7 +26,7 @@ _EXPORTS: Dict[str, str] = {
     "get_relation_spans": "spacy_spert.relations",
     "make_relation": "spacy_spert.relations",
     "install_extensions": "spacy_spert.relations",
-    "doc_to_record": "spacy_spert.apps.predict",
+    "doc_to_record": "spacy_spert.io.records",
     "render": "spacy_spert.apps.render",
     "quantize": "spacy_spert.transformer.quantize",
 }
@@ -35,7 +35,7 @@ __all__: List[str] = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .apps.render import render as render
-    from .apps.predict import doc_to_record as doc_to_record
+    from .io.records import doc_to_record as doc_to_record
     from .models.architectures import build_spert_model as build_spert_model, build_spert_mt_model as build_spert_mt_model
     from .models.suggesters import GivenEntities as GivenEntities, SpanCandidates as SpanCandidates, build_given_entities as build_given_entities, build_span_candidates as build_span_candidates
     from .pipeline.factory import make_spert as make_spert

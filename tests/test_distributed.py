@@ -1,4 +1,4 @@
-"""`predict --engine ray` (spacy_spert/distributed.py) on a local Ray cluster
+"""`predict --engine ray` (spacy_spert/apps/predict_ray.py) on a local Ray cluster
 of 2 CPUs that the tests start and shut down: the output equals
 single-process `predict` (JSONL and Parquet, with 1 and 2 actors), an actor
 killed in mid-run still gives every doc exactly once, invalid lines give
@@ -15,7 +15,8 @@ import torch
 from typer.testing import CliRunner
 
 from spacy_spert.cli import app
-from spacy_spert.apps.predict import InvalidInput, predict
+from spacy_spert.apps.predict import predict
+from spacy_spert.io.jsonl import InvalidInput
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install 'spacy-spert[ray]'")
 pytest.importorskip("ray.data", reason="the Ray engine needs Ray Data: pip install 'spacy-spert[ray]'")
@@ -172,18 +173,19 @@ class NoBar:
 
 def collector(tmp_path, id_key=None):
     """The driver's collector for two files writing JSONL to out.jsonl."""
-    from spacy_spert.apps.predict_ray import RayPredictReport, _Collector, _JsonlSink
+    from spacy_spert.apps.predict_ray import RayPredictReport
+    from spacy_spert.apps.ray_output import Collector, JsonlSink
 
     f = (tmp_path / "out.jsonl").open("wb")
     report = RayPredictReport()
-    return _Collector(["a.jsonl", "b.jsonl"], "jsonl", _JsonlSink(f), report, False, id_key, NoBar()), f, report
+    return Collector(["a.jsonl", "b.jsonl"], "jsonl", JsonlSink(f), report, False, id_key, NoBar()), f, report
 
 
 def test_collector_checks_every_doc_once(tmp_path):
     """The driver's side without Ray: a chunk that comes back twice (a
     retried task) is written once; a doc that never comes back, an invalid
     line and a repeated id are errors naming file and line."""
-    from spacy_spert.apps.predict_ray import DOC, END_OF_FILE, INVALID
+    from spacy_spert.apps.ray_output import DOC, END_OF_FILE, INVALID
 
     c, f, report = collector(tmp_path)
     for batch in (chunk(0, [1, 2], [DOC, DOC]), chunk(0, [1, 2], [DOC, DOC]), chunk(0, [4], [DOC]),
@@ -273,7 +275,7 @@ def test_actor_runs_with_its_ops_in_another_thread(model_dir):
 
     from thinc.api import NumpyOps, get_current_ops, set_current_ops
 
-    from spacy_spert.apps.predict_ray import DOC, END_OF_FILE
+    from spacy_spert.apps.ray_output import DOC, END_OF_FILE
 
     class MarkedOps(NumpyOps):
         name = "marked"

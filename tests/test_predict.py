@@ -1,4 +1,4 @@
-"""`predict` (spacy_spert/predict.py and the CLI command): the JSONL record
+"""`predict` (spacy_spert/apps/predict.py, the record of spacy_spert/io/records.py, the CLI command): the JSONL record
 schema against doc.spans / doc._.relations, every input and output format,
 input order and carried fields, the length-sorted buffer against plain
 nlp.pipe, n_process 2, invalid lines, and that an error or interruption
@@ -11,10 +11,12 @@ import spacy
 from spacy.tokens import Doc, DocBin, SpanGroup
 from typer.testing import CliRunner
 
-import spacy_spert.apps.predict as predict_module
+import spacy_spert.io.records as records_module
 from spacy_spert import make_relation
+from spacy_spert.apps.predict import pipe_by_length, predict
 from spacy_spert.cli import app
-from spacy_spert.apps.predict import InvalidInput, doc_to_record, pipe_by_length, predict
+from spacy_spert.io.jsonl import InvalidInput
+from spacy_spert.io.records import doc_to_record
 
 TEXTS = [
     "Mary Smith works for Acme Corp in Paris .",
@@ -129,6 +131,34 @@ def test_record_of_relation_endpoint_that_is_no_entity():
         {"head": 0, "tail": 3, "label": "Live_In", "score": 1.0},
     ]
     assert doc_to_record(doc, "missing")["entities"][0]["text"] == "Anna Lee"
+
+
+def test_record_schema_is_one(nlp):
+    """The records doc_to_record and output_record write (predicted, and gold
+    with null scores and an appended relation argument) pass check_record
+    (what render reads) and validate against serve's pydantic Record (its
+    OpenAPI description), whose fields are the record's: the three cannot
+    drift apart."""
+    from spacy_spert.apps.serve.schema import Entity, Record, Relation
+    from spacy_spert.io.records import ENTITY_FIELDS, RECORD_FIELDS, RELATION_FIELDS, check_record, output_record
+
+    assert tuple(Entity.model_fields) == ENTITY_FIELDS and tuple(Relation.model_fields) == RELATION_FIELDS
+    assert tuple(Record.model_fields) == RECORD_FIELDS
+    gold = spacy.blank("en")("Anna Lee works for Acme")
+    anna, acme = gold[0:2], gold[4:5]
+    anna.label_, acme.label_ = "Peop", "Org"
+    gold.spans["sc"] = SpanGroup(gold, name="sc", spans=[anna])
+    gold._.relations = [make_relation(anna, acme, "Work_For")]
+    docs = [*nlp.pipe(TEXTS), gold]
+    records = [doc_to_record(doc) for doc in docs] + [output_record(doc, {"id": 7, "text": "x"}) for doc in docs]
+    assert any(r["relations"] for r in records) and any(e["score"] is None for r in records for e in r["entities"])
+    for record in records:
+        record = json.loads(json.dumps(record))  # as read back
+        check_record(record)
+        assert Record.model_validate(record).model_dump() == record
+        assert list(record)[-3:] == list(RECORD_FIELDS)
+        assert all(tuple(e) == ENTITY_FIELDS for e in record["entities"])
+        assert all(tuple(r) == RELATION_FIELDS for r in record["relations"])
 
 
 # Length-sorted buffer ------------------------------------------------------------
@@ -330,7 +360,7 @@ def test_interrupted_run_leaves_no_output(nlp, tmp_path, monkeypatch, exception)
             raise exception
         return doc_to_record(doc, spans_key)
 
-    monkeypatch.setattr(predict_module, "doc_to_record", failing)
+    monkeypatch.setattr(records_module, "doc_to_record", failing)
     with pytest.raises(type(exception)):
         predict(nlp, path, tmp_path / "out.jsonl", batch_size=1, buffer_size=2)
     assert no_leftovers(tmp_path, "in.jsonl")

@@ -1,4 +1,4 @@
-"""`render` (spacy_spert/visualize.py and the CLI command): entities with labels
+"""`render` (spacy_spert/apps/render/ and the CLI command): entities with labels
 and scores (overlapping ones stacked), relations as directed arcs with
 scores, the same drawing from a Doc and from its record, figures per sentence
 or paragraph joined where a relation crosses them, rows that wrap (an arc
@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from spacy_spert import doc_to_record, make_relation, render
 from spacy_spert.cli import app
-from spacy_spert.apps.render import CHAR_W, check_record, render_table
+from spacy_spert.apps.render import check_record, render_table
+from spacy_spert.apps.render.layout import CHAR_W
 
 TEXT = "Priya Raman, an analyst at Kestrel Labs, lives in Tampere."
 TEXTS = ["Mary Smith works for Acme Corp in Paris .", "John Doe lives in London ."]

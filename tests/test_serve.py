@@ -1,4 +1,4 @@
-"""`serve` (spacy_spert/serve.py): the JSON API and the page over a tiny
+"""`serve` (spacy_spert/apps/serve/): the JSON API and the page over a tiny
 overfitted pipeline, under uvicorn on a free localhost port. Valid requests
 answer predict's records; bad requests (empty, whitespace only, oversized, not
 JSON, wrong field, not UTF-8, ...) get a 4xx with a JSON error and the server
@@ -20,7 +20,7 @@ import spacy
 pytest.importorskip("fastapi", reason="needs the serve extra (fastapi, uvicorn)")
 pytest.importorskip("uvicorn", reason="needs the serve extra (fastapi, uvicorn)")
 
-from spacy_spert.apps.predict import doc_to_record  # noqa: E402
+from spacy_spert.io.records import doc_to_record  # noqa: E402
 from spacy_spert.apps.serve import Extractor, make_app, parse_extract_body, running_server  # noqa: E402
 
 TEXTS = [

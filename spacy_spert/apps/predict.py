@@ -20,7 +20,7 @@ Output (``output_format``, by default from the suffix: ``.spacy`` or JSONL):
 
 - JSONL: one line per input doc, in input order: the carried fields, the text
   under ``text_key``, ``"entities"`` and ``"relations"`` as
-  :func:`doc_to_record` gives them (input fields with those two names are
+  :func:`~spacy_spert.io.records.doc_to_record` gives them (input fields with those two names are
   replaced).
 - ``.spacy``: a DocBin with user data (``doc._.relations``, the carried fields
   in ``doc.user_data["input_fields"]``) and without the transformer's output
@@ -29,7 +29,7 @@ Output (``output_format``, by default from the suffix: ``.spacy`` or JSONL):
 Every input doc gives exactly one output doc, empty and whitespace-only texts
 included (with no entities). An invalid input line or file (not UTF-8, not
 JSON, not an object, no text field, a text that is not a string) is an
-:class:`InvalidInput` error that names the file and line; with
+:class:`~spacy_spert.io.jsonl.InvalidInput` error that names the file and line; with
 ``skip_invalid=True`` it is left out, and listed in the report. The output
 is written to a temporary file next to it and renamed into place at the end
 (:func:`~spacy_spert.io.files.atomic_output`), so an error or Ctrl-C leaves no
@@ -51,34 +51,17 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.util import minibatch
 
-from ..io.validation import json_type
 from ..io.files import atomic_output
-from ..relations import RELATIONS_ATTR, EntityIndex
+from ..io.jsonl import InvalidInput, input_items, valid_items
+from ..io.records import FIELDS_KEY, doc_to_record, output_record, spert_spans_key
 
-__all__ = ["doc_to_record", "output_record", "parse_jsonl_line", "pipe_by_length", "predict", "PredictReport", "InvalidInput", "spert_spans_key"]
+__all__ = ["PredictReport", "pipe_by_length", "predict"]
 
 PathLike = Union[str, Path]
 T = TypeVar("T")
-# The key of doc.user_data that holds the carried input fields in .spacy output.
-FIELDS_KEY = "input_fields"
 FORMATS = ("jsonl", "spacy")
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_BUFFER_SIZE = 2048
-
-
-class InvalidInput(ValueError):
-    """An input line or file that is not a doc, in one line:
-    ``"{source}: line {line}: {problem}"`` (``"{source}: {problem}"`` for a
-    whole file).
-
-    source (str): The file. problem (str): What is wrong.
-    line (Optional[int]): The line (1-based), if the problem is one line's.
-    """
-
-    def __init__(self, source: str, problem: str, line: Optional[int] = None) -> None:
-        self.source, self.problem, self.line = str(source), problem, line
-        where = f"{self.source}: line {line}" if line is not None else self.source
-        super().__init__(" ".join(f"{where}: {problem}".split("\n")))
 
 
 @dataclass
@@ -102,82 +85,6 @@ class PredictReport:
     @property
     def docs_per_second(self) -> float:
         return self.n_docs / self.seconds if self.seconds > 0 else 0.0
-
-
-def spert_spans_key(nlp: Language, default: str = "sc") -> str:
-    """The span group the pipeline's first ``spert`` component writes.
-
-    nlp (Language): The pipeline.
-    default (str): The key when the pipeline has no ``spert`` component.
-    RETURNS (str): The spans key.
-    """
-    for name in nlp.pipe_names:
-        if nlp.get_pipe_meta(name).factory == "spert":
-            return nlp.get_pipe_config(name).get("spans_key", default)
-    return default
-
-
-def doc_to_record(doc: Doc, spans_key: str = "sc") -> Dict[str, Any]:
-    """The entities and relations of a processed doc as one JSON-safe record:
-    the schema of ``predict``'s JSONL output (there with the input's other
-    fields added), meant to be the same wherever predictions leave Python::
-
-        {"text": "Anna Lee works for Acme in Oslo .",
-         "entities": [
-           {"start": 0, "end": 8, "token_start": 0, "token_end": 2,
-            "label": "Peop", "score": 0.97, "text": "Anna Lee"},
-           {"start": 19, "end": 23, "token_start": 4, "token_end": 5,
-            "label": "Org", "score": 0.91, "text": "Acme"}],
-         "relations": [
-           {"head": 0, "tail": 1, "label": "Work_For", "score": 0.88}]}
-
-    ``entities[i]`` is ``doc.spans[spans_key][i]``, in the span group's order:
-    ``start``/``end`` are character offsets into ``text``, ``token_start``/
-    ``token_end`` token offsets (both with an exclusive end), ``score`` the
-    entity's score from ``attrs["scores"]`` (null when the span group has no
-    scores, e.g. gold data). ``relations`` follow ``doc._.relations``:
-    ``head`` and ``tail`` are indices into ``entities``, resolved as
-    :class:`~spacy_spert.relations.EntityIndex` does (same boundaries and, if
-    the relation records it, the same entity type). A relation argument that
-    is no entity of the span group (the ``spert`` component never writes one;
-    gold or edited docs may have them) is appended to ``entities`` once, with
-    the relation's ``head_label``/``tail_label`` (or "") and score null, so
-    ``head``/``tail`` are always valid indices. Scores are floats (SpERT:
-    probabilities; SpERT.MT: raw class scores).
-
-    doc (Doc): A doc processed by a pipeline with ``spert`` (or gold data).
-    spans_key (str): The span group of the entities.
-    RETURNS (Dict[str, Any]): {"text", "entities", "relations"}.
-    """
-    group = doc.spans[spans_key] if spans_key in doc.spans else []
-    scores = group.attrs.get("scores") if len(group) else None
-    if scores is not None and len(scores) != len(group):
-        scores = None
-    entities: List[Dict[str, Any]] = []
-    index: EntityIndex[int] = EntityIndex()
-
-    def add(start: int, end: int, label: str, score: Optional[float]) -> int:
-        span = doc[start:end]
-        index.add(start, end, label, len(entities))
-        entities.append({"start": span.start_char, "end": span.end_char, "token_start": start, "token_end": end,
-                         "label": label, "score": score, "text": span.text})
-        return len(entities) - 1
-
-    for i, span in enumerate(group):
-        add(span.start, span.end, span.label_, float(scores[i]) if scores is not None else None)
-
-    def endpoint(rel: Dict[str, Any], side: str) -> int:
-        found = index.endpoint(rel, side)
-        if found is None:
-            found = add(rel[f"{side}_start"], rel[f"{side}_end"], rel.get(f"{side}_label") or "", None)
-        return found
-
-    relations = [
-        {"head": endpoint(rel, "head"), "tail": endpoint(rel, "tail"), "label": rel["label"],
-         "score": float(rel.get("score", 1.0))}
-        for rel in doc._.get(RELATIONS_ATTR)
-    ]
-    return {"text": doc.text, "entities": entities, "relations": relations}
 
 
 def _length(text_or_doc: Union[str, Doc]) -> int:
@@ -204,7 +111,7 @@ def pipe_by_length(
     that the pipeline leaves out (an error handler that skips failing
     batches) is an error, not a shifted output. Results wait for their turn
     in a buffer of at most ``buffer_size`` entries, so pass ``convert`` to
-    keep what is needed of a doc (e.g. :func:`doc_to_record`) rather than the
+    keep what is needed of a doc (e.g. :func:`~spacy_spert.io.records.doc_to_record`) rather than the
     doc with its transformer output.
 
     nlp (Language): The pipeline.
@@ -246,110 +153,6 @@ def pipe_by_length(
     if next_index < n_read:
         raise ValueError(f"the pipeline returned no doc for input doc {next_index + 1} (does an error handler "
                          "skip failing batches?)")
-
-
-# Reading ---------------------------------------------------------------------
-
-
-Item = Tuple[Union[str, Doc], Dict[str, Any]]
-
-
-def _decode(data: bytes, source: str, line: Optional[int]) -> str:
-    try:
-        return data.decode("utf-8-sig" if line in (None, 1) else "utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidInput(source, f"not UTF-8 text ({e})", line) from None
-
-
-def parse_jsonl_line(raw: bytes, source: str, line: int, text_key: str = "text") -> Union[Item, InvalidInput]:
-    """One JSONL line as a doc: (text, the whole object), or the
-    :class:`InvalidInput` (returned, not raised) that says what is wrong with
-    it. Blank lines are the caller's to pass over.
-
-    raw (bytes): The line as read. source (str): The file, for errors.
-    line (int): The line number (1-based). text_key (str): The text's field.
-    RETURNS (Union[Item, InvalidInput]): The doc or the problem.
-    """
-    try:
-        text = _decode(raw, source, line)
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InvalidInput(source, f"not valid JSON ({e})", line) from None
-        if not isinstance(obj, dict):
-            raise InvalidInput(source, f"expected a JSON object, got {json_type(obj)}", line)
-        if text_key not in obj:
-            raise InvalidInput(source, f"no field {text_key!r} (the text key; fields: {', '.join(obj) or 'none'})", line)
-        if not isinstance(obj[text_key], str):
-            raise InvalidInput(source, f"field {text_key!r} must be a string, got {json_type(obj[text_key])}", line)
-    except InvalidInput as e:
-        return e
-    return obj[text_key], obj
-
-
-def read_jsonl(path: Path, text_key: str = "text") -> Iterator[Union[Item, InvalidInput]]:
-    """The docs of a JSONL file: (text, the whole object) per non-blank line,
-    or an :class:`InvalidInput` (yielded, not raised) for a bad line."""
-    source = str(path)
-    with path.open("rb") as f:
-        for n, raw in enumerate(f, 1):
-            if raw.strip():
-                yield parse_jsonl_line(raw, source, n, text_key)
-
-
-def read_text_files(path: Path, lines: bool = False) -> Iterator[Union[Item, InvalidInput]]:
-    """The docs of a text file or of the ``*.txt`` files below a folder: one
-    per file, or one per line with ``lines``."""
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
-        if not files:
-            raise InvalidInput(str(path), "no .txt files in this folder")
-        names = [p.relative_to(path).as_posix() for p in files]
-    else:
-        files, names = [path], [path.name]
-    for file, name in zip(files, names):
-        source = str(file)
-        if not lines:
-            try:
-                yield _decode(file.read_bytes(), source, None), {"file": name}
-            except InvalidInput as e:
-                yield e
-            continue
-        with file.open("rb") as f:
-            for n, raw in enumerate(f, 1):
-                try:
-                    text = _decode(raw, source, n).rstrip("\r\n")
-                except InvalidInput as e:
-                    yield e
-                    continue
-                yield text, {"file": name, "line": n}
-
-
-def read_spacy_file(path: Path, nlp: Language) -> Iterator[Item]:
-    """The docs of a ``.spacy`` file with the fields an earlier ``predict``
-    carried in their user data."""
-    for doc in DocBin().from_disk(path).get_docs(nlp.vocab):
-        yield doc, dict(doc.user_data.get(FIELDS_KEY, {}))
-
-
-def _input_items(path: Path, nlp: Language, text_key: str, lines: bool) -> Iterator[Union[Item, InvalidInput]]:
-    if not path.exists():
-        raise FileNotFoundError(2, "No such file or directory", str(path))
-    if path.is_dir() or path.suffix not in (".jsonl", ".spacy"):
-        return read_text_files(path, lines)
-    if lines:
-        raise ValueError(f"{path}: one doc per line (--lines) is for text files, not {path.suffix} files")
-    return read_jsonl(path, text_key) if path.suffix == ".jsonl" else read_spacy_file(path, nlp)
-
-
-def _valid(items: Iterable[Union[Item, InvalidInput]], skip_invalid: bool, skipped: List[InvalidInput]) -> Iterator[Item]:
-    for item in items:
-        if isinstance(item, InvalidInput):
-            if not skip_invalid:
-                raise item
-            skipped.append(item)
-        else:
-            yield item
 
 
 # Writing ---------------------------------------------------------------------
@@ -421,7 +224,7 @@ def predict(
     start = time.perf_counter()
     key = spans_key if spans_key is not None else spert_spans_key(nlp)
     report = PredictReport()
-    items = _valid(_input_items(Path(input_path), nlp, text_key, lines), skip_invalid, report.skipped)
+    items = valid_items(input_items(Path(input_path), nlp, text_key, lines), skip_invalid, report.skipped)
 
     def to_line(doc: Doc, fields: Dict[str, Any]) -> bytes:
         line = output_record(doc, fields, key, text_key)
@@ -447,22 +250,6 @@ def predict(
             f.write(DocBin(store_user_data=True, docs=bar).to_bytes())
     report.seconds = time.perf_counter() - start
     return report
-
-
-def output_record(doc: Doc, fields: Dict[str, Any], spans_key: str = "sc", text_key: str = "text") -> Dict[str, Any]:
-    """One line of the JSONL output: the input's fields, then the text under
-    ``text_key`` and the entities and relations of :func:`doc_to_record`
-    (input fields with those names are replaced).
-
-    doc (Doc): The processed doc. fields (Dict[str, Any]): The input's fields.
-    spans_key (str): The span group of the entities. text_key (str): The text's field.
-    RETURNS (Dict[str, Any]): The JSON-safe line.
-    """
-    record = doc_to_record(doc, spans_key)
-    line = dict(fields)
-    line[text_key] = record["text"]
-    line["entities"], line["relations"] = record["entities"], record["relations"]
-    return line
 
 
 def _count(report: PredictReport, record: Dict[str, Any]) -> None:

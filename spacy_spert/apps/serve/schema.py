@@ -1,5 +1,5 @@
 """The schema of the ``serve`` API for its OpenAPI description: the records
-of :func:`~spacy_spert.apps.predict.doc_to_record` (``predict``'s JSONL lines) as
+of :func:`~spacy_spert.io.records.doc_to_record` (``predict``'s JSONL lines) as
 pydantic models. The API writes the records themselves; these models only
 document them."""
 from typing import Any, Dict, List, Optional
