@@ -34,9 +34,11 @@ the report as ``duplicates``), and at the end each file's count of docs must
 equal what its read task found, or the run fails with an error naming the
 file (no output written).
 
-The output is what ``predict`` writes for the same input, line for line: the
-JSONL output of a single JSONL file is byte-identical, so its line k is the
-input's k-th doc. With ``id_key`` every doc must have that field, holding an
+The output is what ``predict`` writes for the same input, line for line (line
+k of the JSONL output of a single JSONL file is the input's k-th doc), with
+the same entities and relations; scores may differ in the last digits
+(float32 arithmetic in batches of another composition), so the files are not
+byte-identical (results/ray-throughput-*.md measures both). With ``id_key`` every doc must have that field, holding an
 id used by no other doc (an error names the file and line otherwise), so that
 the output can be joined back to the input by id. Parquet input rows become
 JSON objects (values JSON cannot hold, such as timestamps, become strings).

@@ -31,7 +31,7 @@ def predict_cli(
     cpus_per_actor: float = Opt(1.0, "--cpus-per-actor", help="Ray: CPUs (and torch threads) per actor"),
     gpus_per_actor: float = Opt(0.0, "--gpus-per-actor", help="Ray: GPUs per actor (0.5: two actors share one)"),
     id_key: Optional[str] = Opt(None, "--id-key", help="Ray: a field every doc has, unique (checked)"),
-    quantize: bool = Opt(False, "--quantize", help="CPU only: int8 dynamic quantization of the encoder's linear layers (faster, see README)"),
+    quantize: bool = Opt(False, "--quantize", help="CPU only: int8 dynamic quantization of the encoder's linear layers (faster; see docs/serving-and-scale.md)"),
     # fmt: on
 ):
     """Tag a corpus; write JSONL or .spacy.

@@ -6,7 +6,7 @@ dynamically quantized linear layer (``torch.ao.quantization.quantize_dynamic``,
 int8 weights, activations quantized per batch at run time, the x86/fbgemm CPU
 kernels). The linear layers hold nearly all of a BERT-like encoder's
 arithmetic, so a CPU pipeline runs faster at a small cost in accuracy (see
-the README for the measured docs/s and F1 on CoNLL04). The spert head stays in
+docs/serving-and-scale.md for the measured docs/s and F1 on CoNLL04). The spert head stays in
 float32: it is a small share of the time and its outputs are the scores.
 
 A quantized pipeline is for inference on the CPU only: its transformer cannot
