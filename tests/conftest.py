@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random BERT built locally (no network) and small
 annotated sentences with entities and relations."""
+import os
 from pathlib import Path
 from typing import Dict, List
 
@@ -11,6 +12,40 @@ from spacy.training import Example
 
 import spacy_spert  # noqa: F401  (registers the factory and doc._.relations)
 from spacy_spert.relations import make_relation
+
+# Benchmark data (CoNLL04 etc. in SpERT's JSON) is not part of the repository.
+# The tests that need it look in $SPERT_DATASETS, else in ../shared/datasets
+# next to the repository, and skip (saying how to enable them) without it.
+DATASETS_ENV = "SPERT_DATASETS"
+
+
+def benchmark_datasets() -> Path:
+    """The folder of the benchmark datasets, one subfolder each (``conll04/``
+    with SpERT's ``conll04_train.json`` etc.).
+
+    RETURNS (Path): ``$SPERT_DATASETS`` if set, else ``shared/datasets`` in the
+        folder above the repository.
+    """
+    env = os.environ.get(DATASETS_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def benchmark_file(dataset: str, name: str) -> Path:
+    """A file of a benchmark dataset, or skip the calling test if it is missing.
+
+    dataset (str): The dataset's folder, e.g. "conll04".
+    name (str): The file in it, e.g. "conll04_dev.json".
+    RETURNS (Path): The file's path under :func:`benchmark_datasets`.
+    """
+    path = benchmark_datasets() / dataset / name
+    if not path.exists():
+        pytest.skip(
+            f"no {path}: set {DATASETS_ENV} to a folder holding {dataset}/ (SpERT's JSON files) to run this test"
+        )
+    return path
+
 
 # (words, entities [(start, end, label)], relations [(head_entity, tail_entity, label)])
 TRAIN_DATA = [

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import spacy
+from conftest import benchmark_file
 from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Corpus
 
@@ -33,7 +34,6 @@ from spacy_spert.relations import make_relation
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "spert_small.json"
 SMALL_TYPES = DATA / "spert_small_types.json"
-CONLL04 = Path("/work/shared/datasets/conll04")
 
 
 def small_records():
@@ -596,13 +596,14 @@ def test_cli_error_spawned(spawned):
 
 
 # ---------------------------------------------------------------------------
-# Real data (not part of the repository; skipped where it is not present)
+# Real data (not part of the repository; see benchmark_datasets in conftest.py)
 
 
-@pytest.mark.skipif(not (CONLL04 / "conll04_dev.json").exists(), reason="CoNLL04 data not available")
 def test_conll04_dev_smoke(tmp_path, nlp):
+    dev = benchmark_file("conll04", "conll04_dev.json")
+    types = benchmark_file("conll04", "conll04_types.json")
     out = tmp_path / "dev.spacy"
-    n = convert_file(CONLL04 / "conll04_dev.json", out, types_path=CONLL04 / "conll04_types.json")
+    n = convert_file(dev, out, types_path=types)
     assert n == 231
     docs = read_docbin(out, nlp.vocab)
     assert len(docs) == 231
@@ -612,7 +613,7 @@ def test_conll04_dev_smoke(tmp_path, nlp):
     assert {r["label"] for doc in docs for r in doc._.relations} == {
         "Work_For", "Kill", "OrgBased_In", "Live_In", "Located_In"
     }
-    records = json.loads((CONLL04 / "conll04_dev.json").read_text(encoding="utf8"))
+    records = json.loads(dev.read_text(encoding="utf8"))
     for record in records:
         record["orig_id"] = str(record["orig_id"])
     assert docs_to_records(docs) == records

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import spacy
+from conftest import benchmark_file
 from spacy import util
 from spacy.schemas import ConfigSchemaTraining
 from spacy.tokens import Doc, DocBin
@@ -24,7 +25,6 @@ from spacy_spert.training.schedules import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATASETS = Path("/work/shared/datasets")
 
 
 def _write_docbin(path: Path, lengths) -> Path:
@@ -217,14 +217,12 @@ def test_errors_in_arguments_are_raised_when_the_config_is_resolved(tmp_path, fi
         _schedule(tmp_path / "missing.spacy", **{field: value})
 
 
-# Benchmark data (skipped without /work/shared/datasets) -------------------------------------
+# Benchmark data (skipped without it: see benchmark_datasets in conftest.py) ------------------
 
 
 @pytest.fixture(scope="module")
 def conll04_corpora(tmp_path_factory):
-    folder = DATASETS / "conll04"
-    if not (folder / "conll04_train.json").exists():
-        pytest.skip(f"no CoNLL04 in {folder}")
+    folder = benchmark_file("conll04", "conll04_train.json").parent
     from spacy_spert.io.spert_json import convert_file
 
     out = tmp_path_factory.mktemp("conll04")

@@ -32,20 +32,19 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span, SpanGroup
 from spacy.vocab import Vocab
 
+from ..relations import RELATIONS_ATTR, EntityIndex, install_extensions, make_relation
 from .files import write_atomic
 from .validation import ConversionError, PathLike, is_int, json_type, load_json, show
-from ..relations import RELATIONS_ATTR, EntityIndex, install_extensions, make_relation
-
 
 __all__ = [
     "ConversionError",
     "SpertTypes",
-    "read_types",
-    "read_records",
-    "records_to_docs",
-    "docs_to_records",
     "convert_file",
+    "docs_to_records",
     "read_docbin",
+    "read_records",
+    "read_types",
+    "records_to_docs",
 ]
 
 
@@ -302,52 +301,55 @@ def docs_to_records(
     RAISES: ValueError if a relation points at a span that is not in the span
         group and has no label to give the new entity.
     """
-    records = []
-    for d, doc in enumerate(docs):
-        entities: List[Dict[str, Any]] = []
-        index: EntityIndex[int] = EntityIndex()  # (start, end, label) -> position in entities
+    return [_doc_to_record(d, doc, spans_key, include_scores) for d, doc in enumerate(docs)]
 
-        def add_entity(start: int, end: int, label: str) -> int:
-            index.add(start, end, label, len(entities))
-            entities.append({"type": label, "start": start, "end": end})
-            return len(entities) - 1
 
-        if spans_key in doc.spans:
-            for span in doc.spans[spans_key]:
-                add_entity(int(span.start), int(span.end), span.label_)
+def _doc_to_record(d: int, doc: Doc, spans_key: str, include_scores: bool) -> Dict[str, Any]:
+    """The SpERT JSON record of one doc (see :func:`docs_to_records`); ``d`` is
+    its index, for messages."""
+    entities: List[Dict[str, Any]] = []
+    index: EntityIndex[int] = EntityIndex()  # (start, end, label) -> position in entities
 
-        def resolve(rel: Dict[str, Any], side: str) -> int:
-            start, end = int(rel[f"{side}_start"]), int(rel[f"{side}_end"])
-            label = rel.get(f"{side}_label") or None
-            found = index.matches(start, end, label)
-            if found:
-                return found[0]
-            if label is None:
-                raise ValueError(
-                    f"doc {d}: the {side} of relation {rel} is not in doc.spans[{spans_key!r}] "
-                    f"and has no '{side}_label' to make it an entity"
-                )
-            return add_entity(start, end, label)
+    def add_entity(start: int, end: int, label: str) -> int:
+        index.add(start, end, label, len(entities))
+        entities.append({"type": label, "start": start, "end": end})
+        return len(entities) - 1
 
-        relations = []
-        for rel in doc._.get(RELATIONS_ATTR) or ():
-            out: Dict[str, Any] = {
-                "type": rel["label"],
-                "head": resolve(rel, "head"),
-                "tail": resolve(rel, "tail"),
-            }
-            if include_scores:
-                out["score"] = float(rel.get("score", 1.0))
-            relations.append(out)
-        record: Dict[str, Any] = {
-            "tokens": [token.text for token in doc],
-            "entities": entities,
-            "relations": relations,
+    if spans_key in doc.spans:
+        for span in doc.spans[spans_key]:
+            add_entity(int(span.start), int(span.end), span.label_)
+
+    def resolve(rel: Dict[str, Any], side: str) -> int:
+        start, end = int(rel[f"{side}_start"]), int(rel[f"{side}_end"])
+        label = rel.get(f"{side}_label") or None
+        found = index.matches(start, end, label)
+        if found:
+            return found[0]
+        if label is None:
+            raise ValueError(
+                f"doc {d}: the {side} of relation {rel} is not in doc.spans[{spans_key!r}] "
+                f"and has no '{side}_label' to make it an entity"
+            )
+        return add_entity(start, end, label)
+
+    relations = []
+    for rel in doc._.get(RELATIONS_ATTR) or ():
+        out: Dict[str, Any] = {
+            "type": rel["label"],
+            "head": resolve(rel, "head"),
+            "tail": resolve(rel, "tail"),
         }
-        if doc.user_data.get("orig_id") is not None:
-            record["orig_id"] = doc.user_data["orig_id"]
-        records.append(record)
-    return records
+        if include_scores:
+            out["score"] = float(rel.get("score", 1.0))
+        relations.append(out)
+    record: Dict[str, Any] = {
+        "tokens": [token.text for token in doc],
+        "entities": entities,
+        "relations": relations,
+    }
+    if doc.user_data.get("orig_id") is not None:
+        record["orig_id"] = doc.user_data["orig_id"]
+    return record
 
 
 def convert_file(
