@@ -120,7 +120,7 @@ class EntityIndex(Generic[T]):
     @classmethod
     def from_spans(cls, spans: Iterable[Span]) -> "EntityIndex[Span]":
         """An index whose values are the spans themselves."""
-        index: EntityIndex[Span] = cls()
+        index: EntityIndex[Span] = EntityIndex()
         for span in spans:
             index.add(span.start, span.end, span.label_, span)
         return index

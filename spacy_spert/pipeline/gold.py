@@ -98,6 +98,7 @@ def read_gold(
                     f"is not an entity in {source}"
                 )
             ends.append(matches[0])
-        if None not in ends:  # both arguments align to the predicted tokens
-            gold.relations.append((ends[0], ends[1], rel_ids[rel["label"]]))
+        head, tail = ends
+        if head is not None and tail is not None:  # both arguments align to the predicted tokens
+            gold.relations.append((head, tail, rel_ids[rel["label"]]))
     return gold

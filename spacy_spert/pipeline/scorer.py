@@ -30,7 +30,19 @@ tables and the results files of :mod:`research` all use it.
 The component's ``score`` method calls :func:`score_spert` with its whole
 config as keyword arguments; unknown keyword arguments are ignored.
 """
-from typing import Any, Callable, Dict, Hashable, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 import spacy
 from spacy.scorer import PRFScore
@@ -171,7 +183,7 @@ def prf_from_counts(tp: int, fp: int, fn: int) -> PRF:
 
 
 def prf_from_sets(
-    gold: Dict[str, Set[Hashable]], pred: Dict[str, Set[Hashable]]
+    gold: Mapping[str, Set[Any]], pred: Mapping[str, Set[Any]]
 ) -> Tuple[PRF, PRF, PerType]:
     """Micro, macro and per-type P/R/F1 of predicted items against gold items.
 
@@ -226,7 +238,7 @@ def scores_dict(prefix: str, micro: PRF, macro: PRF, per_type: PerType) -> Dict[
     RETURNS (Dict[str, Any]): Key -> value for the 7 keys of the mode.
     """
     names = score_keys(prefix)
-    values = dict(zip(("p", "r", "f"), micro))
+    values: Dict[str, Any] = dict(zip(("p", "r", "f"), micro))
     values.update(zip(("macro_p", "macro_r", "macro_f"), macro))
     values["per_type"] = per_type
     return {names[suffix]: values[suffix] for suffix in METRIC_SUFFIXES}
@@ -319,10 +331,10 @@ def relation_keys(
     if not relations:
         return []
     relations = canonical_order(relations, symmetric_relations)
-    entities = EntityIndex.from_spans(doc.spans[spans_key] if spans_key in doc.spans else ())
+    entities = EntityIndex.from_spans(doc.spans.get(spans_key, ()))
     keys = []
     for rel in relations:
-        ends = []
+        ends: List[Any] = []
         for side in ("head", "tail"):
             ent_type = rel.get(f"{side}_label")
             if ent_type is None:  # the relation has no label: boundaries decide
