@@ -1,6 +1,7 @@
-# One command each, from a fresh clone (needs python3 >= 3.9 and make):
+# One command each, from a fresh clone (needs python3 >= 3.10 and make):
 #   make demo    set up .venv, train the offline demo model and tag new sentences
 #   make test    set up .venv and run the test suite
+#   make lint    set up .venv with the dev tools; ruff (lint, format) and mypy
 # torch: the CPU build (from PyTorch's CPU index) unless nvidia-smi finds a GPU.
 # Set TORCH_INDEX= to install torch from your usual index only.
 
@@ -10,7 +11,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
 PY := $(VENV)/bin/python
 
-.PHONY: demo test
+.PHONY: demo test lint
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +27,8 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest tests
+
+lint: $(VENV)/.dev-installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
