@@ -1,9 +1,10 @@
-"""The `spert` command-line interface (spacy_spert/cli.py): registration in
+"""The `spert` command-line interface (spacy_spert/cli/): registration in
 `python -m spacy`, the command list, arguments reaching the library, one-line
 errors. (`convert` is tested in test_convert.py.)"""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,9 @@ from typer.testing import CliRunner
 
 import research.cli as research_cli
 import spacy_spert.cli as cli
-from spacy_spert.cli import app
 from research import kfold, records
 from research.runs import train_command
+from spacy_spert.cli import app
 
 runner = CliRunner()
 
@@ -231,21 +232,19 @@ def test_benchmark_evaluates_once_per_epoch(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def small_model(tiny_bert, tmp_path_factory):
-    """A pipeline overfitted on the conftest examples (saved as
-    DIR/bench/model-last) and those examples as DIR/test.spacy."""
-    from conftest import make_nlp, overfit
+def small_model(model_dir, tmp_path_factory):
+    """The session's overfitted pipeline (conftest's model_dir, trained once
+    for the predict and quantization tests too), copied as DIR/bench/model-last,
+    and the conftest examples as DIR/test.spacy."""
+    from conftest import train_examples
 
     path = tmp_path_factory.mktemp("small_model")
-    nlp = make_nlp(tiny_bert)
-    examples = overfit(nlp, n_steps=20)
-    (path / "bench").mkdir()
-    nlp.to_disk(path / "bench" / "model-last")
+    shutil.copytree(model_dir, path / "bench" / "model-last")
+    examples = train_examples(spacy.blank("en"))
     DocBin(docs=[eg.reference for eg in examples], store_user_data=True).to_disk(path / "test.spacy")
     return path
 
 
-@pytest.mark.slow
 def test_evaluate_prints_spert_table(small_model, tmp_path):
     out = tmp_path / "m" / "scores.json"
     result = invoke("evaluate", small_model / "bench" / "model-last", small_model / "test.spacy", "--output", out)
@@ -259,7 +258,6 @@ def test_evaluate_prints_spert_table(small_model, tmp_path):
     assert rows[0].split()[3] == f"{100 * scores['spert_ent_f']:.2f}"
 
 
-@pytest.mark.slow
 def test_benchmark_skip_train_writes_results(small_model, tmp_path):
     results = tmp_path / "results.json"
     result = invoke("benchmark", "c.cfg", "--train", "tr.spacy", "--test", small_model / "test.spacy",
@@ -278,7 +276,6 @@ def test_benchmark_skip_train_writes_results(small_model, tmp_path):
     assert "(seed 7)" in table and result.stdout == table + "\n"
 
 
-@pytest.mark.slow
 def test_demo_prints_entities_and_relations(small_model):
     result = invoke("demo", small_model / "bench" / "model-last", "--text", "Mary Smith works for Acme Corp in Paris .",
                     "--text", "Nothing here .")

@@ -14,7 +14,8 @@ import srsly
 from spacy import util
 from spacy.cli._util import parse_config_overrides
 
-from spacy_spert.training.schedules import NAME as SCHEDULE, plan_warmup_linear
+from spacy_spert.training.schedules import NAME as SCHEDULE
+from spacy_spert.training.schedules import plan_warmup_linear
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
@@ -161,10 +162,25 @@ def test_setting_equals_legacy_config(setting):
 
 
 @pytest.mark.parametrize("setting", sorted([*SETTINGS, *NEW_SETTINGS]))
-def test_debug_config(setting, tmp_path):
+def test_debug_config(setting, tmp_path, monkeypatch, capsys):
     """`spacy debug config` passes for every documented command, offline and
-    where no corpus exists (the schedule reads it only when training starts)."""
+    where no corpus exists (the schedule reads it only when training starts):
+    spaCy's own function, in this process (the command line's run is below)."""
+    from spacy.cli.debug_config import debug_config
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
     path, args = COMMANDS[setting]
+    debug_config(path, overrides=parse_config_overrides(list(args)))  # (an invalid config exits)
+    assert "Config is valid" in capsys.readouterr().out
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_debug_config_command_line(tmp_path):
+    """`python -m spacy debug config` itself, in a fresh offline process, for
+    the setting with the most command-line overrides (the demo's)."""
+    path, args = COMMANDS["demo"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "spacy", "debug", "config", str(path), *args],
@@ -190,7 +206,7 @@ def test_demo_setting_fits_the_demo_data():
     """The demo command evaluates once per epoch of assets/demo/train.json."""
     import json
 
-    path, args = COMMANDS["demo"]
+    _, args = COMMANDS["demo"]
     overrides = parse_config_overrides(list(args))
     n_docs = len(json.loads((REPO_ROOT / "assets" / "demo" / "train.json").read_text(encoding="utf8")))
     assert overrides["training.eval_frequency"] == math.ceil(n_docs / overrides["training.batcher.size"])

@@ -4,12 +4,11 @@ Run on a GPU machine with ``python -m pytest tests -m gpu``.
 """
 import pytest
 import torch
+from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples
 from spacy.util import fix_random_seed
 from thinc.api import NumpyOps, get_current_ops, set_current_ops
 
 from spacy_spert.relations import relation_key
-
-from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples
 
 pytestmark = [
     pytest.mark.gpu,

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import pytest
 import spacy
+from conftest import TRAIN_DATA, train_examples
 from thinc.api import fix_random_seed
 
 import spacy_spert  # noqa: F401
-from conftest import TRAIN_DATA, train_examples
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS_PACKAGE = "spert_test_weights"
@@ -61,7 +61,7 @@ def _annotations(doc):
 
 
 def _gold(index: int = 0):
-    words, ents, rels = TRAIN_DATA[index]
+    _, ents, rels = TRAIN_DATA[index]
     return {
         "entities": sorted([s, e, label] for s, e, label in ents),
         "relations": sorted(

@@ -4,9 +4,6 @@ checks; no training). configs/: tests/test_configs.py."""
 import importlib.util
 import json
 import math
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -17,9 +14,9 @@ from spacy.cli._util import parse_config_overrides
 from spacy.tokens import Doc, DocBin, Span
 
 import spacy_spert  # noqa: F401
-from spacy_spert.transformer.encoders import find_installed_model, installed_model_path, transformer_name
 from research import ablation, datasets, demo, demo_data, kfold
 from spacy_spert.relations import make_relation
+from spacy_spert.transformer.encoders import find_installed_model, installed_model_path, transformer_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
@@ -52,19 +49,7 @@ def test_installed_model_path_minilm():
     assert (path / "config.json").exists() and (path / "vocab.txt").exists()
 
 
-@pytest.mark.parametrize("name", ["spacy-spert.installed_model_path.v1", "spacy-spert.transformer_name.v1"])
-def test_encoder_functions_entry_points(tmp_path, name):
-    """Resolvable from a config without importing spacy_spert first (as when a
-    packaged pipeline's transformer is created before the spert factory)."""
-    code = (
-        "from spacy.util import registry\n"
-        f"f = registry.get('misc', '{name}')\n"
-        "print(f.__module__)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "spacy_spert.transformer.encoders"
+# Both resolve by name through their entry points: tests/test_registry.py.
 
 
 @pytest.mark.parametrize(
@@ -177,7 +162,7 @@ def test_convert_dataset_split_names(tmp_path):
         ("mini_split_3_test.json", "split_3_test.spacy", 1), ("mini_train.json", "train.spacy", 1)]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["split_3_test.spacy", "train.spacy"]
     (data / "mini_types.json").unlink()
-    with pytest.raises(ValueError, match="no mini_types.json or types.json in"):
+    with pytest.raises(ValueError, match=r"no mini_types\.json or types\.json in"):
         list(datasets.convert_dataset(data, tmp_path / "out"))
 
 
@@ -296,10 +281,10 @@ def test_speed(tiny_bert, tmp_path):
     """`python -m research speed` runs end to end on a small pipeline (each
     length in a fresh process) and writes every figure it promises (no timing
     is asserted)."""
+    from conftest import make_nlp, overfit
     from typer.testing import CliRunner
 
-    from conftest import make_nlp, overfit
-    from spacy_spert.cli import app
+    from research.cli import app
 
     nlp = make_nlp(tiny_bert, window="sentence")
     examples = overfit(nlp, n_steps=3)

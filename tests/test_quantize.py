@@ -1,18 +1,16 @@
-"""int8 dynamic quantization of the encoder (spacy_spert/quantize.py, and
+"""int8 dynamic quantization of the encoder (spacy_spert/transformer/quantize.py, and
 ``predict --quantize``)."""
 import json
-from pathlib import Path
 
 import pytest
 import spacy
 import torch
+from conftest import TRAIN_DATA, head_of
 from typer.testing import CliRunner
 
 from spacy_spert import quantize
-from spacy_spert.cli import app
 from spacy_spert.apps.predict import predict
-
-from conftest import TRAIN_DATA, head_of
+from spacy_spert.cli import app
 
 TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
 
@@ -82,9 +80,9 @@ def test_predict_quantize(model_dir, tmp_path):
 
 
 def test_quantization_experiment_writes_speed_and_delta_f1(model_dir, tmp_path):
+    from conftest import make_doc
     from spacy.tokens import DocBin
 
-    from conftest import make_doc
     from research.quantization import run_quantization
 
     nlp = spacy.load(model_dir)

@@ -1,5 +1,5 @@
 """spacy-spert.warmup_linear_epochs.v1: SpERT's learning-rate schedule with the
-step counts derived from the training corpus (spacy_spert/schedules.py)."""
+step counts derived from the training corpus (spacy_spert/training/schedules.py)."""
 import itertools
 import math
 from pathlib import Path
@@ -101,7 +101,7 @@ def test_rates_hand_computed(tmp_path):
     assert rates[11] == pytest.approx(0.4)  # (20 - 11) / 18 x 0.8, the middle of the decay
     assert rates[19] == pytest.approx(0.8 / 18)  # last update
     assert rates[20:] == [0.0] * 5  # after the last epoch
-    assert all(a >= b for a, b in zip(rates[2:], rates[3:]))
+    assert all(a >= b for a, b in itertools.pairwise(rates[2:]))
 
 
 def test_rates_without_warmup(tmp_path):
@@ -117,7 +117,7 @@ def test_rates_equal_warmup_linear_v1(tmp_path, n_docs, batch_size, epochs, limi
     path = _write_docbin(tmp_path / "train.spacy", [3] * n_docs + [0])
     docs = min(n_docs, limit) if limit else n_docs
     total = epochs * math.ceil(docs / batch_size)
-    warmup = int(round(0.1 * total))
+    warmup = round(0.1 * total)
     schedule = _schedule(path, initial_rate=5e-5, batch_size=batch_size, max_epochs=epochs, limit=limit)
     n = total + 5
     assert _take(schedule, n) == _take(warmup_linear(5e-5, warmup, total), n)
@@ -143,7 +143,7 @@ def test_optimizer_creation_needs_no_corpus(tmp_path):
     assert isinstance(schedule, WarmupLinearEpochs) and schedule.n_docs is None
     assert Adam(_schedule(missing)).learn_rate == 0.0  # thinc's own Adam takes it as well
     # the first step that depends on the corpus: a clear error naming the path
-    with pytest.raises(FileNotFoundError, match="nowhere.*train.spacy.*train_path"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*train\.spacy.*train_path"):
         optimizer.step_schedules()
 
 

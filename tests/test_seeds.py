@@ -11,8 +11,8 @@ from spacy.tokens import DocBin
 from thinc.api import Config
 from typer.testing import CliRunner
 
-from research.cli import app
 from research import seeds as seeds_module
+from research.cli import app
 from research.seeds import run_seeds, seed_results, summarize, summary_path
 from spacy_spert.pipeline.scorer import SCORE_NAMES
 
@@ -110,7 +110,6 @@ def test_seeds_end_to_end_on_a_tiny_corpus(tiny_bert, tmp_path):
     """Two seeds of a tiny BERT config, one epoch each, two at once: per-seed
     results, their logs with the training table, and the summary."""
     import spacy
-
     from conftest import TRAIN_DATA, make_doc
 
     nlp = spacy.blank("en")

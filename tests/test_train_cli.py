@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import spacy
+from conftest import TRAIN_DATA, make_doc
 from spacy.tokens import DocBin
 from thinc.api import Config
-
-from conftest import TRAIN_DATA, make_doc
 
 ROOT = Path(__file__).parent.parent
 
@@ -28,7 +27,9 @@ def test_init_labels_and_spacy_train_cli(tiny_bert, tmp_path):
     }
     config.to_disk(tmp_path / "tiny.cfg")
     paths = ["--paths.train", str(tmp_path / "train.spacy"), "--paths.dev", str(tmp_path / "dev.spacy")]
-    run = lambda *args: subprocess.run([sys.executable, "-m", "spacy", *args], capture_output=True, text=True)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "spacy", *args], capture_output=True, text=True)
 
     result = run("init", "labels", str(tmp_path / "tiny.cfg"), str(tmp_path / "labels"), *paths)
     assert result.returncode == 0, result.stderr
