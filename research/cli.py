@@ -14,6 +14,7 @@ Commands:
     demo-data        Write the offline demo corpus.
     throughput       Docs/s of predict against nlp.pipe.
     ray-throughput   Docs/s of predict --engine ray.
+    serve-latency    Latency of small requests beside large ones.
 """
 from pathlib import Path
 from typing import List, Optional
@@ -365,6 +366,37 @@ def ray_throughput_cli(
                                      num_cpus=num_cpus, repeats=repeats)
         except ImportError as e:
             fail(f"{e}: pip install 'spacy-spert[ray]'")
+    typer.echo(markdown(out))
+
+
+@app.command("serve-latency")
+def serve_latency_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Trained pipeline the servers load", show_default=False),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    texts: Path = Opt(Path("assets/demo/dev.json"), "--texts", help="SpERT JSON or JSONL file: the requests' sentences"),
+    baseline: Optional[Path] = Opt(None, "--baseline", help="Root of an older checkout whose server is measured first (before)"),
+    max_chars: int = Opt(5000, "--max-chars", help="Server's --max-chars: the large texts' length"),
+    max_texts: int = Opt(8, "--max-texts", help="Server's --max-texts: the large requests' texts"),
+    seconds: float = Opt(60, "--seconds", help="How long the small client sends, per server"),
+    interval: float = Opt(0.5, "--interval", help="Seconds between the small client's requests"),
+    # fmt: on
+):
+    """Latency of small requests beside large ones.
+
+    Starts `python -m spacy_spert serve MODEL` (of --baseline first, if
+    given, then of this checkout) with --max-chars and --max-texts; one
+    client sends requests of the maximum size one after the other, another
+    starts a one-sentence request every --interval seconds. Writes --results
+    (JSON) and its tables (.md): the small requests' p50/p95/max latency and
+    the large requests' characters per second, with the command, versions
+    and machine.
+    """
+    from .serve_latency import markdown, run_serve_latency
+
+    with user_errors():
+        out = run_serve_latency(model, texts, results, baseline=baseline, max_chars=max_chars, max_texts=max_texts,
+                                seconds=seconds, interval=interval)
     typer.echo(markdown(out))
 
 

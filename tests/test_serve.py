@@ -4,15 +4,30 @@ answer predict's records; bad requests (empty, whitespace only, oversized, not
 JSON, wrong field, not UTF-8, ...) get a 4xx with a JSON error and the server
 keeps serving; 50 concurrent requests each get their own text's records; the
 page escapes every text and draws odd texts (emoji, control characters,
-right-to-left, 20,000 tokens) into well-formed HTML."""
+right-to-left, 20,000 tokens) into well-formed HTML.
+
+One client must not stall or slow the others: idle connections and heads or
+bodies that stop half-way are closed after the read timeouts (raw sockets);
+the work of a client that disconnects is dropped; a small request waits for
+one batch of a large one, not all of it; numbers out of range, unpaired
+surrogates and deep nesting in any field are 4xx, not 500; forms with many
+fields work; no page loads anything from another server. These run over a
+stub pipeline (a blank one with a component the test controls), so that the
+waits are deterministic."""
+import http.client
 import json
 import random
+import re
+import select
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import spacy
@@ -414,3 +429,364 @@ def test_make_app_without_fastapi_says_what_to_install(monkeypatch, reference):
     monkeypatch.setattr(builtins, "__import__", no_fastapi)
     with pytest.raises(ImportError, match=r"pip install 'spacy-spert\[serve\]'"):
         serve_module.make_app(reference)
+
+
+# --- One client must not stall or slow the server for the others -------------------------------------------------
+
+BODY_PROBLEMS = [
+    # (body, status, words in the error): JSON that parses but that no record can carry back
+    (b'{"text": "Mary", "n": ' + b"1" * 5000 + b"}", 422, "integer too large: 5000 digits"),
+    (b'{"texts": [{"text": "Mary", "n": -' + b"9" * 4301 + b"}]}", 422, "integer too large: 4301 digits"),
+    (b'{"text": "Mary", "x": 1e999}', 422, "out of range: 1e999"),
+    (b'{"texts": [{"text": "Mary", "x": [-1.5e400]}]}', 422, "out of range: -1.5e400"),
+    (b'{"text": "Mary", "x": Infinity}', 400, "Infinity is not a JSON value"),
+    (b'{"text": "Mary", "x": -Infinity}', 400, "-Infinity is not a JSON value"),
+    (b'{"text": "Mary", "id": "a\\ud800"}', 422, "field 'id' is not valid Unicode: an unpaired surrogate U+D800 at character 1"),
+    (b'{"texts": [{"text": "Mary", "meta": {"k": ["\\udfff"]}}]}', 422, "texts[0].meta.k[0] is not valid Unicode"),
+    (b'{"text": "Mary", "\\ud800": 1}', 422, "a field name in the request body is not valid Unicode"),
+    (b'{"text": "Mary", "x": ' + b"[" * 150 + b"]" * 150 + b"}", 400, "nested too deeply: more than 100 levels"),
+]
+
+
+@pytest.mark.parametrize("body,status,words", BODY_PROBLEMS, ids=[f"{i}-{s}" for i, (_, s, _) in enumerate(BODY_PROBLEMS)])
+def test_body_problem_is_4xx_naming_it(url, expected, body, status, words):
+    """Numbers out of range, unpaired surrogates and deep nesting in any field
+    were answered 500 (the record could not be written back)."""
+    got, headers, answer = request(url, "/extract", body)
+    assert got == status, answer
+    assert headers["Content-Type"].startswith("application/json")
+    assert words in json.loads(answer)["detail"]
+    ok, _, answer = request(url, "/extract", {"text": TEXTS[1]})
+    assert ok == 200
+    assert_same_record(json.loads(answer), expected[TEXTS[1]])
+
+
+def test_numbers_within_range_are_carried_through(url):
+    big, huge = int("7" * 4300), 1.7e308
+    body = b'{"text": "Mary Smith", "n": ' + str(big).encode() + b', "x": 1.7e308, "deep": ' + b"[" * 90 + b"]" * 90 + b"}"
+    status, _, answer = request(url, "/extract", body)
+    assert status == 200, answer
+    record = json.loads(answer)
+    assert record["n"] == big and record["x"] == huge
+
+
+def test_form_with_many_fields(url):
+    """The form was answered "not UTF-8" beyond 16 fields; now up to
+    max_form_fields (100) work and more are a 413 that says so."""
+    fields = [("text", TEXTS[0])] + [(f"f{i}", "caf\u00e9") for i in range(30)]
+    status, _, body = request(url, "/", urlencode(fields).encode("ascii"), content_type="application/x-www-form-urlencoded")
+    assert status == 200, body[:300]
+    assert 'class="spert-entity"' in body.decode("utf8")
+    fields = [("text", TEXTS[0])] + [(f"f{i}", "x") for i in range(100)]
+    status, _, body = request(url, "/", urlencode(fields).encode("ascii"), content_type="application/x-www-form-urlencoded")
+    assert status == 413
+    page = body.decode("utf8")
+    check_page(page)
+    assert "the form has 101 fields, more than this server&#x27;s limit of 100" in page or \
+        "the form has 101 fields, more than this server's limit of 100" in page
+
+
+EXTERNAL = re.compile(r"""(?:\b(?:src|href|action)\s*=\s*["']?\s*|url\(\s*["']?|@import\s+["']?)(?:https?:)?//""", re.I)
+
+
+def test_no_page_loads_anything_from_another_server(url):
+    """/docs and /redoc loaded swagger-ui and redoc from public CDNs (blank
+    pages offline): they are off, with a note that names /openapi.json, and
+    no page refers to another server."""
+    pages = {path: request(url, path) for path in ("/", "/docs", "/redoc")}
+    pages["POST /"] = submit(url, TEXTS[0])
+    assert pages["/"][0] == 200 and pages["POST /"][0] == 200
+    for path in ("/docs", "/redoc"):
+        status, headers, body = pages[path]
+        assert status == 404 and headers["Content-Type"].startswith("text/html")
+        assert 'href="/openapi.json"' in body.decode("utf8") and "CDN" in body.decode("utf8")
+    for path, (_, _, body) in pages.items():
+        assert not EXTERNAL.search(body.decode("utf8")), (path, EXTERNAL.search(body.decode("utf8")))
+    assert request(url, "/openapi.json")[0] == 200
+    assert EXTERNAL.search('<script src="https://cdn.example/x.js">') and EXTERNAL.search("<link href='//cdn.x/y.css'>")
+
+
+class Stub:
+    """A stand-in for the model that the tests control: records the texts it
+    runs, in order; waits at a gate on a text that starts with "wait"; sleeps
+    ``per_char`` seconds per character."""
+
+    def __init__(self):
+        self.order, self.per_char = [], 0.0
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def __call__(self, doc):
+        self.order.append(doc.text)
+        if doc.text.startswith("wait"):
+            self.entered.set()
+            assert self.gate.wait(60)
+        time.sleep(self.per_char * len(doc.text))
+        return doc
+
+
+STUB = [Stub()]
+
+
+@spacy.Language.component("serve_test_stub")
+def run_stub(doc):
+    return STUB[0](doc)
+
+
+def stub_pipeline(stub: Stub):
+    STUB[0] = stub
+    nlp = spacy.blank("en")
+    nlp.add_pipe("serve_test_stub")
+    return nlp
+
+
+HEAD_TIMEOUT = BODY_TIMEOUT = 0.5
+
+
+@pytest.fixture
+def stub_server():
+    """(url, stub, app): a server over the stub with short read timeouts,
+    batches of at most 100 characters and a long keep-alive timeout."""
+    stub = Stub()
+    app = make_app(stub_pipeline(stub), max_chars=1000, max_texts=32, batch_size=4, batch_chars=100,
+                   head_timeout=HEAD_TIMEOUT, body_timeout=BODY_TIMEOUT, keep_alive_timeout=30)
+    try:
+        with running_server(app) as url:
+            yield url, stub, app
+    finally:
+        stub.gate.set()
+
+
+def connect(url) -> socket.socket:
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def http_request(path, body=b"", method="POST", content_type="application/json") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("ascii") + body
+
+
+def test_idle_and_half_sent_heads_are_closed(stub_server):
+    """A connection that sends nothing, half a head, or a head a byte at a
+    time is closed head_timeout after it starts (uvicorn kept them open
+    forever: 100 of 100 after 30 s); the server answers others meanwhile."""
+    url, _, _ = stub_server
+    start = time.monotonic()
+    idle = [connect(url) for _ in range(50)]
+    halves = [connect(url) for _ in range(50)]
+    for sock in halves:
+        sock.sendall(b"POST /extract HTTP/1.1\r\nHost: test\r\nContent-Ty")
+    assert request(url, "/health")[0] == 200
+    for sock in idle:
+        assert read_until_closed(sock) == b""
+    for sock in halves:
+        answer = read_until_closed(sock)
+        assert answer.startswith(b"HTTP/1.1 408 ") and answer.endswith(b"did not arrive within 0.5 s\n"), answer
+    assert time.monotonic() - start < HEAD_TIMEOUT + 5
+    for sock in idle + halves:
+        sock.close()
+    assert request(url, "/extract", {"text": "after"})[0] == 200
+
+
+def test_head_sent_a_byte_at_a_time_is_closed(stub_server):
+    """The head's deadline runs from its start: a byte every 0.1 s does not
+    extend it."""
+    url, _, _ = stub_server
+    sock = connect(url)
+    start = time.monotonic()
+    head = http_request("/extract", b'{"text": "a"}')
+    for byte in head[:30]:  # 3 s of trickle, if the server let it go on
+        if select.select([sock], [], [], 0.1)[0]:
+            break  # the server has answered
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            break
+    assert time.monotonic() - start < 2.5
+    assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
+    sock.close()
+
+
+def test_half_sent_head_after_a_response_is_closed(stub_server):
+    """On a kept-alive connection, the next request's head has the same deadline."""
+    url, _, _ = stub_server
+    sock = connect(url)
+    sock.sendall(http_request("/health", method="GET"))
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    assert response.status == 200 and json.loads(response.read())["status"] == "ok"
+    start = time.monotonic()
+    sock.sendall(b"GET /health HTTP/1.1\r\nHo")
+    assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - start < HEAD_TIMEOUT + 3  # not the keep-alive timeout (30 s)
+    sock.close()
+
+
+@pytest.mark.parametrize("path,content_type,words", [
+    ("/extract", "application/json", b'{"detail":"the request body did not arrive within 0.5 s"}'),
+    ("/", "application/x-www-form-urlencoded", b"the request body did not arrive within 0.5 s"),
+])
+def test_half_sent_body_is_408_and_closed(stub_server, path, content_type, words):
+    url, stub, _ = stub_server
+    sock = connect(url)
+    start = time.monotonic()
+    sock.sendall(http_request(path, b'{"text": "never finished"}', content_type=content_type)[:-10])
+    answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"connection: close" in answer.lower() and words in answer
+    assert time.monotonic() - start < BODY_TIMEOUT + 3
+    sock.close()
+    assert stub.order == []
+
+
+def test_half_sent_body_of_a_route_that_ignores_it_is_closed(stub_server):
+    """GET / answers without reading a body; the connection of a body that
+    never ends is still closed (body_timeout and a second's grace)."""
+    url, _, _ = stub_server
+    sock = connect(url)
+    start = time.monotonic()
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\nabc")
+    answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert time.monotonic() - start < BODY_TIMEOUT + 4
+    sock.close()
+
+
+def ask_in_background(url, body):
+    """Send a request from a thread; a future of (status, seconds from now, parsed answer)."""
+    def ask():
+        start = time.monotonic()
+        status, _, answer = request(url, "/extract", body)
+        return status, time.monotonic() - start, json.loads(answer)
+
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(ask)
+    pool.shutdown(wait=False)
+    return future
+
+
+def wait_until(condition, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_work_of_a_disconnected_client_is_dropped(stub_server):
+    """A request queued behind a busy model, whose client then disconnects,
+    is not run (a one-sentence request waited 7 s behind two abandoned ones)."""
+    url, stub, app = stub_server
+    first = ask_in_background(url, {"text": "wait for the gate"})
+    assert stub.entered.wait(30)
+    abandoned = connect(url)
+    abandoned.sendall(http_request("/extract", json.dumps({"texts": ["abandoned one", "abandoned two"]}).encode()))
+    wait_until(lambda: app.state.extractor.queued() == 2)
+    abandoned.close()
+    wait_until(lambda: app.state.extractor.queued() == 1)
+    small = ask_in_background(url, {"text": "small"})
+    wait_until(lambda: app.state.extractor.queued() == 2)
+    stub.gate.set()
+    assert first.result(timeout=30)[0] == 200
+    status, _, record = small.result(timeout=30)
+    assert status == 200 and record["text"] == "small"
+    assert stub.order == ["wait for the gate", "small"]
+
+
+def test_small_request_is_not_held_behind_a_large_one(stub_server):
+    """A one-text request that comes while another client's request of many
+    texts is running waits for the batch in progress only (it waited for the
+    whole large request: 17 s behind 18 s of work)."""
+    url, stub, app = stub_server
+    stub.per_char = 0.001
+    large_texts = ["wait " + "x" * 85] + [f"large {i} " + "x" * 80 for i in range(19)]  # 90 characters: one a batch
+    large = ask_in_background(url, {"texts": large_texts})
+    assert stub.entered.wait(30)
+    small = ask_in_background(url, {"text": "small"})
+    wait_until(lambda: app.state.extractor.queued() == 2)
+    stub.gate.set()
+    status, small_seconds, record = small.result(timeout=60)
+    assert status == 200 and record["text"] == "small"
+    status, large_seconds, records = large.result(timeout=60)
+    assert status == 200 and [r["text"] for r in records] == large_texts
+    assert stub.order.index("small") == 1  # right after the batch in progress
+    assert small_seconds < large_seconds
+
+
+def test_extractor_takes_batches_fairly(reference):
+    """Batches of at most batch_size texts and batch_chars characters (a
+    longer text alone), each next text from the request with the fewest
+    characters run so far; a cancelled request's texts are not run."""
+    stub = Stub()
+    calls = []
+    nlp = stub_pipeline(stub)
+    pipe = nlp.pipe
+
+    def recording_pipe(texts, **kwargs):
+        texts = list(texts)
+        calls.append(texts)
+        return pipe(texts, **kwargs)
+
+    nlp.pipe = recording_pipe
+    extractor = Extractor(nlp, batch_size=3, batch_chars=20)
+    try:
+        blocker = extractor.submit([("wait", {})])
+        assert stub.entered.wait(30)
+        large = extractor.submit([(f"large {i:02d}", {"i": i}) for i in range(8)])  # 8 characters each
+        long = extractor.submit([("x" * 50, {})])
+        cancelled = extractor.submit([("cancelled", {})])
+        small = extractor.submit([("small", {})])
+        assert cancelled.cancel()
+        assert extractor.queued() == 4
+        stub.gate.set()
+        assert [r["i"] for r in large.result(timeout=30)] == list(range(8))
+        assert small.result(timeout=30)[0]["text"] == "small" and long.result(timeout=30)[0]["text"] == "x" * 50
+        blocker.result(timeout=30)
+    finally:
+        extractor.close()
+    assert calls == [["wait"], ["large 00", "small"], ["x" * 50], ["large 01", "large 02"], ["large 03", "large 04"],
+                     ["large 05", "large 06"], ["large 07"]]
+    with pytest.raises(RuntimeError, match="closed"):
+        extractor.submit([("late", {})])
+
+
+def test_timeouts_and_batches_are_options(monkeypatch, reference):
+    """serve's CLI options reach serve(), make_app's timeouts reach uvicorn's
+    configuration, and bad values are refused."""
+    from typer.testing import CliRunner
+
+    import spacy_spert.apps.serve as serve_module
+    from spacy_spert.apps.serve.protocol import TimedH11Protocol, uvicorn_config
+    from spacy_spert.cli import app as cli_app
+
+    got = {}
+    monkeypatch.setattr(serve_module, "serve", lambda model, **kwargs: got.update(kwargs, model=model))
+    result = CliRunner().invoke(cli_app, [
+        "serve", "some-model", "--batch-chars", "500", "--max-form-fields", "7", "--head-timeout", "2.5",
+        "--body-timeout", "9", "--keep-alive-timeout", "3"])
+    assert result.exit_code == 0, result.output
+    assert got["model"] == "some-model"
+    assert {k: got[k] for k in ("batch_chars", "max_form_fields", "head_timeout", "body_timeout", "keep_alive_timeout")} \
+        == {"batch_chars": 500, "max_form_fields": 7, "head_timeout": 2.5, "body_timeout": 9.0, "keep_alive_timeout": 3.0}
+
+    app = make_app(reference, head_timeout=2.5, body_timeout=9, keep_alive_timeout=3)
+    try:
+        config = uvicorn_config(app, port=0)
+        assert issubclass(config.http, TimedH11Protocol)
+        assert (config.http.head_timeout, config.http.body_timeout, config.timeout_keep_alive) == (2.5, 9, 3)
+    finally:
+        app.state.extractor.close()
+    with pytest.raises(ValueError, match="timeouts must be positive"):
+        make_app(reference, head_timeout=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        Extractor(reference, batch_chars=0)

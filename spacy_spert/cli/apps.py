@@ -145,6 +145,11 @@ def serve_cli(
     max_chars: int = Opt(100_000, "--max-chars", help="Most characters of one text (more: 413)"),
     max_texts: int = Opt(64, "--max-texts", help="Most texts of one request (more: 413)"),
     batch_size: int = Opt(32, "--batch-size", "-b", help="Most texts the model runs as one batch"),
+    batch_chars: int = Opt(10_000, "--batch-chars", help="Most characters of one batch (a longer text: alone)"),
+    max_form_fields: int = Opt(100, "--max-form-fields", help="Most fields of a form posted to / (more: 413)"),
+    head_timeout: float = Opt(10.0, "--head-timeout", help="Seconds for a request's headers to arrive (then 408)"),
+    body_timeout: float = Opt(60.0, "--body-timeout", help="Seconds for a request's body to arrive (then 408)"),
+    keep_alive_timeout: float = Opt(5.0, "--keep-alive-timeout", help="Seconds an idle connection stays open"),
     spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
     # fmt: on
@@ -155,7 +160,10 @@ def serve_cli(
     that draws the entities and relations found and lists them with their
     scores; POST /extract ({"text": ...} or {"texts": [...]}, answered in the
     schema of predict's JSONL); GET /health; the OpenAPI description
-    (/openapi.json, /docs). Needs the serve extra: pip install
+    (/openapi.json; no /docs or /redoc pages: they load their scripts from
+    CDNs). Requests are batched fairly: a request waits for about one batch
+    (--batch-size, --batch-chars) of another's; the work of a client that
+    disconnects is dropped. Needs the serve extra: pip install
     'spacy-spert[serve]'.
     """
     from ..apps.serve import serve
@@ -163,6 +171,8 @@ def serve_cli(
     with user_errors():
         try:
             serve(model, host=host, port=port, spans_key=spans_key, max_chars=max_chars, max_texts=max_texts,
-                  batch_size=batch_size, gpu_id=gpu_id)
+                  batch_size=batch_size, batch_chars=batch_chars, max_form_fields=max_form_fields,
+                  head_timeout=head_timeout, body_timeout=body_timeout, keep_alive_timeout=keep_alive_timeout,
+                  gpu_id=gpu_id)
         except ImportError as e:
             fail(str(e))
