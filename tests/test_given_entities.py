@@ -5,14 +5,13 @@ their labels and only classifies (and, in training, learns) the relations."""
 import numpy
 import pytest
 import spacy
+from conftest import TRAIN_DATA, make_doc, make_nlp, train_step
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import fix_random_seed, make_tempdir
 
 from spacy_spert.models.suggesters import GivenEntities
 from spacy_spert.relations import relation_key
-
-from conftest import TRAIN_DATA, make_doc, make_nlp, train_step
 
 GIVEN_ENTS = {"suggester": {"@misc": "spacy-spert.given_entities.v1", "source": "ents"}}
 TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
@@ -134,7 +133,7 @@ def test_training_learns_relations_only(tiny_bert):
     spert = nlp.get_pipe("spert")
     docs = [eg.predicted for eg in examples]
     nlp.get_pipe("transformer").set_annotations(docs, nlp.get_pipe("transformer").predict(docs))
-    from spacy_spert.models.suggesters import TrainingBatch
+    from spacy_spert.models.sampling import TrainingBatch
 
     batch = TrainingBatch.from_samples(docs, [spert._sample(eg) for eg in examples])
     assert (batch.entity_labels > 0).all()  # no negative entities are sampled

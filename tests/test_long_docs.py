@@ -4,13 +4,13 @@ import warnings
 import numpy
 import pytest
 import spacy
+from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples
 from spacy.util import fix_random_seed
 
-from spacy_spert.models.suggesters import Candidates, pairing_groups, scope_ids
+from spacy_spert.models.pairing import pairing_groups
+from spacy_spert.models.suggesters import Candidates, scope_ids
 from spacy_spert.relations import relation_key
 from spacy_spert.transformer.span_getters import SentenceWindows
-
-from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples
 
 SENTENCES = [" ".join(words) for words, _, _ in TRAIN_DATA if words[-1] == "."]
 
@@ -199,13 +199,13 @@ def test_blocks_group_whole_pairing_groups():
 def test_small_blocks_give_the_same_output(trained_nlp, monkeypatch):
     """The head run one block of ~16 tokens at a time (and a 128-token piece
     split into 32-token pieces) predicts what it predicts in one block."""
-    import spacy_spert.models.architectures
+    from spacy_spert.models import tuning
 
     spert = trained_nlp.get_pipe("spert")
     monkeypatch.setattr(spert.suggester, "max_group_length", 32)
     text = " ".join(SENTENCES * 4)
     one_block = trained_nlp(text)
-    monkeypatch.setattr(spacy_spert.models.architectures, "INFERENCE_BLOCK_TOKENS", 16)
+    monkeypatch.setattr(tuning, "INFERENCE_BLOCK_TOKENS", 16)
     blocks = trained_nlp(text)
     assert relations_as_tokens(blocks) == relations_as_tokens(one_block) != []
     assert [(s.start, s.end, s.label_) for s in blocks.spans["sc"]] == [

@@ -6,8 +6,11 @@ import numpy
 import pytest
 import torch
 
-from spacy_spert.models.suggesters import DocCandidates, enumerate_spans, max_iou, sample_doc
-from spacy_spert.models.pytorch.head import RangeMax, pairs_within_groups, top_per_group
+from spacy_spert.models import tuning
+from spacy_spert.models.pairing import pairs_within_groups, top_per_group
+from spacy_spert.models.pytorch.range_max import RangeMax
+from spacy_spert.models.sampling import max_iou, sample_doc
+from spacy_spert.models.suggesters import DocCandidates, enumerate_spans
 
 
 def random_alignment(rng, n_tokens, n_rows):
@@ -81,9 +84,7 @@ def test_range_max_at_inference_when_every_token_has_wordpieces(seed, levels_by,
     """Inference (in-place table, its levels written by numpy for a short
     block on the CPU or by torch, no check of tokens without wordpieces,
     ``nonempty`` spans without any check) pools as the naive max does."""
-    import spacy_spert.models.pytorch.head as pm
-
-    monkeypatch.setattr(pm, "NUMPY_LEVELS_MAX_VALUES", 10**9 if levels_by == "numpy" else 0)
+    monkeypatch.setattr(tuning, "NUMPY_LEVELS_MAX_VALUES", 10**9 if levels_by == "numpy" else 0)
     maximum = {"numpy": numpy.maximum, "torch": torch.maximum}[levels_by]
     calls = []
     monkeypatch.setattr({"numpy": numpy, "torch": torch}[levels_by], "maximum",
@@ -110,29 +111,26 @@ def test_range_max_at_inference_when_every_token_has_wordpieces(seed, levels_by,
 def test_pairs_within_groups_dense_and_general_paths_agree(monkeypatch):
     """The dense path (few kept spans) gives the general path's pairs in the
     same order, for kept spans ordered by group (as candidates are)."""
-    import spacy_spert.models.pytorch.head as pm
-
     groups = numpy.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4])
     kept = numpy.array([0, 2, 1, 3, 4, 5, 9, 6, 8, 10])  # by group; by score within a group
     dense = pairs_within_groups(kept, groups)
-    monkeypatch.setattr(pm, "DENSE_PAIRS_MAX", 0)
+    monkeypatch.setattr(tuning, "DENSE_PAIRS_MAX", 0)
     general = pairs_within_groups(kept, groups)
     assert dense[0].tolist() == general[0].tolist() and dense[1].tolist() == general[1].tolist()
     assert len(dense[0]) == 3 * 2 + 2 * 1 + 3 * 2  # groups 0, 1 and 3 (2 and 4 have one span)
 
 
-def test_pairs_within_groups_of_one_group_come_from_a_shared_table():
-    """The kept spans of one group (a sentence) pair as the dense path
-    pairs them, from a read-only table of all ordered pairs per count."""
-    import spacy_spert.models.pytorch.head as pm
-
+def test_pairs_within_groups_of_one_group_are_every_ordered_pair():
+    """The kept spans of one group (a sentence) pair as the dense path pairs
+    them: every ordered pair, by head, then tail; the same again on a second
+    call (the pairs of a count are cached) and for another count."""
     groups = numpy.full((9,), 4)
-    kept = numpy.array([7, 1, 4, 8])
-    heads, tails = pairs_within_groups(kept, groups)
-    assert list(zip(heads.tolist(), tails.tolist())) == [
-        (a, b) for a in kept.tolist() for b in kept.tolist() if a != b
-    ]
-    assert pm._all_pairs(4) is pm._all_pairs(4) and not pm._all_pairs(4)[0].flags.writeable
+    for kept in (numpy.array([7, 1, 4, 8]), numpy.array([3, 0, 5, 2]), numpy.array([6, 2, 1])):
+        for _ in range(2):
+            heads, tails = pairs_within_groups(kept, groups)
+            assert list(zip(heads.tolist(), tails.tolist())) == [
+                (a, b) for a in kept.tolist() for b in kept.tolist() if a != b
+            ]
 
 
 def test_top_per_group():
@@ -243,27 +241,23 @@ class _KeepAll:
 @pytest.mark.parametrize("mt,logits_in_relation", [(False, False), (True, True), (True, False)])
 @pytest.mark.parametrize("by_width", [False, True])
 @pytest.mark.parametrize("uncovered", [None, "alone", "inside"])
-@pytest.mark.parametrize("per_pair", [False, True])
 @pytest.mark.parametrize("chunk", [7, 4096])
 def test_factorised_inference_matches_training_computation(
-    mt, logits_in_relation, by_width, uncovered, per_pair, chunk, monkeypatch
+    mt, logits_in_relation, by_width, uncovered, chunk, monkeypatch
 ):
     """At inference each classifier is computed part by part (per window,
     per width, per kept span; span pools gathered per span or, for long
-    blocks, width by width; relations of few pairs per pair, their span
-    pools read again from the table or, when the spans fit one chunk, from
-    the entity stage's pools); it must equal the training computation on the
-    concatenated inputs (without dropout), for every span and every pair."""
-    import spacy_spert.models.pytorch.head as pm
-    from spacy_spert.models.pytorch.head import RelationClassifier, SpERTHead
+    blocks, width by width; the relations' span pools read again from the
+    table or, when the spans fit one chunk, from the entity stage's pools);
+    it must equal the training computation on the concatenated inputs
+    (without dropout), for every span and every pair."""
+    import spacy_spert.models.pytorch.classifiers as classifiers
+    from spacy_spert.models.pytorch.head import SpERTHead
 
-    monkeypatch.setattr(pm, "WIDTH_SLICES_MIN_TOKENS", 0 if by_width else 10**9)
-    monkeypatch.setattr(pm, "FEW_PAIRS", 10**9 if per_pair else 0)
-    calls, pair_calls = [], []
-    by_width_part = pm._span_part_by_width
-    monkeypatch.setattr(pm, "_span_part_by_width", lambda *a: calls.append(1) or by_width_part(*a))
-    predict_pairs = RelationClassifier.predict_pairs
-    monkeypatch.setattr(RelationClassifier, "predict_pairs", lambda *a: pair_calls.append(1) or predict_pairs(*a))
+    monkeypatch.setattr(tuning, "WIDTH_SLICES_MIN_TOKENS", 0 if by_width else 10**9)
+    calls = []
+    by_width_part = classifiers._span_part_by_width
+    monkeypatch.setattr(classifiers, "_span_part_by_width", lambda *a: calls.append(1) or by_width_part(*a))
 
     torch.manual_seed(0)
     head = SpERTHead(
@@ -305,7 +299,6 @@ def test_factorised_inference_matches_training_computation(
     # by width only when every span holds a token with wordpieces (the
     # uncovered last token alone is a span that must pool to zeros)
     assert len(calls) == (1 if by_width and uncovered != "alone" else 0)
-    assert len(pair_calls) == per_pair
     torch.testing.assert_close(out.entity_logits, ent_train, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.relation_logits, rel_train, rtol=1e-5, atol=1e-5)
 
@@ -365,7 +358,7 @@ def test_take_rows_is_a_view_for_one_run_of_rows_and_a_gather_otherwise():
     """A doc's wordpieces in one window are one increasing run of rows: the
     range-max table reads them as a slice. Anything else is gathered: repeats
     with the same first and last row, gaps, an unordered run, torch indices."""
-    from spacy_spert.models.pytorch.head import _take_rows
+    from spacy_spert.models.pytorch.tensors import take_rows
 
     x = torch.arange(40.0).reshape(10, 4)
     for rows, is_view in [
@@ -375,11 +368,11 @@ def test_take_rows_is_a_view_for_one_run_of_rows_and_a_gather_otherwise():
         ([5, 4, 3], False),
         ([3], False),
     ]:
-        got = _take_rows(x, numpy.array(rows))
+        got = take_rows(x, numpy.array(rows))
         assert torch.equal(got, x[rows])
         shares_memory = got.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
         assert shares_memory == is_view, rows
-    assert torch.equal(_take_rows(x, torch.tensor([2, 3, 4])), x[2:5])
+    assert torch.equal(take_rows(x, torch.tensor([2, 3, 4])), x[2:5])
 
 
 @pytest.mark.parametrize("all_covered", [True, False])
@@ -401,42 +394,43 @@ def test_range_max_reads_one_run_of_wordpieces_as_a_slice(all_covered):
     numpy.testing.assert_allclose(got.numpy(), expected)
 
 
-def test_enumerate_spans_of_plain_sentences_come_from_a_shared_read_only_grid():
-    """Docs without scopes or skipped tokens, up to SPAN_GRID_CACHE_TOKENS
-    long, share their (read-only) spans; the result is the computed one."""
-    from spacy_spert.models import suggesters as cand
-
-    for n in (1, 7, cand.SPAN_GRID_CACHE_TOKENS):
-        starts, ends = enumerate_spans(n, 4, skip=numpy.zeros(n, dtype=bool))
-        expected = cand._enumerate_spans(n, 4, None, None)
-        assert starts.tolist() == expected[0].tolist() and ends.tolist() == expected[1].tolist()
-        assert enumerate_spans(n, 4)[0] is starts
-        assert not starts.flags.writeable and not ends.flags.writeable
-    long_starts, _ = enumerate_spans(cand.SPAN_GRID_CACHE_TOKENS + 1, 4)
-    assert long_starts.flags.writeable and enumerate_spans(cand.SPAN_GRID_CACHE_TOKENS + 1, 4)[0] is not long_starts
+def test_enumerate_spans_of_plain_sentences_around_the_cache_bound():
+    """Docs without scopes or skipped tokens (an all-False skip mask is
+    none), up to and past SPAN_GRID_CACHE_TOKENS long: every span of
+    1..max_width tokens, ordered by start, then width; the same on every
+    call."""
+    for n in (1, 7, tuning.SPAN_GRID_CACHE_TOKENS, tuning.SPAN_GRID_CACHE_TOKENS + 1):
+        expected = [(s, e) for s in range(n) for e in range(s + 1, min(n, s + 4) + 1)]
+        for skip in (None, numpy.zeros(n, dtype=bool), None):
+            starts, ends = enumerate_spans(n, 4, skip=skip)
+            assert list(zip(starts.tolist(), ends.tolist())) == expected
+            assert starts.dtype == ends.dtype == numpy.int64
 
 
-def test_suggester_passes_the_first_docs_spans_through_and_offsets_the_others():
-    """A batch's first doc keeps its spans (the shared grid, no copy); the
-    next docs' spans and groups are moved by their offsets."""
+def test_suggester_offsets_the_spans_and_groups_of_later_docs():
+    """A batch's first doc keeps its spans; the next docs' spans and groups
+    are moved by their offsets, and a later batch of the first doc alone
+    gets its spans unchanged."""
     import spacy
-    from spacy_spert.models import suggesters as cand
+
+    from spacy_spert.models.suggesters import SpanCandidates
 
     nlp = spacy.blank("en")
     docs = [nlp("a b c d"), nlp("e f")]
-    suggester = cand.SpanCandidates(max_width=3, scope="doc")
+    suggester = SpanCandidates(max_width=3, scope="doc")
     one = suggester(docs[:1])
-    assert one.starts is cand._span_grid(4, 3)[0] and one.groups.tolist() == [0] * 9
+    first_starts = [0, 0, 0, 1, 1, 1, 2, 2, 3]
+    assert one.starts.tolist() == first_starts and one.groups.tolist() == [0] * 9
     both = suggester(docs)
-    assert both.starts.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 3, 4, 4, 5]
+    assert both.starts.tolist() == first_starts + [4, 4, 5]
     assert both.ends.tolist() == [1, 2, 3, 2, 3, 4, 3, 4, 4, 5, 6, 6]
     assert both.groups.tolist() == [0] * 9 + [1] * 3 and both.doc_offsets.tolist() == [0, 4, 6]
-    grid = cand._span_grid(4, 3)[0]
-    assert not grid.flags.writeable and grid.tolist() == both.starts[:9].tolist()  # the shared grid unchanged
+    assert suggester(docs[:1]).starts.tolist() == first_starts
 
 
 def test_doc_offsets():
     import spacy
+
     from spacy_spert.models.suggesters import doc_offsets
 
     nlp = spacy.blank("en")

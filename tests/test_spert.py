@@ -293,7 +293,7 @@ def test_strided_windows_cls_and_long_doc(tiny_bert):
     """With strided windows (16 wordpieces, stride 12) a doc spans several
     windows: each token's [CLS] row is the first row of the window holding its
     first wordpiece, and a doc longer than one window is processed."""
-    from spacy_spert.models.architectures import _wordpiece_features
+    from spacy_spert.models.wordpieces import wordpiece_features
 
     fix_random_seed(0)
     nlp = make_nlp(tiny_bert, window="strided")
@@ -302,7 +302,7 @@ def test_strided_windows_cls_and_long_doc(tiny_bert):
     trf = doc._.trf_data
     n_windows, seq_len, _ = trf.model_output.last_hidden_state.shape
     assert n_windows > 2
-    feats = _wordpiece_features([doc], [trf], 32)
+    feats = wordpiece_features([doc], [trf], 32)
     assert (feats.token_cls_rows % seq_len == 0).all()
     assert (numpy.diff(feats.token_cls_rows) >= 0).all() and feats.token_cls_rows[-1] > 0
     first_rows = [int(trf.align[i].dataXd.ravel()[0]) for i in range(len(doc))]

@@ -4,26 +4,27 @@
 ``build_spert_mt_model``, ``spacy-spert.SpERTMT.v1``) chains a transformer
 listener (``tok2vec``: one ``TransformerData`` per doc with the wordpiece
 vectors, the token-to-wordpiece alignment and [CLS]) with ``SpERTHead``
-(``pytorch_model.py``: pooling and the entity and relation classifiers),
+(``pytorch/head.py``: pooling and the entity and relation classifiers),
 built at ``initialize`` once the hidden width and label counts are known. The
 sublayers are found by name: ``model.get_ref("tok2vec")``,
-``model.get_ref("head")``.
+``model.get_ref("head")`` (thinc's ``PyTorchWrapper_v2`` around the torch
+module, which ``head_module`` returns).
 
 The model's input and output:
 
 * training (``begin_update``): ``(docs, TrainingBatch)`` -> ``SpERTLogits``,
   the logits of the sampled spans and pairs, for the objective's loss;
-* inference (``predict``): ``(docs, Candidates)`` -> ``SpERTPredictions``,
-  the candidates classified as entities and the relations among them, decoded
-  by the objective with the threshold in ``model.attrs["threshold"]``.
+* inference (``predict``): ``(docs, Candidates, threshold)`` ->
+  ``SpERTPredictions``, the candidates classified as entities and the
+  relations among them, decoded by the objective with the threshold (the
+  component's ``threshold`` setting).
 
 The listener rule of spacy-transformers is kept: the tok2vec layer is called
 once on the full list of docs, and backprop always runs (with zeros when there
 is nothing to learn).
 """
-import warnings
 from dataclasses import dataclass
-from typing import List, Tuple, Union
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy
 import torch
@@ -31,17 +32,15 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData
 from spacy_transformers.layers import TransformerListener
-from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, get_array_module, torch2xp, xp2torch
-from transformers.file_utils import ModelOutput
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, torch2xp, xp2torch
 
-from .suggesters import Candidates, TrainingBatch, whitespace_mask
+from . import tuning
 from .objectives import SpERTMTObjective, SpERTObjective
 from .pytorch.head import HeadPredictions, SpERTHead
+from .sampling import TrainingBatch
+from .suggesters import Candidates
+from .wordpieces import split_gradients, wordpiece_features
 
-# At inference the head pools and classifies one block of whole pairing
-# groups of about this many tokens at a time, so its memory does not grow
-# with the length of a document (a batch of sentences is one block).
-INFERENCE_BLOCK_TOKENS = 4096
 _MT = SpERTMTObjective()  # the defaults of SpERT.MT's settings
 
 
@@ -153,7 +152,7 @@ def build_spert_mt_model(
     """SpERT.MT (Xue & Lu 2023) as a thinc model: SpERT's encoder, spans and
     localized context, with an identification head (one logit) and a bias-free
     class-score head (score_c = s . W_c) per stage. The loss settings (alpha
-    ... iou_loss) are those of ``SpERTMTObjective`` (losses.py), which
+    ... iou_loss) are those of ``SpERTMTObjective`` (objectives.py), which
     documents them and holds their defaults (the paper's). Use the component's
     ``threshold`` (theta, 0.85 in the paper) on the raw class scores, and 120
     negative entities and relations per sentence.
@@ -195,7 +194,7 @@ def _build_model(tok2vec: Model, objective, **head_config) -> Model:
         layers=[tok2vec],
         refs={"tok2vec": tok2vec, "head": None},
         dims={"nI": None, "nE": None, "nR": None},
-        attrs={"objective": objective, "head_config": head_config, "threshold": 0.5},
+        attrs={"objective": objective, "head_config": head_config},
     )
 
 
@@ -223,105 +222,154 @@ def build_head(model: Model) -> None:
         if not model.has_dim(dim):
             raise ValueError(f"The spert model needs the dim '{dim}' before it is initialized.")
     objective = model.attrs["objective"]
-    head = PyTorchWrapper_v2(
-        SpERTHead(
-            hidden_width=model.get_dim("nI"),
-            n_entity_outputs=objective.n_entity_outputs(model.get_dim("nE")),
-            n_relation_outputs=objective.n_relation_outputs(model.get_dim("nR")),
-            **model.attrs["head_config"],
-        )
+    module = SpERTHead(
+        hidden_width=model.get_dim("nI"),
+        n_entity_outputs=objective.n_entity_outputs(model.get_dim("nE")),
+        n_relation_outputs=objective.n_relation_outputs(model.get_dim("nR")),
+        **model.attrs["head_config"],
     )
+    head = PyTorchWrapper_v2(module, convert_inputs=convert_head_inputs, convert_outputs=convert_head_outputs)
+    # The module itself, for inference (``head_module``). thinc skips it when
+    # it serializes attrs (the weights are the shim's to save and load).
+    head.attrs["module"] = module
     model.layers.append(head)
     model.set_ref("head", head)
 
 
-def forward(model: Model, inputs: Tuple[List[Doc], Union[TrainingBatch, Candidates]], is_train: bool):
-    """Training: ``(docs, TrainingBatch)`` -> ``SpERTLogits``, with a backprop
-    callback that takes the logits' gradient. Inference: ``(docs,
-    Candidates)`` -> ``SpERTPredictions``."""
-    docs, spans = inputs
-    trf_datas, backprop_tok2vec = model.get_ref("tok2vec")(docs, is_train)
-    feats = _wordpiece_features(docs, trf_datas, model.get_dim("nI"))
-    head = model.get_ref("head")
-    device = _head_device(head)
-    if not is_train and isinstance(feats.hidden, numpy.ndarray) and device.type == "cpu":
-        hidden = torch.from_numpy(feats.hidden)  # what xp2torch does, without its checks
-    else:
-        hidden = xp2torch(model.ops.asarray(feats.hidden), requires_grad=is_train, device=device)
-    if not is_train:
-        objective, threshold = model.attrs["objective"], float(model.attrs["threshold"])
-        output = _predict_head(
-            head,
-            hidden,
-            align_rows=feats.align_rows,
-            align_tokens=feats.align_tokens,
-            cls_rows=feats.cls_rows,
-            token_windows=feats.token_windows,
-            n_tokens=int(spans.doc_offsets[-1]),
-            max_range=spans.max_range(),
-            span_starts=spans.starts,
-            span_ends=spans.ends,
-            span_groups=spans.groups,
-            blocks=spans.blocks(INFERENCE_BLOCK_TOKENS),
-            objective=objective,
-            threshold=threshold,
-            given_entities=spans.given_entities,
-            all_covered=feats.all_covered,
-        )
-        return _decode(objective, threshold, output, given_entities=spans.given_entities), _no_backprop
+def head_module(model: Model) -> SpERTHead:
+    """RETURNS (SpERTHead): The torch module of the model's head (built)."""
+    return model.get_ref("head").attrs["module"]
 
-    def tensor(array) -> torch.Tensor:
-        return torch.as_tensor(numpy.asarray(array), device=device)
 
-    kwargs = {
-        "align_rows": tensor(feats.align_rows),
-        "align_tokens": tensor(feats.align_tokens),
-        "token_cls_rows": tensor(feats.token_cls_rows),
-        "n_tokens": int(spans.doc_offsets[-1]),
-        "max_range": spans.max_range(),
-        "span_starts": tensor(spans.starts),
-        "span_ends": tensor(spans.ends),
-        "pair_heads": tensor(spans.pair_heads),
-        "pair_tails": tensor(spans.pair_tails),
-    }
-    (ent_logits, rel_logits), backprop_head = head.shims[0](ArgsKwargs(args=(hidden,), kwargs=kwargs), is_train)
+def convert_head_inputs(head: Model, inputs: Tuple[Any, Dict[str, Any]], is_train: bool):
+    """``PyTorchWrapper_v2``'s input conversion of the head in training (see
+    ``SpERTHead.forward``): the wordpiece vectors become a tensor that takes
+    a gradient, the index arrays tensors on the head's device.
+
+    inputs (Tuple[Any, Dict[str, Any]]): The (R, H) wordpiece vectors (numpy
+        or cupy) and the keyword arguments of ``SpERTHead.forward`` (numpy
+        arrays and ints).
+    RETURNS (Tuple[ArgsKwargs, Callable]): The module's arguments, and the
+        callback that turns their gradient into the vectors' (None if none
+        reached them).
+    """
+    hidden, kwargs = inputs
+    device = head.attrs["module"].device
+    args = ArgsKwargs(
+        args=(xp2torch(hidden, requires_grad=is_train, device=device),),
+        kwargs={
+            name: torch.as_tensor(value, device=device) if isinstance(value, numpy.ndarray) else value
+            for name, value in kwargs.items()
+        },
+    )
+
+    def backprop(d_args: ArgsKwargs):
+        d_hidden = d_args.args[0]
+        return None if d_hidden is None else torch2xp(d_hidden)
+
+    return args, backprop
+
+
+def convert_head_outputs(head: Model, inputs_outputs: Tuple[Any, Tuple[torch.Tensor, torch.Tensor]], is_train: bool):
+    """``PyTorchWrapper_v2``'s output conversion of the head in training: the
+    entity and relation logits become ``SpERTLogits`` arrays.
+
+    RETURNS (Tuple[SpERTLogits, Callable]): The logits, and the callback that
+        turns their gradient into the arguments of torch's backward pass
+        (only for logits that exist and take a gradient).
+    """
+    _, (ent_logits, rel_logits) = inputs_outputs
     output = SpERTLogits(torch2xp(ent_logits.detach()), torch2xp(rel_logits.detach()))
 
-    def backprop(d_output: SpERTLogits) -> List[Doc]:
+    def backprop(d_output: SpERTLogits) -> ArgsKwargs:
         grads = [(ent_logits, d_output.entity_logits), (rel_logits, d_output.relation_logits)]
-        grads = [(y, xp2torch(dy, device=device)) for y, dy in grads if y.numel() and y.requires_grad]
-        d_hidden = None
-        if grads:
-            d_inputs = backprop_head(
-                ArgsKwargs(args=([y for y, _ in grads],), kwargs={"grad_tensors": [dy for _, dy in grads]})
-            )
-            d_hidden = d_inputs.args[0]
-        d_hidden = (
-            model.ops.alloc2f(*feats.hidden.shape) if d_hidden is None else model.ops.asarray(torch2xp(d_hidden))
-        )
-        return backprop_tok2vec(_split_gradients(trf_datas, d_hidden, feats.row_offsets))
+        grads = [(y, xp2torch(dy, device=y.device)) for y, dy in grads if y.numel() and y.requires_grad]
+        return ArgsKwargs(args=([y for y, _ in grads],), kwargs={"grad_tensors": [dy for _, dy in grads]})
 
     return output, backprop
 
 
-def _head_device(head: Model) -> torch.device:
-    """The device of the head's parameters (thinc's shim property asks the
-    current ops each time; this is the same answer at a fraction of the cost)."""
-    return head.shims[0]._model.width_embedding.weight.device
+def forward(model: Model, inputs: tuple, is_train: bool):
+    """Training: ``(docs, TrainingBatch)`` -> ``SpERTLogits``, with a backprop
+    callback that takes the logits' gradient. Inference: ``(docs,
+    Candidates, threshold)`` -> ``SpERTPredictions``."""
+    if is_train:
+        docs, batch = inputs
+        return _forward_train(model, docs, batch)
+    docs, candidates, threshold = inputs
+    return _forward_predict(model, docs, candidates, float(threshold)), _no_backprop
 
 
-def _predict_head(head: Model, hidden: torch.Tensor, **kwargs) -> HeadPredictions:
+def _forward_predict(model: Model, docs: List[Doc], candidates: Candidates, threshold: float) -> SpERTPredictions:
+    """Inference: the candidates classified and decoded with the threshold."""
+    trf_datas, _ = model.get_ref("tok2vec")(docs, False)
+    feats = wordpiece_features(docs, trf_datas, model.get_dim("nI"))
+    module = head_module(model)
+    device = module.device
+    if isinstance(feats.hidden, numpy.ndarray) and device.type == "cpu":
+        hidden = torch.from_numpy(feats.hidden)  # what xp2torch does, without its checks
+    else:
+        hidden = xp2torch(model.ops.asarray(feats.hidden), device=device)
+    objective = model.attrs["objective"]
+    output = _predict_head(
+        module,
+        hidden,
+        align_rows=feats.align_rows,
+        align_tokens=feats.align_tokens,
+        cls_rows=feats.cls_rows,
+        token_windows=feats.token_windows,
+        n_tokens=int(candidates.doc_offsets[-1]),
+        max_range=candidates.max_range(),
+        span_starts=candidates.starts,
+        span_ends=candidates.ends,
+        span_groups=candidates.groups,
+        blocks=candidates.blocks(tuning.INFERENCE_BLOCK_TOKENS),
+        objective=objective,
+        threshold=threshold,
+        given_entities=candidates.given_entities,
+        all_covered=feats.all_covered,
+    )
+    return _decode(objective, threshold, output, given_entities=candidates.given_entities)
+
+
+def _forward_train(model: Model, docs: List[Doc], batch: TrainingBatch) -> Tuple[SpERTLogits, Callable]:
+    """Training: the logits of the sampled spans and pairs, and the backprop
+    callback (through the head's wrapper and the transformer listener)."""
+    trf_datas, backprop_tok2vec = model.get_ref("tok2vec")(docs, True)
+    feats = wordpiece_features(docs, trf_datas, model.get_dim("nI"))
+    head_inputs = {
+        "align_rows": numpy.asarray(feats.align_rows),
+        "align_tokens": numpy.asarray(feats.align_tokens),
+        "token_cls_rows": numpy.asarray(feats.token_cls_rows),
+        "n_tokens": int(batch.doc_offsets[-1]),
+        "max_range": batch.max_range(),
+        "span_starts": numpy.asarray(batch.starts),
+        "span_ends": numpy.asarray(batch.ends),
+        "pair_heads": numpy.asarray(batch.pair_heads),
+        "pair_tails": numpy.asarray(batch.pair_tails),
+    }
+    output, backprop_head = model.get_ref("head")((model.ops.asarray(feats.hidden), head_inputs), True)
+
+    def backprop(d_output: SpERTLogits) -> List[Doc]:
+        d_hidden = backprop_head(d_output)
+        d_hidden = model.ops.alloc2f(*feats.hidden.shape) if d_hidden is None else model.ops.asarray(d_hidden)
+        return backprop_tok2vec(split_gradients(trf_datas, d_hidden, feats.row_offsets))
+
+    return output, backprop
+
+
+def _predict_head(module: SpERTHead, hidden: torch.Tensor, **kwargs) -> HeadPredictions:
     """Run ``SpERTHead.predict`` without autograd. (Its computation uses no
     dropout, so the module needs no switch to eval mode and back, which
-    visits every submodule twice per batch.)"""
-    module: SpERTHead = head.shims[0]._model
+    visits every submodule twice per batch: the reason inference calls the
+    module, not the wrapper, whose shim makes that switch.)"""
     with torch.inference_mode():
         return module.predict(hidden, **kwargs)
 
 
 def _decode(objective, threshold: float, output: HeadPredictions, given_entities: bool = False) -> SpERTPredictions:
     """Turn the head's inference output into entities and relations with the
-    objective's decoding rule (``losses.py``): a span is an entity when its
+    objective's decoding rule (``objectives.py``): a span is an entity when its
     decoded label is not "none" (every span, with ``given_entities``, whose
     labels are then not the model's to decide); a pair holds each relation
     type whose score is >= threshold."""
@@ -346,141 +394,3 @@ def _decode(objective, threshold: float, output: HeadPredictions, given_entities
 
 def _no_backprop(d_output):
     raise ValueError("The spert model's inference output has no gradient: train with TrainingBatch inputs.")
-
-
-@dataclass
-class _Features:
-    hidden: numpy.ndarray  # (R, H): every doc's last_hidden_state rows, stacked
-    row_offsets: List[int]  # first row of each doc in ``hidden``
-    align_rows: numpy.ndarray  # (A,) row of each token-wordpiece alignment entry
-    align_tokens: numpy.ndarray  # (A,) global token of each alignment entry
-    cls_rows: numpy.ndarray  # (n_windows,) the row of each transformer window's [CLS]
-    token_windows: numpy.ndarray  # (N,) the window that holds the token
-    all_covered: bool  # every token has at least one wordpiece
-
-    @property
-    def token_cls_rows(self) -> numpy.ndarray:
-        """RETURNS (numpy.ndarray): (N,) the [CLS] row of each token's window."""
-        return self.cls_rows[self.token_windows]
-
-
-def _wordpiece_features(docs: List[Doc], trf_datas: List[TransformerData], width: int) -> _Features:
-    """Stack the transformer output of a batch and index it by global token.
-    A token's window is the one that holds its first wordpiece; tokens
-    without wordpieces take the previous token's (or the first window)."""
-    hiddens, row_offsets, align_rows, align_tokens, cls_rows, token_windows = [], [], [], [], [], []
-    n_rows = n_tokens = n_windows = 0
-    all_covered = True
-    xp = numpy
-    for doc, trf in zip(docs, trf_datas):
-        row_offsets.append(n_rows)
-        n = len(doc)
-        lhs = trf.model_output.get("last_hidden_state") if n else None
-        if lhs is None or lhs.size == 0:
-            if n:
-                # No transformer output for a non-empty doc: one zero row that
-                # serves as its [CLS]; its tokens have no wordpieces.
-                all_covered = False
-                hiddens.append(numpy.zeros((1, width), dtype="float32"))
-                cls_rows.append(numpy.asarray([n_rows], dtype="int64"))
-                token_windows.append(numpy.full((n,), n_windows, dtype="int64"))
-                n_rows += 1
-                n_windows += 1
-                n_tokens += n
-            continue
-        xp = get_array_module(lhs)
-        seq_len = lhs.shape[1]
-        flat = lhs.reshape(-1, lhs.shape[-1])
-        lengths = numpy.asarray(trf.align.lengths, dtype="int64")
-        rows = numpy.asarray(trf.align.dataXd, dtype="int64").reshape(-1)
-        if numpy.count_nonzero(lengths) == len(lengths):  # every token has wordpieces
-            if lhs.shape[0] == 1:
-                window = numpy.zeros((n,), dtype="int64")
-            else:
-                window = rows[numpy.cumsum(lengths) - lengths] // seq_len
-        else:
-            all_covered = False
-            _warn_if_truncated(doc, lengths)
-            has_wp = lengths > 0
-            first = numpy.zeros((n,), dtype="int64")
-            first[has_wp] = rows[(numpy.cumsum(lengths) - lengths)[has_wp]] // seq_len
-            idx = numpy.where(has_wp, numpy.arange(n), -1)
-            numpy.maximum.accumulate(idx, out=idx)
-            window = numpy.where(idx >= 0, first[numpy.clip(idx, 0, None)], 0)
-        align_rows.append(rows + n_rows if n_rows else rows)
-        align_tokens.append(numpy.arange(n_tokens, n_tokens + n, dtype="int64").repeat(lengths))
-        cls_rows.append(numpy.arange(n_rows, n_rows + seq_len * lhs.shape[0], seq_len, dtype="int64"))
-        token_windows.append(window + n_windows if n_windows else window)
-        hiddens.append(flat)
-        n_rows += flat.shape[0]
-        n_windows += lhs.shape[0]
-        n_tokens += n
-    if len(hiddens) == 1:
-        hidden = xp.asarray(hiddens[0], dtype="float32")
-    elif hiddens:
-        hidden = xp.concatenate([xp.asarray(h, dtype="float32") for h in hiddens])
-    else:
-        hidden = numpy.zeros((0, width), dtype="float32")
-    return _Features(
-        hidden=hidden,
-        row_offsets=row_offsets,
-        align_rows=_cat(align_rows),
-        align_tokens=_cat(align_tokens),
-        cls_rows=_cat(cls_rows),
-        token_windows=_cat(token_windows),
-        all_covered=all_covered,
-    )
-
-
-def _warn_if_truncated(doc: Doc, lengths: numpy.ndarray) -> None:
-    """Warn when tokens other than whitespace got no wordpiece: the
-    transformer cut a window that was longer than its maximum length in
-    wordpieces, and nothing in the cut part can be found. Called for docs
-    where some token got none."""
-    lost = numpy.flatnonzero((lengths == 0) & ~whitespace_mask(doc))
-    if len(lost):
-        warnings.warn(
-            f"[spacy-spert] {len(lost)} of {len(doc)} tokens of a doc got no wordpiece "
-            f"(first: token {lost[0]}, {doc[int(lost[0])].text!r}): a transformer window held more wordpieces "
-            f"than the encoder's maximum length, the transformer truncated it, and no entity can be found in "
-            f"the cut tokens. Windows bounded in tokens alone overflow when tokens split into many wordpieces "
-            f"(URLs, identifiers, long names) or a doc is one window; bound them in wordpieces too: "
-            f"[components.transformer.model.get_spans] @span_getters = \"spacy-spert.sentence_windows.v2\".",
-            stacklevel=2,
-        )
-
-
-def _cat(arrays: List[numpy.ndarray]) -> numpy.ndarray:
-    if len(arrays) == 1:
-        return arrays[0]
-    return numpy.concatenate(arrays) if arrays else numpy.zeros((0,), dtype="int64")
-
-
-def _split_gradients(trf_datas: List[TransformerData], d_hidden, row_offsets: List[int]) -> List[TransformerData]:
-    """Cut the stacked gradient back into one ``TransformerData`` per doc whose
-    model_output holds only last_hidden_state, as spacy-transformers expects."""
-    shapes = [t.model_output.get("last_hidden_state") for t in trf_datas]
-    shapes = [x.shape for x in shapes if x is not None and x.size]
-    d_trf_datas = []
-    for trf, start in zip(trf_datas, row_offsets):
-        lhs = trf.model_output.get("last_hidden_state")
-        if lhs is None or lhs.size == 0:
-            # A doc without windows (empty) still sends back a gradient with
-            # zero windows, so that the transformer can stack the batch.
-            empty = d_hidden[:0].reshape((0,) + tuple(shapes[0][1:])) if shapes else d_hidden[:0]
-            d_trf_datas.append(
-                TransformerData(wordpieces=trf.wordpieces, model_output=ModelOutput(last_hidden_state=empty), align=trf.align)
-            )
-            continue
-        n_rows = lhs.shape[0] * lhs.shape[1]
-        d_lhs = d_hidden[start : start + n_rows].reshape(lhs.shape)
-        d_trf_datas.append(
-            TransformerData(
-                wordpieces=trf.wordpieces,
-                model_output=ModelOutput(last_hidden_state=d_lhs),
-                align=trf.align,
-            )
-        )
-    return d_trf_datas
-
-

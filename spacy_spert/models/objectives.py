@@ -21,7 +21,7 @@ import numpy
 import torch
 from thinc.api import get_array_module, torch2xp, xp2torch
 
-from .suggesters import TrainingBatch
+from .sampling import TrainingBatch
 
 
 class SpERTObjective:

@@ -1,5 +1,5 @@
-"""Candidate generation and negative sampling: which spans and pairs the
-model scores.
+"""Candidate generation: which spans the model scores and which of them it
+may pair.
 
 Everything here works on token offsets with numpy and has no model state.
 Three words name the units candidates live in:
@@ -9,12 +9,15 @@ Three words name the units candidates live in:
   whole doc (``scope_ids``);
 * pairing group: a scope cut into pieces of at most ``max_group_length``
   tokens; relation candidates are the pairs of spans that start in the same
-  group, so pairs grow linearly with the length of a text (``pairing_groups``);
+  group, so pairs grow linearly with the length of a text
+  (``pairing.pairing_groups``);
 * block: at inference, consecutive whole pairing groups that the model pools
   and classifies together, to bound its memory (``Candidates.blocks``).
 
 The pieces:
 
+* ``Suggester``: the protocol of what the ``spert`` component asks of a
+  suggester, which the two below implement.
 * ``SpanCandidates`` (registered as ``spacy-spert.span_candidates.v1``): the
   default suggester. It gives every span of 1..max_width tokens inside a
   scope, not starting or ending on a whitespace token, and the pairing group
@@ -23,20 +26,22 @@ The pieces:
 * ``GivenEntities`` (``spacy-spert.given_entities.v1``): the suggester for
   relation extraction over entities that are already there (``doc.ents`` or a
   span group): they are the candidates, and only relations are classified.
-* ``sample_doc``: SpERT's training sample for one doc: all gold entities
-  (also wider than max_width) plus up to N random non-entity candidates, all
-  gold relations (multi-hot per ordered entity pair) plus up to N "strong"
-  negative pairs of gold entities that hold no relation.
-* ``Candidates`` and ``TrainingBatch``: the spans of a batch of docs in
-  global token offsets, the model's input at inference and in training.
+* ``DocCandidates`` and ``Candidates``: the candidate spans of one doc, and
+  of a batch of docs in global token offsets, the model's input at inference.
+
+SpERT's training sample drawn from the candidates is in ``sampling.py``; the
+pairing groups and the pairs they allow in ``pairing.py``.
 """
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy
 from spacy.tokens import Doc, Span
 from spacy.util import registry
+
+from . import tuning
+from .pairing import pairing_groups
 
 Ints1d = numpy.ndarray
 
@@ -65,14 +70,11 @@ def enumerate_spans(
         return empty, empty.copy()
     if skip is not None and not numpy.count_nonzero(skip):  # (count_nonzero: a fraction of any's cost)
         skip = None
-    if scopes is None and skip is None and n_tokens <= SPAN_GRID_CACHE_TOKENS:
+    if scopes is None and skip is None and n_tokens <= tuning.SPAN_GRID_CACHE_TOKENS:
         return _span_grid(n_tokens, max_width)
     return _enumerate_spans(n_tokens, max_width, scopes, skip)
 
 
-# Docs of at most this many tokens (sentences) without scopes or skipped
-# tokens share their spans, kept per (length, max width) in a small cache.
-SPAN_GRID_CACHE_TOKENS = 256
 
 
 @lru_cache(maxsize=512)
@@ -101,22 +103,6 @@ def _enumerate_spans(
     return starts, starts + widths + 1
 
 
-def max_iou(starts: Ints1d, ends: Ints1d, gold_starts: Ints1d, gold_ends: Ints1d) -> numpy.ndarray:
-    """For each span, the largest intersection-over-union (in tokens) with any
-    gold span (0.0 when there is no gold span or no overlap).
-
-    RETURNS (numpy.ndarray): float32 array with one value per span.
-    """
-    if len(starts) == 0 or len(gold_starts) == 0:
-        return numpy.zeros((len(starts),), dtype="float32")
-    inter = numpy.minimum(ends[:, None], gold_ends[None, :]) - numpy.maximum(
-        starts[:, None], gold_starts[None, :]
-    )
-    inter = numpy.clip(inter, 0, None)
-    union = (ends - starts)[:, None] + (gold_ends - gold_starts)[None, :] - inter
-    return (inter / union).max(axis=1).astype("float32")
-
-
 def scope_ids(doc: Doc, scope: str) -> Optional[Ints1d]:
     """The scope of each token: None (one scope) for ``scope="doc"`` or a doc
     without sentence boundaries, else the sentence index. Candidate spans and
@@ -138,33 +124,6 @@ def scope_ids(doc: Doc, scope: str) -> Optional[Ints1d]:
         starts = numpy.asarray([t.is_sent_start for t in doc], dtype=bool)
     starts[0] = True
     return numpy.cumsum(starts) - 1
-
-
-def pairing_groups(n_tokens: int, scopes: Optional[Ints1d], max_length: int) -> Ints1d:
-    """The pairing group of each token: relation candidates are pairs of
-    spans whose first tokens share it. It is the scope (``scope_ids``) cut
-    into consecutive pieces of at most ``max_length`` tokens (0: no cut), so
-    that the pairs of a long sentence or of text without sentence boundaries
-    grow linearly with its length. A span may end in the next group of its
-    scope: cutting loses no entity, only pairs across a cut.
-
-    n_tokens (int): The number of tokens of the doc.
-    scopes (Optional[Ints1d]): ``scope_ids`` of the doc (None: one scope).
-    max_length (int): The longest group, in tokens; 0 for no limit.
-    RETURNS (Ints1d): (n_tokens,) int64 ids, 0, 1, ... in token order.
-    """
-    if scopes is None:
-        if max_length > 0:
-            return numpy.arange(n_tokens, dtype="int64") // max_length
-        scopes = numpy.zeros((n_tokens,), dtype="int64")
-    if n_tokens == 0 or max_length <= 0:
-        return numpy.asarray(scopes, dtype="int64")
-    new_scope = numpy.ones((n_tokens,), dtype=bool)
-    new_scope[1:] = scopes[1:] != scopes[:-1]
-    first = numpy.maximum.accumulate(numpy.where(new_scope, numpy.arange(n_tokens), 0))
-    position = numpy.arange(n_tokens) - first
-    new_group = new_scope | (position % max_length == 0)
-    return (numpy.cumsum(new_group) - 1).astype("int64")
 
 
 def whitespace_mask(doc: Doc) -> Ints1d:
@@ -197,289 +156,6 @@ class DocCandidates:
         ``enumerate_spans``) and the pairing groups (see ``pairing_groups``)."""
         starts, ends = enumerate_spans(n_tokens, max_width, scopes, skip)
         return cls(starts, ends, pairing_groups(n_tokens, scopes, max_group_length))
-
-
-class Suggester:
-    """What the suggesters of the ``spert`` component share: the candidates
-    of each doc (``doc_candidates``) batched into ``Candidates``.
-
-    gives_entities (bool): False: the candidates are all possible spans and
-        the model decides which are entities; True: the candidates are
-        entities that an earlier component or the data gives (``entities``),
-        and the model only classifies the relations among them.
-    """
-
-    gives_entities = False
-
-    def doc_candidates(self, doc: Doc) -> DocCandidates:
-        """RETURNS (DocCandidates): The candidates of one doc."""
-        raise NotImplementedError
-
-    def __call__(self, docs: Sequence[Doc]) -> "Candidates":
-        """RETURNS (Candidates): The candidates of a batch of docs in global
-        token offsets, with pairing groups numbered across the batch."""
-        offsets = doc_offsets(docs)
-        parts = []
-        n_groups = 0
-        for i, doc in enumerate(docs):
-            cands = self.doc_candidates(doc)
-            group = cands.token_groups[cands.starts]
-            offset = int(offsets[i])
-            if offset:
-                parts.append((cands.starts + offset, cands.ends + offset, group + n_groups))
-            else:  # the first doc: no copies (its spans may be the shared read-only grid)
-                parts.append((cands.starts, cands.ends, group))
-            n_groups += int(group[-1]) + 1 if len(group) else 1  # groups ascend with the spans
-        if len(parts) == 1:
-            starts, ends, groups = parts[0]
-        else:
-            starts, ends, groups = (_concat([part[k] for part in parts], "int64") for k in range(3))
-        return Candidates(
-            doc_offsets=offsets, starts=starts, ends=ends, groups=groups, given_entities=self.gives_entities
-        )
-
-
-def _check_pairing(name: str, scope: str, max_group_length: int) -> None:
-    if scope not in SCOPES:
-        raise ValueError(f"{name}: scope must be 'doc' or 'sentence', not '{scope}'")
-    if max_group_length < 0:
-        raise ValueError(f"{name}: max_group_length must be >= 0 (0: no limit), not {max_group_length}")
-
-
-class SpanCandidates(Suggester):
-    """The default suggester of the ``spert`` component: every span of up to
-    ``max_width`` tokens within a scope (not starting or ending on a
-    whitespace token) and the pairing groups, the same for training and
-    inference.
-
-    max_width (int): The widest candidate span, in tokens (10).
-    scope (str): "sentence": spans and pairs stay within a sentence (the whole
-        doc when it has no sentence boundaries); "doc": they may cross.
-    max_group_length (int): Pairs only among spans that start in the same
-        piece of at most this many tokens of a scope (0: no limit).
-    """
-
-    def __init__(self, max_width: int = 10, scope: str = "sentence", max_group_length: int = 128):
-        if max_width < 1:
-            raise ValueError(f"span_candidates: max_width must be at least 1, not {max_width}")
-        _check_pairing("span_candidates", scope, max_group_length)
-        self.max_width = max_width
-        self.scope = scope
-        self.max_group_length = max_group_length
-
-    def doc_candidates(self, doc: Doc) -> DocCandidates:
-        """RETURNS (DocCandidates): The candidates of one doc."""
-        return DocCandidates.all_spans(
-            len(doc), self.max_width, scope_ids(doc, self.scope), whitespace_mask(doc), self.max_group_length
-        )
-
-
-class GivenEntities(Suggester):
-    """The suggester for relation extraction over entities that are already
-    there: the spans of ``doc.ents`` or of a span group, set by an earlier
-    component (``ner``, ``entity_ruler``, ``span_ruler``, ...) or given in
-    the data. They keep their labels; the model only classifies the relations
-    among them, and in training learns the relations only.
-
-    source (str): "ents" for ``doc.ents``, or "spans:KEY" for ``doc.spans[KEY]``.
-    scope (str), max_group_length (int): Which pairs are classified, as for
-        ``SpanCandidates`` (pairs of entities that start in one sentence and
-        within max_group_length tokens of each other).
-    """
-
-    gives_entities = True
-
-    def __init__(self, source: str = "ents", scope: str = "sentence", max_group_length: int = 128):
-        if source != "ents" and not (source.startswith("spans:") and len(source) > len("spans:")):
-            raise ValueError(f"given_entities: source must be 'ents' or 'spans:KEY', not '{source}'")
-        _check_pairing("given_entities", scope, max_group_length)
-        self.source = source
-        self.scope = scope
-        self.max_group_length = max_group_length
-
-    @property
-    def where(self) -> str:
-        """RETURNS (str): Where the entities are, for messages: "doc.ents" or
-        "doc.spans['KEY']"."""
-        return "doc.ents" if self.source == "ents" else f"doc.spans['{self.source[len('spans:'):]}']"
-
-    def entities(self, doc: Doc) -> List[Span]:
-        """The given entities of a doc, ordered by (start, end); of several
-        with the same boundaries the first is kept. A missing span group
-        gives none.
-
-        RETURNS (List[Span]): The entities.
-        """
-        if self.source == "ents":
-            spans = list(doc.ents)
-        else:
-            spans = list(doc.spans.get(self.source[len("spans:"):], []))
-        unique: Dict[Tuple[int, int], Span] = {}
-        for span in spans:
-            unique.setdefault((span.start, span.end), span)
-        return [unique[key] for key in sorted(unique)]
-
-    def doc_candidates(self, doc: Doc) -> DocCandidates:
-        """RETURNS (DocCandidates): The given entities of one doc and the
-        pairing groups."""
-        spans = self.entities(doc)
-        return DocCandidates(
-            starts=numpy.asarray([s.start for s in spans], dtype="int64"),
-            ends=numpy.asarray([s.end for s in spans], dtype="int64"),
-            token_groups=pairing_groups(len(doc), scope_ids(doc, self.scope), self.max_group_length),
-        )
-
-
-@registry.misc("spacy-spert.given_entities.v1")
-def build_given_entities(source: str = "ents", scope: str = "sentence", max_group_length: int = 128) -> GivenEntities:
-    """The suggester for relations over given entities: the spans of
-    ``doc.ents`` (source "ents") or of ``doc.spans[KEY]`` ("spans:KEY").
-
-    source (str): Where the entities are.
-    scope (str): "sentence" or "doc": where pairs may reach.
-    max_group_length (int): The longest pairing group in tokens (128; 0: none).
-    RETURNS (GivenEntities): The suggester.
-    """
-    return GivenEntities(source, scope, max_group_length)
-
-
-@registry.misc("spacy-spert.span_candidates.v1")
-def build_span_candidates(max_width: int = 10, scope: str = "sentence", max_group_length: int = 128) -> SpanCandidates:
-    """The default suggester of ``spert``: every span of 1..max_width tokens
-    within a sentence (or doc), pairs within groups of at most
-    max_group_length tokens.
-
-    max_width (int): The widest candidate span, in tokens (10, as SpERT).
-    scope (str): "sentence" or "doc" (see ``SpanCandidates``).
-    max_group_length (int): The longest pairing group in tokens (128; 0: none).
-    RETURNS (SpanCandidates): The suggester.
-    """
-    return SpanCandidates(max_width, scope, max_group_length)
-
-
-@dataclass
-class DocSample:
-    """The training sample of one doc, in the doc's token offsets.
-
-    starts, ends: the sampled spans (gold entities first).
-    entity_labels: the label id per span (0: no entity, i + 1: label i).
-    pair_heads, pair_tails: indices into the spans for each relation sample.
-    relation_labels: a multi-hot row (float32) per relation sample.
-    entity_iou: the largest IoU of each span with a gold entity.
-    """
-
-    starts: Ints1d
-    ends: Ints1d
-    entity_labels: Ints1d
-    pair_heads: Ints1d
-    pair_tails: Ints1d
-    relation_labels: numpy.ndarray
-    entity_iou: numpy.ndarray
-
-
-def sample_doc(
-    candidates: DocCandidates,
-    gold_entities: Sequence[Tuple[int, int, int]],
-    gold_relations: Sequence[Tuple[int, int, int]],
-    *,
-    n_relation_labels: int,
-    neg_entity_count: int,
-    neg_relation_count: int,
-    rng: numpy.random.Generator,
-    symmetric: Set[int] = frozenset(),
-) -> DocSample:
-    """Draw SpERT's training sample for one doc.
-
-    candidates (DocCandidates): The doc's candidates (from the suggester):
-        negative entities are drawn among them, and strong negative pairs only
-        among entities whose first tokens share a pairing group, as inference
-        pairs only those.
-    gold_entities: (start, end, label_id) per gold entity, label_id >= 1. Two
-        entities with the same boundaries are one sample (the first label wins).
-    gold_relations: (head, tail, relation_id) per gold relation; head and tail
-        index ``gold_entities``; relation_id in 0..n_relation_labels-1.
-    n_relation_labels (int): The number of relation types.
-    neg_entity_count (int): Up to this many non-entity spans are drawn.
-    neg_relation_count (int): Up to this many entity pairs without a relation.
-    rng (numpy.random.Generator): The random generator.
-    symmetric (Set[int]): Symmetric relation ids: the reverse of such a gold
-        pair is not used as a negative.
-    RETURNS (DocSample): The sample.
-    """
-    n_tokens = len(candidates.token_groups)
-    span_index: Dict[Tuple[int, int], int] = {}
-    starts: List[int] = []
-    ends: List[int] = []
-    labels: List[int] = []
-    entity_to_span: List[int] = []
-    for start, end, label in gold_entities:
-        key = (int(start), int(end))
-        if key not in span_index:
-            span_index[key] = len(starts)
-            starts.append(key[0])
-            ends.append(key[1])
-            labels.append(int(label))
-        entity_to_span.append(span_index[key])
-    n_pos = len(starts)
-    gold_starts = numpy.asarray(starts, dtype="int64")
-    gold_ends = numpy.asarray(ends, dtype="int64")
-
-    # Negative entities: candidate spans that are not gold entities.
-    cand_starts, cand_ends = candidates.starts, candidates.ends
-    if n_pos and len(cand_starts):
-        is_gold = numpy.isin(cand_starts * (n_tokens + 1) + cand_ends, gold_starts * (n_tokens + 1) + gold_ends)
-        cand_starts, cand_ends = cand_starts[~is_gold], cand_ends[~is_gold]
-    n_neg = min(neg_entity_count, len(cand_starts))
-    if n_neg:
-        chosen = rng.choice(len(cand_starts), size=n_neg, replace=False)
-        chosen.sort()
-        neg_starts, neg_ends = cand_starts[chosen], cand_ends[chosen]
-    else:
-        neg_starts = neg_ends = numpy.zeros((0,), dtype="int64")
-    all_starts = numpy.concatenate([gold_starts, neg_starts])
-    all_ends = numpy.concatenate([gold_ends, neg_ends])
-    entity_labels = numpy.concatenate(
-        [numpy.asarray(labels, dtype="int64"), numpy.zeros((n_neg,), dtype="int64")]
-    )
-
-    # Positive relations: one multi-hot row per ordered pair of gold spans.
-    pair_rows: Dict[Tuple[int, int], numpy.ndarray] = {}
-    symmetric_pairs: Set[Tuple[int, int]] = set()
-    for head, tail, rel in gold_relations:
-        pair = (entity_to_span[head], entity_to_span[tail])
-        if pair[0] == pair[1]:
-            continue
-        row = pair_rows.setdefault(pair, numpy.zeros((n_relation_labels,), dtype="float32"))
-        row[rel] = 1.0
-        if rel in symmetric:
-            symmetric_pairs.add(pair)
-    # Strong negatives: ordered pairs of gold spans with no relation.
-    group = candidates.token_groups[gold_starts]
-    neg_pairs = [
-        (h, t)
-        for h in range(n_pos)
-        for t in range(n_pos)
-        if h != t and group[h] == group[t] and (h, t) not in pair_rows and (t, h) not in symmetric_pairs
-    ]
-    n_neg_rel = min(neg_relation_count, len(neg_pairs))
-    if n_neg_rel:
-        chosen = numpy.sort(rng.choice(len(neg_pairs), size=n_neg_rel, replace=False))
-        neg_pairs = [neg_pairs[i] for i in chosen]
-    else:
-        neg_pairs = []
-    pairs = list(pair_rows.keys()) + neg_pairs
-    rel_labels = numpy.zeros((len(pairs), n_relation_labels), dtype="float32")
-    for i, pair in enumerate(pair_rows):
-        rel_labels[i] = pair_rows[pair]
-    return DocSample(
-        starts=all_starts,
-        ends=all_ends,
-        entity_labels=entity_labels,
-        pair_heads=numpy.asarray([p[0] for p in pairs], dtype="int64"),
-        pair_tails=numpy.asarray([p[1] for p in pairs], dtype="int64"),
-        relation_labels=rel_labels,
-        entity_iou=max_iou(all_starts, all_ends, gold_starts, gold_ends),
-    )
 
 
 def doc_offsets(docs: Sequence[Doc]) -> Ints1d:
@@ -567,60 +243,213 @@ class Candidates:
         return [tuple(b) for b in blocks]
 
 
-@dataclass
-class TrainingBatch:
-    """The sampled spans and pairs of a batch of docs with their targets, the
-    model's input in training. Offsets are global, as in ``Candidates``.
+def concat_arrays(arrays: List[numpy.ndarray], dtype: str) -> numpy.ndarray:
+    """Concatenate 1d arrays (of the docs of a batch).
 
-    doc_offsets: (n_docs + 1,) token offset of each doc.
-    starts, ends: (S,) span boundaries (end exclusive).
-    pair_heads, pair_tails: (P,) indices into the spans.
-    entity_labels: (S,) targets (0: none); relation_labels: (P, R) multi-hot;
-    entity_iou: (S,) max IoU with a gold entity.
+    arrays (List[numpy.ndarray]): The arrays, possibly none.
+    dtype (str): The dtype of the result, also when there are no arrays.
+    RETURNS (numpy.ndarray): The concatenation (no copy for a matching dtype).
     """
-
-    doc_offsets: Ints1d
-    starts: Ints1d
-    ends: Ints1d
-    pair_heads: Ints1d
-    pair_tails: Ints1d
-    entity_labels: Ints1d
-    relation_labels: numpy.ndarray
-    entity_iou: numpy.ndarray
-
-    @classmethod
-    def from_samples(cls, docs: Sequence[Doc], samples: Sequence[DocSample]) -> "TrainingBatch":
-        """Concatenate per-doc samples into one batch.
-
-        docs (Sequence[Doc]): The predicted docs (for their lengths).
-        samples (Sequence[DocSample]): One sample per doc.
-        RETURNS (TrainingBatch): The batch.
-        """
-        offsets = doc_offsets(docs)
-        span_offsets = numpy.cumsum([0] + [len(s.starts) for s in samples])
-        n_rel = samples[0].relation_labels.shape[1] if samples else 0
-        return cls(
-            doc_offsets=offsets,
-            starts=_concat([s.starts + offsets[i] for i, s in enumerate(samples)], "int64"),
-            ends=_concat([s.ends + offsets[i] for i, s in enumerate(samples)], "int64"),
-            pair_heads=_concat([s.pair_heads + span_offsets[i] for i, s in enumerate(samples)], "int64"),
-            pair_tails=_concat([s.pair_tails + span_offsets[i] for i, s in enumerate(samples)], "int64"),
-            entity_labels=_concat([s.entity_labels for s in samples], "int64"),
-            relation_labels=(
-                numpy.concatenate([s.relation_labels for s in samples])
-                if samples
-                else numpy.zeros((0, n_rel), dtype="float32")
-            ),
-            entity_iou=_concat([s.entity_iou for s in samples], "float32"),
-        )
-
-    def max_range(self) -> int:
-        """The longest token range the model may pool: the longest doc (gold
-        pairs may lie anywhere in a doc)."""
-        return max(1, int(numpy.diff(self.doc_offsets).max(initial=1)))
-
-
-def _concat(arrays: List[numpy.ndarray], dtype: str) -> numpy.ndarray:
     if not arrays:
         return numpy.zeros((0,), dtype=dtype)
     return numpy.concatenate(arrays).astype(dtype, copy=False)
+
+
+@runtime_checkable
+class Suggester(Protocol):
+    """What the ``spert`` component asks of its suggester (the
+    ``suggester`` setting): the candidates of a batch (``__call__``, at
+    inference) and of one doc (``doc_candidates``, to sample from in
+    training), and whether the candidates are entities given to the model.
+    ``SpanCandidates`` and ``GivenEntities`` implement it.
+
+    gives_entities (bool): False: the candidates are all possible spans and
+        the model decides which are entities; True: the candidates are
+        entities that an earlier component or the data gives (``entities``),
+        and the model only classifies the relations among them.
+    where (str): Where the given entities are, for messages ("doc.ents",
+        "doc.spans['KEY']"); "" when the suggester gives none.
+    """
+
+    gives_entities: bool
+    where: str
+
+    def __call__(self, docs: Sequence[Doc]) -> "Candidates":
+        """RETURNS (Candidates): The candidates of a batch of docs in global
+        token offsets, with pairing groups numbered across the batch
+        (``batch_candidates``)."""
+        ...
+
+    def doc_candidates(self, doc: Doc) -> DocCandidates:
+        """RETURNS (DocCandidates): The candidates of one doc."""
+        ...
+
+    def entities(self, doc: Doc) -> List[Span]:
+        """RETURNS (List[Span]): The given entities of a doc in candidate
+        order, which keep their labels (none when ``gives_entities`` is
+        False)."""
+        ...
+
+
+def batch_candidates(
+    docs: Sequence[Doc], doc_candidates: Callable[[Doc], DocCandidates], given_entities: bool = False
+) -> Candidates:
+    """The candidates of a batch of docs, what a suggester returns.
+
+    docs (Sequence[Doc]): The docs.
+    doc_candidates (Callable[[Doc], DocCandidates]): The candidates of one doc.
+    given_entities (bool): The candidates are given entities (``Candidates``).
+    RETURNS (Candidates): The candidates in global token offsets, with pairing
+        groups numbered across the batch.
+    """
+    offsets = doc_offsets(docs)
+    parts = []
+    n_groups = 0
+    for i, doc in enumerate(docs):
+        cands = doc_candidates(doc)
+        group = cands.token_groups[cands.starts]
+        offset = int(offsets[i])
+        if offset:
+            parts.append((cands.starts + offset, cands.ends + offset, group + n_groups))
+        else:  # the first doc: no copies (its spans may be the shared read-only grid)
+            parts.append((cands.starts, cands.ends, group))
+        n_groups += int(group[-1]) + 1 if len(group) else 1  # groups ascend with the spans
+    if len(parts) == 1:
+        starts, ends, groups = parts[0]
+    else:
+        starts, ends, groups = (concat_arrays([part[k] for part in parts], "int64") for k in range(3))
+    return Candidates(doc_offsets=offsets, starts=starts, ends=ends, groups=groups, given_entities=given_entities)
+
+
+def _check_pairing(name: str, scope: str, max_group_length: int) -> None:
+    if scope not in SCOPES:
+        raise ValueError(f"{name}: scope must be 'doc' or 'sentence', not '{scope}'")
+    if max_group_length < 0:
+        raise ValueError(f"{name}: max_group_length must be >= 0 (0: no limit), not {max_group_length}")
+
+
+class SpanCandidates:
+    """The default suggester of the ``spert`` component: every span of up to
+    ``max_width`` tokens within a scope (not starting or ending on a
+    whitespace token) and the pairing groups, the same for training and
+    inference.
+
+    max_width (int): The widest candidate span, in tokens (10).
+    scope (str): "sentence": spans and pairs stay within a sentence (the whole
+        doc when it has no sentence boundaries); "doc": they may cross.
+    max_group_length (int): Pairs only among spans that start in the same
+        piece of at most this many tokens of a scope (0: no limit).
+    """
+
+    gives_entities = False
+    where = ""
+
+    def __init__(self, max_width: int = 10, scope: str = "sentence", max_group_length: int = 128):
+        if max_width < 1:
+            raise ValueError(f"span_candidates: max_width must be at least 1, not {max_width}")
+        _check_pairing("span_candidates", scope, max_group_length)
+        self.max_width = max_width
+        self.scope = scope
+        self.max_group_length = max_group_length
+
+    def __call__(self, docs: Sequence[Doc]) -> Candidates:
+        """RETURNS (Candidates): The candidates of a batch of docs."""
+        return batch_candidates(docs, self.doc_candidates)
+
+    def entities(self, doc: Doc) -> List[Span]:
+        """RETURNS (List[Span]): No given entities: the model decides which
+        candidates are entities."""
+        return []
+
+    def doc_candidates(self, doc: Doc) -> DocCandidates:
+        """RETURNS (DocCandidates): The candidates of one doc."""
+        return DocCandidates.all_spans(
+            len(doc), self.max_width, scope_ids(doc, self.scope), whitespace_mask(doc), self.max_group_length
+        )
+
+
+class GivenEntities:
+    """The suggester for relation extraction over entities that are already
+    there: the spans of ``doc.ents`` or of a span group, set by an earlier
+    component (``ner``, ``entity_ruler``, ``span_ruler``, ...) or given in
+    the data. They keep their labels; the model only classifies the relations
+    among them, and in training learns the relations only.
+
+    source (str): "ents" for ``doc.ents``, or "spans:KEY" for ``doc.spans[KEY]``.
+    scope (str), max_group_length (int): Which pairs are classified, as for
+        ``SpanCandidates`` (pairs of entities that start in one sentence and
+        within max_group_length tokens of each other).
+    """
+
+    gives_entities = True
+
+    def __init__(self, source: str = "ents", scope: str = "sentence", max_group_length: int = 128):
+        if source != "ents" and not (source.startswith("spans:") and len(source) > len("spans:")):
+            raise ValueError(f"given_entities: source must be 'ents' or 'spans:KEY', not '{source}'")
+        _check_pairing("given_entities", scope, max_group_length)
+        self.source = source
+        self.scope = scope
+        self.max_group_length = max_group_length
+
+    @property
+    def where(self) -> str:
+        """RETURNS (str): Where the entities are, for messages: "doc.ents" or
+        "doc.spans['KEY']"."""
+        return "doc.ents" if self.source == "ents" else f"doc.spans['{self.source[len('spans:'):]}']"
+
+    def entities(self, doc: Doc) -> List[Span]:
+        """The given entities of a doc, ordered by (start, end); of several
+        with the same boundaries the first is kept. A missing span group
+        gives none.
+
+        RETURNS (List[Span]): The entities.
+        """
+        if self.source == "ents":
+            spans = list(doc.ents)
+        else:
+            spans = list(doc.spans.get(self.source[len("spans:"):], []))
+        unique: Dict[Tuple[int, int], Span] = {}
+        for span in spans:
+            unique.setdefault((span.start, span.end), span)
+        return [unique[key] for key in sorted(unique)]
+
+    def __call__(self, docs: Sequence[Doc]) -> Candidates:
+        """RETURNS (Candidates): The given entities of a batch of docs."""
+        return batch_candidates(docs, self.doc_candidates, given_entities=True)
+
+    def doc_candidates(self, doc: Doc) -> DocCandidates:
+        """RETURNS (DocCandidates): The given entities of one doc and the
+        pairing groups."""
+        spans = self.entities(doc)
+        return DocCandidates(
+            starts=numpy.asarray([s.start for s in spans], dtype="int64"),
+            ends=numpy.asarray([s.end for s in spans], dtype="int64"),
+            token_groups=pairing_groups(len(doc), scope_ids(doc, self.scope), self.max_group_length),
+        )
+
+
+@registry.misc("spacy-spert.given_entities.v1")
+def build_given_entities(source: str = "ents", scope: str = "sentence", max_group_length: int = 128) -> GivenEntities:
+    """The suggester for relations over given entities: the spans of
+    ``doc.ents`` (source "ents") or of ``doc.spans[KEY]`` ("spans:KEY").
+
+    source (str): Where the entities are.
+    scope (str): "sentence" or "doc": where pairs may reach.
+    max_group_length (int): The longest pairing group in tokens (128; 0: none).
+    RETURNS (GivenEntities): The suggester.
+    """
+    return GivenEntities(source, scope, max_group_length)
+
+
+@registry.misc("spacy-spert.span_candidates.v1")
+def build_span_candidates(max_width: int = 10, scope: str = "sentence", max_group_length: int = 128) -> SpanCandidates:
+    """The default suggester of ``spert``: every span of 1..max_width tokens
+    within a sentence (or doc), pairs within groups of at most
+    max_group_length tokens.
+
+    max_width (int): The widest candidate span, in tokens (10, as SpERT).
+    scope (str): "sentence" or "doc" (see ``SpanCandidates``).
+    max_group_length (int): The longest pairing group in tokens (128; 0: none).
+    RETURNS (SpanCandidates): The suggester.
+    """
+    return SpanCandidates(max_width, scope, max_group_length)

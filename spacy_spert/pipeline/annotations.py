@@ -8,8 +8,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy
 from spacy.tokens import Doc, Span, SpanGroup
 
-from ..models.suggesters import Candidates
 from ..models.architectures import SpERTPredictions
+from ..models.suggesters import Candidates
 from ..relations import RELATIONS_ATTR, canonical_order, make_relation
 
 

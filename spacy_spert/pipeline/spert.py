@@ -1,12 +1,14 @@
 """The ``spert`` pipeline component: joint entity and relation extraction.
 
 A thin, cfg-driven shell, as spaCy's ``spancat``: the suggester
-(``candidates.py``) gives the candidate spans, the model (``model.py``)
-scores and decodes them, and ``annotations.py`` writes entities to
+(``models/suggesters.py``, any ``Suggester``) gives the candidate spans, the
+model (``models/architectures.py``) scores and decodes them with the
+``threshold`` of the cfg, and ``annotations.py`` writes entities to
 ``doc.spans[spans_key]`` (overlaps allowed, scores in ``attrs["scores"]``) and
 relations to ``doc._.relations`` (see ``relations.py``). In training, the gold
 annotation of the reference docs is read by ``gold.py``, sampled by
-``candidates.sample_doc`` and scored by the objective (``losses.py``).
+``models/sampling.sample_doc`` and scored by the objective
+(``models/objectives.py``).
 """
 import os
 from itertools import islice
@@ -24,14 +26,14 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 
-from .annotations import write_predictions
-from ..models.suggesters import Candidates, DocSample, Suggester, TrainingBatch, sample_doc
-from .gold import Gold, read_gold
-from ..models.objectives import compute_loss
 from ..models.architectures import SpERTLogits, SpERTPredictions, build_head, has_head
+from ..models.objectives import compute_loss
+from ..models.sampling import DocSample, TrainingBatch, sample_doc
+from ..models.suggesters import Candidates, Suggester
 from ..relations import RELATIONS_ATTR, install_extensions
 from ..transformer.span_getters import bind_wordpiece_windows
-
+from .annotations import write_predictions
+from .gold import Gold, read_gold
 
 _FORK_HANDLER_REGISTERED = False
 
@@ -303,8 +305,7 @@ class SpERT(TrainablePipe):
         docs = list(docs)
         self._require_head("predict")
         candidates = self.suggester(docs)
-        self.model.attrs["threshold"] = self.cfg["threshold"]
-        return candidates, self.model.predict((docs, candidates))
+        return candidates, self.model.predict((docs, candidates, self.cfg["threshold"]))
 
     def set_annotations(self, docs: Iterable[Doc], scores: Tuple[Candidates, SpERTPredictions]) -> None:
         """Write entities to ``doc.spans[spans_key]`` and relations to
