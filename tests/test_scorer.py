@@ -1,4 +1,4 @@
-"""Tests of the SpERT scorer (spacy_spert/scorer.py): hand-computed numbers."""
+"""Tests of the SpERT scorer (spacy_spert/pipeline/scorer.py): hand-computed numbers."""
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
