@@ -1,4 +1,5 @@
 """``python -m research COMMAND ...``: see :mod:`research.cli`."""
+
 from .cli import main
 
 if __name__ == "__main__":

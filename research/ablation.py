@@ -8,6 +8,7 @@ relation F1 (micro and macro) with the difference to SpERT.MT. A missing
 results file is a row of dashes, not an error, so the table can be written
 while runs are still going.
 """
+
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple

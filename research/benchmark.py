@@ -23,12 +23,14 @@ docs and the config's batch size, unless an override sets it). Seconds per
 training epoch = (training wall time - the per-epoch evaluations, timed as in
 step 2) / epochs.
 """
+
 import resource
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from spacy_spert.pipeline.scorer import SCORE_MODES, SCORE_NAMES, score_keys
+
 from .records import command_line, machine, package_versions, write_results
 from .runs import run, train_command
 
@@ -147,8 +149,14 @@ def run_benchmark(
     if not skip_train:
         if "--training.eval_frequency" not in overrides:
             overrides = ["--training.eval_frequency", str(steps_per_epoch(config, train, overrides)), *overrides]
-        cmd = train_command(config, output_dir, train, test, gpu_id,
-                            ["--training.max_epochs", str(epochs), "--system.seed", str(seed), *overrides])
+        cmd = train_command(
+            config,
+            output_dir,
+            train,
+            test,
+            gpu_id,
+            ["--training.max_epochs", str(epochs), "--system.seed", str(seed), *overrides],
+        )
         start = time.perf_counter()
         run(cmd)
         train_seconds = time.perf_counter() - start
@@ -210,6 +218,8 @@ def markdown(results: Dict[str, Any]) -> str:
     lines += ["", f"Training: {t['seconds_per_epoch']} s per epoch ({t['wall_seconds']} s in all).", ""]
     lines += ["| batch size | pipeline docs/s | transformer alone docs/s | head share |", "|---|---|---|---|"]
     for bs, row in results["inference"]["by_batch_size"].items():
-        lines.append(f"| {bs} | {row['pipeline_docs_per_s']} | {row['transformer_docs_per_s']} | {row['head_share']:.1%} |")
+        lines.append(
+            f"| {bs} | {row['pipeline_docs_per_s']} | {row['transformer_docs_per_s']} | {row['head_share']:.1%} |"
+        )
     lines += ["", f"Command: `{results['command']}` (seed {results['seed']})", ""]
     return "\n".join(lines) + "\n"

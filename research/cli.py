@@ -16,6 +16,7 @@ Commands:
     ray-throughput   Docs/s of predict --engine ray.
     serve-latency    Latency of small requests beside large ones.
 """
+
 from pathlib import Path
 from typing import List, Optional
 
@@ -31,13 +32,11 @@ app = make_app("research", "The research tools of spacy-spert: benchmarks, seeds
 
 @app.command("convert-dataset")
 def convert_dataset_cli(
-    # fmt: off
     input_dir: Path = Arg(..., help="Folder with the SpERT JSON files", show_default=False),
     output_dir: Path = Arg(..., help="Folder for the .spacy files", show_default=False),
     dataset: Optional[str] = Opt(None, "--dataset", help="Dataset name (default: the input folder's name)"),
     types: Optional[Path] = Opt(None, "--types", help="Types file (default: <dataset>_types.json or types.json)"),
-    # fmt: on
-):
+):  # fmt: skip
     """Convert every SpERT JSON file of a folder.
 
     Each file but the types file becomes OUTPUT_DIR/<split>.spacy, where <split> is the file name without the dataset prefix
@@ -53,7 +52,6 @@ def convert_dataset_cli(
 
 @app.command("benchmark", context_settings=OVERRIDES)
 def benchmark_cli(
-    # fmt: off
     ctx: typer.Context,
     config: Path = Arg(..., help="Training config", show_default=False),
     train: Path = Opt(..., "--train", help="Training corpus (.spacy)", show_default=False),
@@ -66,8 +64,7 @@ def benchmark_cli(
     batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes to time"),
     skip_train: bool = Opt(False, "--skip-train", help="Reuse the model in --output-dir"),
     skip_speed: bool = Opt(False, "--skip-speed", help="Do not time inference"),
-    # fmt: on
-):
+):  # fmt: skip
     """Train, score and time; write a results file.
 
     Trains CONFIG with the paper protocol (`spacy train` on --train for
@@ -82,14 +79,24 @@ def benchmark_cli(
     extra = overrides(ctx)
     sizes = [] if skip_speed else ints(batch_sizes)
     with user_errors():
-        out = run_benchmark(config, train, test, output_dir, results, epochs=epochs, seed=seed, gpu_id=gpu_id,
-                            batch_sizes=sizes, skip_train=skip_train, overrides=extra)
+        out = run_benchmark(
+            config,
+            train,
+            test,
+            output_dir,
+            results,
+            epochs=epochs,
+            seed=seed,
+            gpu_id=gpu_id,
+            batch_sizes=sizes,
+            skip_train=skip_train,
+            overrides=extra,
+        )
     typer.echo(markdown(out))
 
 
 @app.command("kfold", context_settings=OVERRIDES)
 def kfold_cli(
-    # fmt: off
     ctx: typer.Context,
     config_path: Path = Arg(..., help="Training config", show_default=False),
     corpus_dir: Path = Arg(..., help="Folder with the folds' .spacy files", show_default=False),
@@ -101,8 +108,7 @@ def kfold_cli(
     model: str = Opt("last", "--model", help="Model to evaluate: last or best"),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
     resume: bool = Opt(False, "--resume", help="Skip folds that have a metrics.json"),
-    # fmt: on
-):
+):  # fmt: skip
     """k-fold cross-validation of a config.
 
     For every fold in CORPUS_DIR: `spacy train` on
@@ -112,13 +118,24 @@ def kfold_cli(
     arguments are config overrides for training.
     """
     from spacy_spert.apps.evaluate import score_table
+
     from .kfold import run_kfold, summary
 
     extra = overrides(ctx)
     with user_errors():
-        result = run_kfold(config_path, corpus_dir, output, metrics, train_pattern=train_pattern,
-                           test_pattern=test_pattern, folds=folds, model=model, gpu_id=gpu_id, resume=resume,
-                           overrides=extra)
+        result = run_kfold(
+            config_path,
+            corpus_dir,
+            output,
+            metrics,
+            train_pattern=train_pattern,
+            test_pattern=test_pattern,
+            folds=folds,
+            model=model,
+            gpu_id=gpu_id,
+            resume=resume,
+            overrides=extra,
+        )
     msg.divider(f"Mean over {result['n_folds']} folds (sample standard deviation)")
     typer.echo(score_table({key: value for key, value in result["mean"].items() if "." not in key}))
     typer.echo("\n".join(summary(result)))
@@ -127,7 +144,6 @@ def kfold_cli(
 
 @app.command("seeds", context_settings=OVERRIDES)
 def seeds_cli(
-    # fmt: off
     ctx: typer.Context,
     config: Path = Arg(..., help="Training config", show_default=False),
     train: Path = Opt(..., "--train", help="Training corpus (.spacy)", show_default=False),
@@ -141,8 +157,7 @@ def seeds_cli(
     batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes each run times"),
     skip_speed: bool = Opt(False, "--skip-speed", help="Do not time inference"),
     resume: bool = Opt(False, "--resume", help="Reuse per-seed results made with the same settings"),
-    # fmt: on
-):
+):  # fmt: skip
     """Benchmark several seeds; mean and std.
 
     Runs `benchmark` (the paper protocol) once per seed, each in a fresh
@@ -155,15 +170,26 @@ def seeds_cli(
     extra = overrides(ctx)
     sizes = [] if skip_speed else ints(batch_sizes)
     with user_errors():
-        summary = run_seeds(config, train, test, output_dir, prefix, seeds=ints(seeds), epochs=epochs, gpu_id=gpu_id,
-                            jobs=jobs, batch_sizes=sizes, resume=resume, overrides=extra)
+        summary = run_seeds(
+            config,
+            train,
+            test,
+            output_dir,
+            prefix,
+            seeds=ints(seeds),
+            epochs=epochs,
+            gpu_id=gpu_id,
+            jobs=jobs,
+            batch_sizes=sizes,
+            resume=resume,
+            overrides=extra,
+        )
     typer.echo(markdown(summary))
     msg.good(f"Saved {summary_path(prefix)}")
 
 
 @app.command("speed")
 def speed_cli(
-    # fmt: off
     model: Path = Arg(..., help="Trained pipeline (e.g. the model-last of `benchmark`)", show_default=False),
     test: Path = Opt(..., "--test", help="Corpus whose texts are tagged", show_default=False),
     train: Optional[Path] = Opt(None, "--train", help="Training corpus for the training step split"),
@@ -177,8 +203,7 @@ def speed_cli(
     gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
     seed: int = Opt(0, "--seed", help="Random seed"),
     doc_windows: bool = Opt(False, "--doc-windows", help="Keep the model's own span getter"),
-    # fmt: on
-):
+):  # fmt: skip
     """Speed and memory against the transformer.
 
     Measures a trained pipeline against its transformer alone: inference by batch size, the training step split, and time and peak memory
@@ -193,15 +218,26 @@ def speed_cli(
         except ImportError:
             fail("--plot needs matplotlib: pip install 'spacy-spert[bench]'")
     with user_errors():
-        out = run_speed(model, test, results, train=train, batch_sizes=ints(batch_sizes), repeats=repeats,
-                        train_steps=train_steps, length_values=ints(lengths), repeats_long=repeats_long,
-                        plot_path=plot, gpu_id=gpu_id, seed=seed, doc_windows=doc_windows)
+        out = run_speed(
+            model,
+            test,
+            results,
+            train=train,
+            batch_sizes=ints(batch_sizes),
+            repeats=repeats,
+            train_steps=train_steps,
+            length_values=ints(lengths),
+            repeats_long=repeats_long,
+            plot_path=plot,
+            gpu_id=gpu_id,
+            seed=seed,
+            doc_windows=doc_windows,
+        )
     typer.echo(markdown(out))
 
 
 @app.command("optimizer-speed")
 def optimizer_speed_cli(
-    # fmt: off
     config: Path = Arg(Path("configs/spert.cfg"), help="Training config"),
     train: Path = Opt(Path("corpus/demo/train.spacy"), "--train", help="Training corpus (.spacy)"),
     results: Path = Opt(..., "--results", help="Results JSON file (tables: the .md next to it)", show_default=False),
@@ -212,8 +248,7 @@ def optimizer_speed_cli(
     seed: int = Opt(0, "--seed", help="Random seed"),
     threads: int = Opt(0, "--threads", help="torch threads; 0: torch's default"),
     gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
-    # fmt: on
-):
+):  # fmt: skip
     """Optimizer step against fused torch AdamW.
 
     Builds CONFIG's pipeline on --train as `spacy train` does and times
@@ -226,20 +261,28 @@ def optimizer_speed_cli(
     from .optimizer_speed import markdown, run_optimizer_speed
 
     with user_errors():
-        out = run_optimizer_speed(config, train, results, encoder=encoder, batch_size=batch_size, steps=steps,
-                                  warmup=warmup, seed=seed, threads=threads, gpu_id=gpu_id)
+        out = run_optimizer_speed(
+            config,
+            train,
+            results,
+            encoder=encoder,
+            batch_size=batch_size,
+            steps=steps,
+            warmup=warmup,
+            seed=seed,
+            threads=threads,
+            gpu_id=gpu_id,
+        )
     typer.echo(markdown(out))
 
 
 @app.command("ablation-table")
 def ablation_table_cli(
-    # fmt: off
     spert: Path = Opt(..., "--spert", help="SpERT results file (from `benchmark`)", show_default=False),
     mt_prefix: str = Opt(..., "--mt-prefix", help="SpERT.MT results files up to -seed<SEED>.json", show_default=False),
     seed: int = Opt(0, "--seed", help="Seed in the results file names"),
     output: Path = Opt(..., "--output", help="Markdown file for the table", show_default=False),
-    # fmt: on
-):
+):  # fmt: skip
     """The SpERT.MT ablation table.
 
     Collects the results of `benchmark` runs (SpERT, SpERT.MT and SpERT.MT
@@ -258,12 +301,10 @@ def ablation_table_cli(
 
 @app.command("demo")
 def demo_cli(
-    # fmt: off
     model: str = Arg("training/demo/model-last", help="Pipeline directory or package name"),
     text: Optional[List[str]] = Opt(None, "--text", help="A sentence to tag (repeatable; default: held-out demo sentences)"),
     spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
-    # fmt: on
-):
+):  # fmt: skip
     """Tag sentences and print what was found.
 
     Prints the entities and relations a trained pipeline finds. The default sentences use names, organisations and
@@ -281,13 +322,11 @@ def demo_cli(
 
 @app.command("demo-data")
 def demo_data_cli(
-    # fmt: off
     output: Path = Opt(Path("assets/demo"), "--output", help="Output folder"),
     n_train: int = Opt(500, "--n-train", help="Training sentences"),
     n_dev: int = Opt(100, "--n-dev", help="Dev sentences"),
     seed: int = Opt(13, "--seed", help="Random seed"),
-    # fmt: on
-):
+):  # fmt: skip
     """Write the offline demo corpus.
 
     Writes train.json, dev.json and types.json in SpERT's format: template sentences with CoNLL04's types. Deterministic for
@@ -305,7 +344,6 @@ def demo_data_cli(
 
 @app.command("throughput")
 def throughput_cli(
-    # fmt: off
     model: Path = Arg(..., help="Trained pipeline", show_default=False),
     corpus: Path = Arg(..., help=".spacy file whose texts are tagged", show_default=False),
     results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
@@ -316,8 +354,7 @@ def throughput_cli(
     buffer_size: int = Opt(2048, "--buffer-size", help="Buffer size of predict"),
     repeats: int = Opt(3, "--repeats", help="Alternating rounds; docs/s from the median"),
     gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
-    # fmt: on
-):
+):  # fmt: skip
     """Docs/s of predict against nlp.pipe.
 
     Times plain nlp.pipe at each of --batch-sizes and `predict` (JSONL in,
@@ -329,8 +366,18 @@ def throughput_cli(
     from .throughput import markdown, run_throughput
 
     with user_errors():
-        out = run_throughput(model, corpus, results, n_docs=n_docs, seed=seed, batch_sizes=ints(batch_sizes),
-                             batch_size=batch_size, buffer_size=buffer_size, repeats=repeats, gpu_id=gpu_id)
+        out = run_throughput(
+            model,
+            corpus,
+            results,
+            n_docs=n_docs,
+            seed=seed,
+            batch_sizes=ints(batch_sizes),
+            batch_size=batch_size,
+            buffer_size=buffer_size,
+            repeats=repeats,
+            gpu_id=gpu_id,
+        )
     typer.echo(markdown(out))
     if not out["output"]["same_output"]:
         fail(f"predict and nlp.pipe gave different output; see {results}")
@@ -338,7 +385,6 @@ def throughput_cli(
 
 @app.command("ray-throughput")
 def ray_throughput_cli(
-    # fmt: off
     model: Path = Arg(..., help="Trained pipeline (a directory)", show_default=False),
     corpus: Path = Arg(..., help=".spacy file whose texts are tagged", show_default=False),
     results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
@@ -347,8 +393,7 @@ def ray_throughput_cli(
     actors: str = Opt("1,2", "--actors", help="Numbers of Ray actors to time"),
     num_cpus: Optional[int] = Opt(None, "--num-cpus", help="CPUs of the local Ray cluster (default: all)"),
     repeats: int = Opt(2, "--repeats", help="Alternating rounds; docs/s from the median"),
-    # fmt: on
-):
+):  # fmt: skip
     """Docs/s of predict --engine ray.
 
     Times single-process `predict` and `predict --engine ray` with each
@@ -362,8 +407,16 @@ def ray_throughput_cli(
 
     with user_errors():
         try:
-            out = run_ray_throughput(model, corpus, results, n_docs=n_docs, seed=seed, actors=ints(actors),
-                                     num_cpus=num_cpus, repeats=repeats)
+            out = run_ray_throughput(
+                model,
+                corpus,
+                results,
+                n_docs=n_docs,
+                seed=seed,
+                actors=ints(actors),
+                num_cpus=num_cpus,
+                repeats=repeats,
+            )
         except ImportError as e:
             fail(f"{e}: pip install 'spacy-spert[ray]'")
     typer.echo(markdown(out))
@@ -371,7 +424,6 @@ def ray_throughput_cli(
 
 @app.command("serve-latency")
 def serve_latency_cli(
-    # fmt: off
     model: Path = Arg(..., help="Trained pipeline the servers load", show_default=False),
     results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
     texts: Path = Opt(Path("assets/demo/dev.json"), "--texts", help="SpERT JSON or JSONL file: the requests' sentences"),
@@ -380,8 +432,7 @@ def serve_latency_cli(
     max_texts: int = Opt(8, "--max-texts", help="Server's --max-texts: the large requests' texts"),
     seconds: float = Opt(60, "--seconds", help="How long the small client sends, per server"),
     interval: float = Opt(0.5, "--interval", help="Seconds between the small client's requests"),
-    # fmt: on
-):
+):  # fmt: skip
     """Latency of small requests beside large ones.
 
     Starts `python -m spacy_spert serve MODEL` (of --baseline first, if
@@ -395,8 +446,16 @@ def serve_latency_cli(
     from .serve_latency import markdown, run_serve_latency
 
     with user_errors():
-        out = run_serve_latency(model, texts, results, baseline=baseline, max_chars=max_chars, max_texts=max_texts,
-                                seconds=seconds, interval=interval)
+        out = run_serve_latency(
+            model,
+            texts,
+            results,
+            baseline=baseline,
+            max_chars=max_chars,
+            max_texts=max_texts,
+            seconds=seconds,
+            interval=interval,
+        )
     typer.echo(markdown(out))
 
 

@@ -8,6 +8,7 @@ Each ``IN_DIR/<name>.json`` except the types file becomes
 file to ``<dataset>_types.json`` or ``types.json`` in IN_DIR. Every file is
 checked against the types (see :func:`spacy_spert.io.spert_json.convert_file`).
 """
+
 from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
@@ -22,7 +23,7 @@ def split_name(path: Path, dataset: str) -> str:
     """
     stem = Path(path).stem
     prefix = f"{dataset}_"
-    return stem[len(prefix):] if stem.startswith(prefix) else stem
+    return stem[len(prefix) :] if stem.startswith(prefix) else stem
 
 
 def find_types_file(input_dir: Path, dataset: str) -> Path:

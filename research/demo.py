@@ -5,6 +5,7 @@ names, organisations and places that do not occur in the demo training data
 (:data:`research.demo_data.HELD_OUT`), so the model has to
 generalize.
 """
+
 from typing import Iterable, List, Optional
 
 from spacy.language import Language

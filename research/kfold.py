@@ -18,6 +18,7 @@ The metrics file holds the fold ids, each fold's scores, and for every numeric
 score (nested per-type scores flattened to ``key.type.p``) its mean and its
 sample standard deviation over the folds (0 for one fold).
 """
+
 import json
 import math
 import re
@@ -27,6 +28,7 @@ from typing import Any, Dict, List, Sequence
 from wasabi import msg
 
 from spacy_spert.pipeline.scorer import SCORE_NAMES
+
 from .runs import evaluate_command, run, train_command
 
 Folds = Dict[str, Dict[str, Path]]

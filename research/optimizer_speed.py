@@ -30,6 +30,7 @@ shared). The training step is 2 + 3.
 :func:`run_optimizer_speed` writes RESULTS (JSON) and its tables (.md) with
 the command, versions, seed and machine.
 """
+
 import os
 import statistics
 import time
@@ -56,8 +57,12 @@ def build(config: Path, train: Path, encoder: str, batch_size: int, gpu_id: int)
 
     import spacy_spert  # noqa: F401  (the registered functions)
 
-    overrides = {"paths.train": str(train), "paths.dev": str(train), "encoder.name": encoder,
-                 "training.batcher.size": batch_size}
+    overrides = {
+        "paths.train": str(train),
+        "paths.dev": str(train),
+        "encoder.name": encoder,
+        "training.batcher.size": batch_size,
+    }
     cfg = util.load_config(config, overrides=overrides, interpolate=False)
     nlp = init_nlp(cfg, use_gpu=gpu_id)
     # interpolated: the schedule refers to other sections (batch size, epochs)
@@ -71,8 +76,11 @@ def trainable(nlp) -> List[Any]:
     nlp (Language): The pipeline.
     RETURNS (List[TrainablePipe]): The components.
     """
-    return [proc for _, proc in nlp.pipeline if getattr(proc, "is_trainable", False)
-            and proc.model not in (True, False, None)]
+    return [
+        proc
+        for _, proc in nlp.pipeline
+        if getattr(proc, "is_trainable", False) and proc.model not in (True, False, None)
+    ]
 
 
 def torch_parameters(nlp) -> List[Any]:
@@ -184,10 +192,21 @@ def run_optimizer_speed(
     copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
     for copy in copies:
         copy.grad = torch.zeros_like(copy)
-    fused = torch.optim.AdamW(copies, lr=optimizer.learn_rate, betas=(optimizer.b1, optimizer.b2), eps=optimizer.eps,
-                              weight_decay=optimizer.weight_decay, fused=True)
-    times: Dict[str, List[float]] = {"transformer": [], "update": [], "optimizer": [], "inside_optimizer": [],
-                                     "fused_adamw": []}
+    fused = torch.optim.AdamW(
+        copies,
+        lr=optimizer.learn_rate,
+        betas=(optimizer.b1, optimizer.b2),
+        eps=optimizer.eps,
+        weight_decay=optimizer.weight_decay,
+        fused=True,
+    )
+    times: Dict[str, List[float]] = {
+        "transformer": [],
+        "update": [],
+        "optimizer": [],
+        "inside_optimizer": [],
+        "fused_adamw": [],
+    }
     load_average = [os.getloadavg()[0]]
     norms: List[float] = []  # the gradient's global norm per step (above grad_clip: clipped)
 
@@ -249,20 +268,26 @@ def run_optimizer_speed(
         "batch_size": batch_size,
         "steps_timed": steps,
         "warmup_steps": warmup,
-        "optimizer": {key: value for key, value in dict(nlp.config["training"]["optimizer"]).items()
-                      if not isinstance(value, dict)},
+        "optimizer": {
+            key: value
+            for key, value in dict(nlp.config["training"]["optimizer"]).items()
+            if not isinstance(value, dict)
+        },
         "n_torch_tensors": len(params),
         "n_torch_values": sum(p.numel() for p in params),
         "n_thinc_arrays": n_thinc_parameters(nlp),
         "median_ms": medians,
         "optimizer_vs_fused_adamw": round(medians["optimizer"] / medians["fused_adamw"], 3),
-        "optimizer_vs_fused_adamw_per_step": round(statistics.median(
-            o / f for o, f in zip(times["optimizer"], times["fused_adamw"])), 3),
+        "optimizer_vs_fused_adamw_per_step": round(
+            statistics.median(o / f for o, f in zip(times["optimizer"], times["fused_adamw"])), 3
+        ),
         "inside_optimizer_vs_fused_adamw": round(medians["inside_optimizer"] / medians["fused_adamw"], 3),
         "training_step_vs_transformer": round(medians["training_step"] / medians["transformer"], 3),
         "optimizer_share_of_training_step": round(medians["optimizer"] / medians["training_step"], 3),
-        "gradient_norm": {"median": round(statistics.median(norms), 3),
-                          "steps_clipped": sum(n > optimizer.grad_clip for n in norms)},
+        "gradient_norm": {
+            "median": round(statistics.median(norms), 3),
+            "steps_clipped": sum(n > optimizer.grad_clip for n in norms),
+        },
         "ms": {name: [round(t * 1000, 2) for t in values] for name, values in times.items()},
         "load_average_1min": [round(x, 2) for x in load_average[:: max(1, len(load_average) // 10)]],
         "versions": package_versions(),

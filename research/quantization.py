@@ -12,6 +12,7 @@ Run: ``python -m research.quantization MODEL TEST.spacy
 RESULTS.json [--batch-sizes 1,8,64] [--repeats 3] [--n-docs N] [--threads T]``; the tables
 go next to RESULTS (.md).
 """
+
 import argparse
 import statistics
 import time
@@ -100,17 +101,32 @@ def markdown(results: Dict[str, Any]) -> str:
     results (Dict[str, Any]): As written by :func:`run_quantization`.
     RETURNS (str): Markdown.
     """
-    lines = [f"Inference on {results['n_docs_timed']} docs, median of {results['repeats']} alternating runs, "
-             f"{results['torch_threads']} torch thread(s):", "",
-             "| batch size | float32 docs/s | int8 docs/s | speed-up |", "|---|---|---|---|"]
+    lines = [
+        f"Inference on {results['n_docs_timed']} docs, median of {results['repeats']} alternating runs, "
+        f"{results['torch_threads']} torch thread(s):",
+        "",
+        "| batch size | float32 docs/s | int8 docs/s | speed-up |",
+        "|---|---|---|---|",
+    ]
     for bs, r in results["speed"].items():
         lines.append(f"| {bs} | {r['float32_docs_per_s']} | {r['int8_docs_per_s']} | {r['speedup']}x |")
-    lines += ["", f"F1 on {results['n_docs_scored']} docs:", "", "| metric | float32 F1 | int8 F1 | ΔF1 (points) |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        f"F1 on {results['n_docs_scored']} docs:",
+        "",
+        "| metric | float32 F1 | int8 F1 | ΔF1 (points) |",
+        "|---|---|---|---|",
+    ]
     for key, d in results["delta_f1"].items():
-        lines.append(f"| {key} | {results['metrics']['float32'][key]['f']} | {results['metrics']['int8'][key]['f']} | {d:+.2f} |")
-    lines += ["", f"Command: `{results['command']}`; device: {results['machine']['device']}; "
-              f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.", ""]
+        lines.append(
+            f"| {key} | {results['metrics']['float32'][key]['f']} | {results['metrics']['int8'][key]['f']} | {d:+.2f} |"
+        )
+    lines += [
+        "",
+        f"Command: `{results['command']}`; device: {results['machine']['device']}; "
+        f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -124,5 +140,12 @@ if __name__ == "__main__":
     parser.add_argument("--n-docs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    run_quantization(args.model, args.test, args.results, repeats=args.repeats, n_docs=args.n_docs, threads=args.threads,
-                     batch_sizes=[int(b) for b in args.batch_sizes.split(",")])
+    run_quantization(
+        args.model,
+        args.test,
+        args.results,
+        repeats=args.repeats,
+        n_docs=args.n_docs,
+        threads=args.threads,
+        batch_sizes=[int(b) for b in args.batch_sizes.split(",")],
+    )

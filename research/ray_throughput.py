@@ -21,6 +21,7 @@ so scores may differ in the last float digits.
 :func:`run_ray_throughput` writes RESULTS (JSON) and its tables (.md) with
 the command, versions, seed and machine.
 """
+
 import json
 import os
 import statistics
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from spacy_spert.apps.predict import DEFAULT_BATCH_SIZE, predict
+
 from .records import command_line, machine, package_versions, write_results
 from .throughput import benchmark_texts, compare, encoder_name
 
@@ -94,14 +96,23 @@ def run_ray_throughput(
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             input_path = tmp / "input.jsonl"
-            input_path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)),
-                                  encoding="utf8")
+            input_path.write_text(
+                "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf8"
+            )
             small = tmp / "small.jsonl"
-            small.write_text("".join(input_path.read_text(encoding="utf8").splitlines(True)[:startup_docs]),
-                             encoding="utf8")
+            small.write_text(
+                "".join(input_path.read_text(encoding="utf8").splitlines(True)[:startup_docs]), encoding="utf8"
+            )
             for n in actors:
-                report = predict_ray(model, small, tmp / "small-out.jsonl", num_actors=n, batch_size=batch_size,
-                                     rows_per_task=rows_per_task, progress=False)
+                report = predict_ray(
+                    model,
+                    small,
+                    tmp / "small-out.jsonl",
+                    num_actors=n,
+                    batch_size=batch_size,
+                    rows_per_task=rows_per_task,
+                    progress=False,
+                )
                 startup[n] = report.seconds
                 print(f"ray, {n} actors, {startup_docs} docs: {report.seconds:.1f} s", flush=True)
             for r in range(repeats):
@@ -109,17 +120,30 @@ def run_ray_throughput(
                 local.append(report.seconds)
                 print(f"round {r + 1}: predict: {len(texts) / local[-1]:.1f} docs/s", flush=True)
                 for n in actors:
-                    report = predict_ray(model, input_path, tmp / f"ray-{n}.jsonl", num_actors=n,
-                                         batch_size=batch_size, rows_per_task=rows_per_task, progress=False)
+                    report = predict_ray(
+                        model,
+                        input_path,
+                        tmp / f"ray-{n}.jsonl",
+                        num_actors=n,
+                        batch_size=batch_size,
+                        rows_per_task=rows_per_task,
+                        progress=False,
+                    )
                     timed[n].append(report.seconds)
                     print(f"round {r + 1}: ray, {n} actors: {len(texts) / timed[n][-1]:.1f} docs/s", flush=True)
                 load_average.append(os.getloadavg()[0])
             want = [json.loads(line) for line in (tmp / "local.jsonl").read_text(encoding="utf8").splitlines()]
-            outputs = {str(n): compare(want, [json.loads(line) for line in
-                                              (tmp / f"ray-{n}.jsonl").read_text(encoding="utf8").splitlines()],
-                                       tolerance) for n in actors}
-            same_bytes = {str(n): (tmp / f"ray-{n}.jsonl").read_bytes() == (tmp / "local.jsonl").read_bytes()
-                          for n in actors}
+            outputs = {
+                str(n): compare(
+                    want,
+                    [json.loads(line) for line in (tmp / f"ray-{n}.jsonl").read_text(encoding="utf8").splitlines()],
+                    tolerance,
+                )
+                for n in actors
+            }
+            same_bytes = {
+                str(n): (tmp / f"ray-{n}.jsonl").read_bytes() == (tmp / "local.jsonl").read_bytes() for n in actors
+            }
     finally:
         if started:
             ray.shutdown()
@@ -165,26 +189,37 @@ def markdown(results: Dict[str, Any]) -> str:
     results (Dict[str, Any]): As written by :func:`run_ray_throughput`.
     RETURNS (str): Markdown.
     """
-    lines = [f"{results['n_docs']} docs from {results['corpus']}, shuffled with seed {results['seed']}; model "
-             f"{results['model']} ({results['transformer']}); JSONL in, JSONL out; median of {results['repeats']} "
-             f"alternating rounds; local Ray cluster of {results['ray_num_cpus']} CPUs (started in "
-             f"{results['ray_init_seconds']} s, not counted).", "",
-             "| run | docs/s | time (s) | fixed cost (s) | docs/s after the fixed cost | time against predict | "
-             "same output |", "|---|---|---|---|---|---|---|",
-             f"| predict (1 process, {results['machine']['torch_threads']} torch threads) | "
-             f"{results['predict']['docs_per_s']} | {', '.join(map(str, results['predict']['seconds']))} | - | - | - "
-             "| - |"]
+    lines = [
+        f"{results['n_docs']} docs from {results['corpus']}, shuffled with seed {results['seed']}; model "
+        f"{results['model']} ({results['transformer']}); JSONL in, JSONL out; median of {results['repeats']} "
+        f"alternating rounds; local Ray cluster of {results['ray_num_cpus']} CPUs (started in "
+        f"{results['ray_init_seconds']} s, not counted).",
+        "",
+        "| run | docs/s | time (s) | fixed cost (s) | docs/s after the fixed cost | time against predict | "
+        "same output |",
+        "|---|---|---|---|---|---|---|",
+        f"| predict (1 process, {results['machine']['torch_threads']} torch threads) | "
+        f"{results['predict']['docs_per_s']} | {', '.join(map(str, results['predict']['seconds']))} | - | - | - "
+        "| - |",
+    ]
     for n, r in results["ray"].items():
         out = r["output"]
         same = "yes" if out["same_output"] else f"NO ({out['n_mismatched_docs']} docs)"
         same += " (identical bytes)" if r["same_bytes_as_predict"] else f" (scores within {out['tolerance']:g})"
-        lines.append(f"| predict --engine ray, {n} actors (1 CPU each) | {r['docs_per_s']} | "
-                     f"{', '.join(map(str, r['seconds']))} | {r['startup_seconds']} | {r['docs_per_s_after_startup']} "
-                     f"| {r['overhead_vs_predict']:+.0%} | {same} |")
-    lines += ["", f"Fixed cost: a Ray run over {results['startup_docs']} docs (dataset planning, actor start, "
-              "pipeline load in each actor, reading and writing).", "",
-              f"Command: `{results['command']}`; machine: {results['machine']['cpus']} CPUs, "
-              f"{results['machine']['platform']}, 1-minute load average during the run "
-              f"{results['load_average_1min']}; versions: "
-              f"{', '.join(f'{k} {v}' for k, v in results['versions'].items())}.", ""]
+        lines.append(
+            f"| predict --engine ray, {n} actors (1 CPU each) | {r['docs_per_s']} | "
+            f"{', '.join(map(str, r['seconds']))} | {r['startup_seconds']} | {r['docs_per_s_after_startup']} "
+            f"| {r['overhead_vs_predict']:+.0%} | {same} |"
+        )
+    lines += [
+        "",
+        f"Fixed cost: a Ray run over {results['startup_docs']} docs (dataset planning, actor start, "
+        "pipeline load in each actor, reading and writing).",
+        "",
+        f"Command: `{results['command']}`; machine: {results['machine']['cpus']} CPUs, "
+        f"{results['machine']['platform']}, 1-minute load average during the run "
+        f"{results['load_average_1min']}; versions: "
+        f"{', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        "",
+    ]
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """What every results file records besides its numbers: the command that made
 it, the package versions, and the JSON and Markdown files themselves."""
+
 import json
 import os
 import platform
@@ -37,8 +38,13 @@ def machine(gpu_id: int) -> Dict[str, Any]:
     import torch
 
     device = torch.cuda.get_device_name(gpu_id) if gpu_id >= 0 else "CPU"
-    return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "device": device}
+    return {
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "device": device,
+    }
 
 
 def command_line(argv: Optional[List[str]] = None) -> str:

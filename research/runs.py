@@ -5,6 +5,7 @@ GPU memory) out of the next, and its timing free of the caller's state.
 Training is spaCy's own ``train`` command: the config decides the learning-rate
 schedule, and ``--section.key value`` overrides are passed on unchanged.
 """
+
 import os
 import shlex
 import subprocess
@@ -41,8 +42,20 @@ def train_command(
     RETURNS (List[str]): The arguments, starting with the Python interpreter.
     """
     return [
-        sys.executable, "-m", "spacy", "train", str(config), "--output", str(output), "--gpu-id", str(gpu_id),
-        "--paths.train", str(train), "--paths.dev", str(dev), *overrides,
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(config),
+        "--output",
+        str(output),
+        "--gpu-id",
+        str(gpu_id),
+        "--paths.train",
+        str(train),
+        "--paths.dev",
+        str(dev),
+        *overrides,
     ]
 
 
@@ -54,8 +67,18 @@ def evaluate_command(model: PathLike, data: PathLike, output: PathLike, gpu_id: 
     output (Path): The JSON file for the scores. gpu_id (int): The GPU, -1 for the CPU.
     RETURNS (List[str]): The arguments, starting with the Python interpreter.
     """
-    return [sys.executable, "-m", "spacy_spert", "evaluate", str(model), str(data), "--output", str(output),
-            "--gpu-id", str(gpu_id)]
+    return [
+        sys.executable,
+        "-m",
+        "spacy_spert",
+        "evaluate",
+        str(model),
+        str(data),
+        "--output",
+        str(output),
+        "--gpu-id",
+        str(gpu_id),
+    ]
 
 
 def run(cmd: Sequence[str]) -> None:

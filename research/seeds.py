@@ -19,6 +19,7 @@ The summary (``PREFIX-seeds.json`` and ``.md``) holds, for every score of
 sample standard deviation (ddof 1; 0 for one seed), the per-seed results files
 and commands, the versions and the machine.
 """
+
 import shlex
 import subprocess
 import sys
@@ -31,9 +32,10 @@ import srsly
 from wasabi import msg
 
 from spacy_spert.pipeline.scorer import SCORE_NAMES
+
 from .kfold import aggregate
-from .runs import research_env
 from .records import command_line, machine, package_versions, write_results
+from .runs import research_env
 
 METRICS = ("p", "r", "f")
 
@@ -67,9 +69,29 @@ def benchmark_command(
     RETURNS (List[str]): The arguments, starting with the Python interpreter.
     """
     speed = ["--batch-sizes", ",".join(map(str, batch_sizes))] if batch_sizes else ["--skip-speed"]
-    return [sys.executable, "-m", "research", "benchmark", str(config), "--train", str(train), "--test", str(test),
-            "--output-dir", str(output_dir), "--results", str(results), "--epochs", str(epochs), "--seed", str(seed),
-            "--gpu-id", str(gpu_id), *speed, *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "research",
+        "benchmark",
+        str(config),
+        "--train",
+        str(train),
+        "--test",
+        str(test),
+        "--output-dir",
+        str(output_dir),
+        "--results",
+        str(results),
+        "--epochs",
+        str(epochs),
+        "--seed",
+        str(seed),
+        "--gpu-id",
+        str(gpu_id),
+        *speed,
+        *overrides,
+    ]
 
 
 def _copy_lines(source: IO[str], log: IO[str], echo: bool) -> None:
@@ -91,7 +113,9 @@ def run_logged(cmd: Sequence[str], log_path: Path, echo: bool) -> None:
     print(f"$ {shlex.join(cmd)}  (log: {log_path})", flush=True)
     with log_path.open("w", encoding="utf8") as log:
         log.write(f"$ {shlex.join(cmd)}\n")
-        process = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=research_env())
+        process = subprocess.Popen(
+            list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=research_env()
+        )
         copier = threading.Thread(target=_copy_lines, args=(process.stdout, log, echo))
         copier.start()
         status = process.wait()
@@ -125,8 +149,9 @@ def check_reusable(results: Dict[str, Any], path: Path, expected: Dict[str, Any]
         if key == "overrides":
             found, value = _without_eval_frequency(found or []), _without_eval_frequency(value)
         if found != value:
-            raise ValueError(f"{path}: made with {key} = {found!r}, this run has {value!r}; "
-                             "remove the file or leave out --resume")
+            raise ValueError(
+                f"{path}: made with {key} = {found!r}, this run has {value!r}; remove the file or leave out --resume"
+            )
 
 
 def run_seeds(
@@ -172,16 +197,32 @@ def run_seeds(
     for seed in seeds:
         path = seed_results(prefix, seed)
         if resume and path.exists():
-            expected = {"config": str(config), "train": str(train), "test": str(test), "epochs": epochs,
-                        "seed": seed, "overrides": overrides}
+            expected = {
+                "config": str(config),
+                "train": str(train),
+                "test": str(test),
+                "epochs": epochs,
+                "seed": seed,
+                "overrides": overrides,
+            }
             check_reusable(srsly.read_json(path), path, expected)
             msg.info(f"seed {seed}: using {path}")
         else:
             todo.append(seed)
 
     def one(seed: int) -> None:
-        cmd = benchmark_command(config, train, test, Path(output_dir) / f"seed{seed}", seed_results(prefix, seed),
-                                seed=seed, epochs=epochs, gpu_id=gpu_id, batch_sizes=batch_sizes, overrides=overrides)
+        cmd = benchmark_command(
+            config,
+            train,
+            test,
+            Path(output_dir) / f"seed{seed}",
+            seed_results(prefix, seed),
+            seed=seed,
+            epochs=epochs,
+            gpu_id=gpu_id,
+            batch_sizes=batch_sizes,
+            overrides=overrides,
+        )
         run_logged(cmd, Path(output_dir) / f"seed{seed}.log", echo=jobs == 1)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -221,8 +262,11 @@ def summarize(per_seed: Dict[int, Dict[str, Any]], prefix: Path) -> Dict[str, An
         "overrides": first["overrides"],
         "seeds": list(per_seed),
         "per_seed": {
-            str(seed): {"results": str(seed_results(prefix, seed)), "command": results["command"],
-                        "metrics": headline[seed]}
+            str(seed): {
+                "results": str(seed_results(prefix, seed)),
+                "command": results["command"],
+                "metrics": headline[seed],
+            }
             for seed, results in per_seed.items()
         },
         "mean": unflatten(stats["mean"]),
@@ -253,5 +297,7 @@ def markdown(summary: Dict[str, Any]) -> str:
         cells += [f"{summary['per_seed'][s]['metrics'][score.name]['f']:.2f}" for s in seeds]
         lines.append(f"| {score.name} | " + " | ".join(cells) + " |")
     lines += ["", f"Command: `{summary['command']}`", "", "Per seed:"]
-    lines += [f"- seed {s}: `{summary['per_seed'][s]['results']}`: `{summary['per_seed'][s]['command']}`" for s in seeds]
+    lines += [
+        f"- seed {s}: `{summary['per_seed'][s]['results']}`: `{summary['per_seed'][s]['command']}`" for s in seeds
+    ]
     return "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ both clients share the machine).
     python -m research serve-latency training/demo/model-last --texts assets/demo/dev.json \\
         --baseline /tmp/serve-base --results results/serve-latency-cpu.json
 """
+
 import http.client
 import json
 import os
@@ -103,8 +104,14 @@ def package_path(root: Path) -> str:
     """The ``spacy_spert`` a subprocess imports with ``root`` as its path and
     working directory. RAISES: RuntimeError if it is not root's."""
     env = dict(os.environ, PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", "import spacy_spert; print(spacy_spert.__file__)"], cwd=root, env=env,
-                         capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", "import spacy_spert; print(spacy_spert.__file__)"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if not Path(out).resolve().is_relative_to(root.resolve()):
         raise RuntimeError(f"python in {root} imports spacy_spert from {out}, not from {root}")
     return out
@@ -119,8 +126,16 @@ def git_commit(root: Path) -> str:
     return commit + "+changes" if changed else commit
 
 
-def measure(root: Path, model: Path, sentences: List[str], max_chars: int, max_texts: int, seconds: float,
-            interval: float, log_dir: Path) -> Dict[str, Any]:
+def measure(
+    root: Path,
+    model: Path,
+    sentences: List[str],
+    max_chars: int,
+    max_texts: int,
+    seconds: float,
+    interval: float,
+    log_dir: Path,
+) -> Dict[str, Any]:
     """Start the server of checkout ``root`` and run both clients against it
     (see the module docstring).
 
@@ -130,11 +145,25 @@ def measure(root: Path, model: Path, sentences: List[str], max_chars: int, max_t
     package = package_path(root)
     port = free_port()
     log = log_dir / f"serve-{port}.log"
-    command = [sys.executable, "-m", "spacy_spert", "serve", str(Path(model).resolve()), "--host", HOST,
-               "--port", str(port), "--max-chars", str(max_chars), "--max-texts", str(max_texts)]
+    command = [
+        sys.executable,
+        "-m",
+        "spacy_spert",
+        "serve",
+        str(Path(model).resolve()),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--max-chars",
+        str(max_chars),
+        "--max-texts",
+        str(max_texts),
+    ]
     with log.open("w") as log_file:
-        server = subprocess.Popen(command, cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), stdout=log_file,
-                                  stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            command, cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -159,12 +188,16 @@ def measure(root: Path, model: Path, sentences: List[str], max_chars: int, max_t
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-    return {"checkout": str(root), "commit": git_commit(root), "package": package,
-            "server_command": " ".join(command[1:]), **out}
+    return {
+        "checkout": str(root),
+        "commit": git_commit(root),
+        "package": package,
+        "server_command": " ".join(command[1:]),
+        **out,
+    }
 
 
-def run_clients(port: int, sentences: List[str], large: List[str], seconds: float,
-                interval: float) -> Dict[str, Any]:
+def run_clients(port: int, sentences: List[str], large: List[str], seconds: float, interval: float) -> Dict[str, Any]:
     """Run the large and the small client for ``seconds``; their latencies."""
     stop = threading.Event()
     large_times: List[float] = []
@@ -215,19 +248,34 @@ def run_clients(port: int, sentences: List[str], large: List[str], seconds: floa
         raise RuntimeError(f"{len(errors)} requests failed, e.g. {errors[0]}")
     chars = sum(len(text) for text in large)
     return {
-        "small": {"requests": len(small_times), "p50_s": round(percentile(small_times, 0.5), 3),
-                  "p95_s": round(percentile(small_times, 0.95), 3), "max_s": round(max(small_times), 3),
-                  "mean_s": round(statistics.mean(small_times), 3)},
-        "large": {"requests": len(large_times), "texts_per_request": len(large), "chars_per_request": chars,
-                  "median_s": round(statistics.median(large_times), 3) if large_times else None,
-                  "chars_per_s": round(chars * len(large_times) / sum(large_times)) if large_times else None},
+        "small": {
+            "requests": len(small_times),
+            "p50_s": round(percentile(small_times, 0.5), 3),
+            "p95_s": round(percentile(small_times, 0.95), 3),
+            "max_s": round(max(small_times), 3),
+            "mean_s": round(statistics.mean(small_times), 3),
+        },
+        "large": {
+            "requests": len(large_times),
+            "texts_per_request": len(large),
+            "chars_per_request": chars,
+            "median_s": round(statistics.median(large_times), 3) if large_times else None,
+            "chars_per_s": round(chars * len(large_times) / sum(large_times)) if large_times else None,
+        },
         "load_average_1min": [round(x, 2) for x in load],
     }
 
 
-def run_serve_latency(model: Path, texts: Path, results: Path, baseline: Optional[Path] = None,
-                      max_chars: int = 5000, max_texts: int = 8, seconds: float = 60,
-                      interval: float = 0.5) -> Dict[str, Any]:
+def run_serve_latency(
+    model: Path,
+    texts: Path,
+    results: Path,
+    baseline: Optional[Path] = None,
+    max_chars: int = 5000,
+    max_texts: int = 8,
+    seconds: float = 60,
+    interval: float = 0.5,
+) -> Dict[str, Any]:
     """Measure the small requests' latency against the server of ``baseline``
     (if given: "before") and of this checkout ("after"); write the results.
 
@@ -250,9 +298,16 @@ def run_serve_latency(model: Path, texts: Path, results: Path, baseline: Optiona
         for name, root in ([("before", Path(baseline))] if baseline is not None else []) + [("after", here)]:
             runs[name] = measure(root, model, sentences, max_chars, max_texts, seconds, interval, Path(tmp))
     out: Dict[str, Any] = {
-        "model": str(model), "texts": str(texts), "max_chars": max_chars, "max_texts": max_texts,
-        "seconds": seconds, "interval_s": interval, "runs": runs,
-        "command": command_line(), "machine": machine(-1), "versions": package_versions(),
+        "model": str(model),
+        "texts": str(texts),
+        "max_chars": max_chars,
+        "max_texts": max_texts,
+        "seconds": seconds,
+        "interval_s": interval,
+        "runs": runs,
+        "command": command_line(),
+        "machine": machine(-1),
+        "versions": package_versions(),
     }
     if "before" in runs:
         out["p95_before_over_after"] = round(runs["before"]["small"]["p95_s"] / runs["after"]["small"]["p95_s"], 2)
@@ -268,24 +323,38 @@ def markdown(results: Dict[str, Any]) -> str:
     """
     runs = results["runs"]
     any_run = next(iter(runs.values()))
-    lines = [f"One-sentence requests (one every {results['interval_s']} s for {results['seconds']} s, sentences of "
-             f"{results['texts']}) to `serve` of {results['model']} while another client sends, one after the other, "
-             f"requests of {any_run['large']['texts_per_request']} texts of up to {results['max_chars']} characters "
-             f"({any_run['large']['chars_per_request']} characters; the server's --max-chars {results['max_chars']}, "
-             f"--max-texts {results['max_texts']}, other options at their defaults).", "",
-             "| server | small: requests | p50 s | p95 s | max s | large: requests | median s | characters/s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"One-sentence requests (one every {results['interval_s']} s for {results['seconds']} s, sentences of "
+        f"{results['texts']}) to `serve` of {results['model']} while another client sends, one after the other, "
+        f"requests of {any_run['large']['texts_per_request']} texts of up to {results['max_chars']} characters "
+        f"({any_run['large']['chars_per_request']} characters; the server's --max-chars {results['max_chars']}, "
+        f"--max-texts {results['max_texts']}, other options at their defaults).",
+        "",
+        "| server | small: requests | p50 s | p95 s | max s | large: requests | median s | characters/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, run in runs.items():
         s, g = run["small"], run["large"]
-        lines.append(f"| {name} ({run['commit']}) | {s['requests']} | {s['p50_s']} | {s['p95_s']} | {s['max_s']} | "
-                     f"{g['requests']} | {g['median_s']} | {g['chars_per_s']} |")
+        lines.append(
+            f"| {name} ({run['commit']}) | {s['requests']} | {s['p50_s']} | {s['p95_s']} | {s['max_s']} | "
+            f"{g['requests']} | {g['median_s']} | {g['chars_per_s']} |"
+        )
     if "p95_before_over_after" in results:
         lines += ["", f"p95 latency of the small requests, before / after: **{results['p95_before_over_after']}x**."]
     m = results["machine"]
-    lines += ["", "Servers: " + "; ".join(f"{name}: `{run['server_command']}` from {run['checkout']} "
-                                         f"(spacy_spert from {run['package']})" for name, run in runs.items()) + ".",
-              "", f"Command: `{results['command']}`; machine: {m['cpus']} CPUs, {m['platform']}, {m['device']}; "
-              "1-minute load average during the runs: "
-              + "; ".join(f"{name} {run['load_average_1min']}" for name, run in runs.items())
-              + f"; versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.", ""]
+    lines += [
+        "",
+        "Servers: "
+        + "; ".join(
+            f"{name}: `{run['server_command']}` from {run['checkout']} (spacy_spert from {run['package']})"
+            for name, run in runs.items()
+        )
+        + ".",
+        "",
+        f"Command: `{results['command']}`; machine: {m['cpus']} CPUs, {m['platform']}, {m['device']}; "
+        "1-minute load average during the runs: "
+        + "; ".join(f"{name} {run['load_average_1min']}" for name, run in runs.items())
+        + f"; versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        "",
+    ]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ the request's text (else the run fails). Run the client on the same machine
 as the server only when that is what you mean to measure: both share the
 CPU.
 """
+
 import argparse
 import http.client
 import json
@@ -109,8 +110,11 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|")
     for c in [int(x) for x in args.concurrency.split(",")]:
         r = run_load(args.url, texts, args.requests, c)
-        print(f"| {c} | {r['requests']} | {r['seconds']} | {r['requests_per_s']} | {r['latency_p50_ms']} | "
-              f"{r['latency_p95_ms']} |", flush=True)
+        print(
+            f"| {c} | {r['requests']} | {r['seconds']} | {r['requests_per_s']} | {r['latency_p50_ms']} | "
+            f"{r['latency_p95_ms']} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ Only two functions reach inside components: :func:`transformer_step` (the
 spacy-transformers model's output and backprop) and :func:`run_head` (finds
 the spert components by factory name).
 """
+
 import json
 import resource
 import statistics
@@ -330,8 +331,13 @@ def length_worker(
             sync(gpu_id)
             best = min(best, time.perf_counter() - start)
     peak = peak_memory()
-    out = {"tokens": len(doc), "wordpieces": n_wordpieces([doc]), "seconds": round(best, 4),
-           "peak_rss_mb": round(peak), "rss_before_mb": round(base)}
+    out = {
+        "tokens": len(doc),
+        "wordpieces": n_wordpieces([doc]),
+        "seconds": round(best, 4),
+        "peak_rss_mb": round(peak),
+        "rss_before_mb": round(base),
+    }
     if mode == "pipeline":  # the spert component alone on the encoded doc
         out["spert_seconds"] = round(best_of(lambda: run_head(nlp, [doc], 1, gpu_id), repeats_long), 5)
         out["entities"] = len(doc.spans["sc"])
@@ -355,8 +361,16 @@ def lengths(
     for n in values:
         row: Dict[str, Any] = {"tokens": n}
         for mode in ("pipeline", "transformer"):
-            spec = {"model": str(model), "test": str(test), "n_tokens": n, "mode": mode, "gpu_id": gpu_id,
-                    "repeats_long": repeats_long, "doc_windows": doc_windows, "seed": seed}
+            spec = {
+                "model": str(model),
+                "test": str(test),
+                "n_tokens": n,
+                "mode": mode,
+                "gpu_id": gpu_id,
+                "repeats_long": repeats_long,
+                "doc_windows": doc_windows,
+                "seed": seed,
+            }
             cmd = [sys.executable, "-m", __name__, json.dumps(spec)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             row[mode] = json.loads(out)
@@ -383,8 +397,18 @@ def plot(rows: List[Dict[str, Any]], path: Path, title: str) -> None:
     tokens = [r["tokens"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for mode, style in (("pipeline", "o-"), ("transformer", "s--")):
-        ax1.plot(tokens, [r[mode]["seconds"] for r in rows], style, label=f"{mode} (transformer + spert)" if mode == "pipeline" else "transformer alone")
-        ax2.plot(tokens, [r[mode]["peak_rss_mb"] / 1024 for r in rows], style, label="pipeline" if mode == "pipeline" else "transformer alone")
+        ax1.plot(
+            tokens,
+            [r[mode]["seconds"] for r in rows],
+            style,
+            label=f"{mode} (transformer + spert)" if mode == "pipeline" else "transformer alone",
+        )
+        ax2.plot(
+            tokens,
+            [r[mode]["peak_rss_mb"] / 1024 for r in rows],
+            style,
+            label="pipeline" if mode == "pipeline" else "transformer alone",
+        )
     for ax, ylabel in ((ax1, "seconds per doc (log-log)"), (ax2, "peak memory of the process (GB)")):
         ax.set_xlabel("document length (tokens)")
         ax.set_ylabel(ylabel)
@@ -404,32 +428,51 @@ def markdown(results: Dict[str, Any]) -> str:
     RETURNS (str): Markdown.
     """
     inf = results["inference"]
-    lines = [f"Inference on {inf['n_docs']} docs ({inf['n_wordpieces']} wordpieces), median of {inf['repeats']} alternating runs:", "",
-             "| batch size | pipeline docs/s | transformer docs/s | pipeline wordpieces/s | transformer wordpieces/s | head share (min–max) | spert alone s | direct head share |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Inference on {inf['n_docs']} docs ({inf['n_wordpieces']} wordpieces), median of {inf['repeats']} alternating runs:",
+        "",
+        "| batch size | pipeline docs/s | transformer docs/s | pipeline wordpieces/s | transformer wordpieces/s | head share (min–max) | spert alone s | direct head share |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for bs, r in inf["by_batch_size"].items():
         lo, hi = r["head_share_min_max"]
-        lines.append(f"| {bs} | {r['pipeline_docs_per_s']} | {r['transformer_docs_per_s']} | {r['pipeline_wordpieces_per_s']} | "
-                     f"{r['transformer_wordpieces_per_s']} | {r['head_share']:.1%} ({lo:.1%}–{hi:.1%}) | {r['head_alone_seconds']} | {r['head_share_direct']:.1%} |")
+        lines.append(
+            f"| {bs} | {r['pipeline_docs_per_s']} | {r['transformer_docs_per_s']} | {r['pipeline_wordpieces_per_s']} | "
+            f"{r['transformer_wordpieces_per_s']} | {r['head_share']:.1%} ({lo:.1%}–{hi:.1%}) | {r['head_alone_seconds']} | {r['head_share_direct']:.1%} |"
+        )
     t = results.get("training")
     if t:
-        lines += ["", f"Training ({t['steps_timed']} steps timed, {t['steps_per_epoch']} steps per epoch):", "",
-                  "| seconds per epoch | step | transformer fwd+bwd | spert head | optimizer | head share | outside transformer fwd+bwd |",
-                  "|---|---|---|---|---|---|---|",
-                  f"| {t['seconds_per_epoch']} | {t['mean_step_seconds']} s | {t['transformer_forward_backward_seconds']} s | "
-                  f"{t['head_seconds']} s | {t['optimizer_seconds']} s | {t['head_share']:.1%} | {t['outside_transformer_forward_backward_share']:.1%} |"]
+        lines += [
+            "",
+            f"Training ({t['steps_timed']} steps timed, {t['steps_per_epoch']} steps per epoch):",
+            "",
+            "| seconds per epoch | step | transformer fwd+bwd | spert head | optimizer | head share | outside transformer fwd+bwd |",
+            "|---|---|---|---|---|---|---|",
+            f"| {t['seconds_per_epoch']} | {t['mean_step_seconds']} s | {t['transformer_forward_backward_seconds']} s | "
+            f"{t['head_seconds']} s | {t['optimizer_seconds']} s | {t['head_share']:.1%} | {t['outside_transformer_forward_backward_share']:.1%} |",
+        ]
     rows = results.get("lengths")
     if rows:
-        lines += ["", "Time and peak memory against document length (raw text, no sentence boundaries):", "",
-                  "| tokens | wordpieces | pipeline s | transformer s | spert alone s | pipeline tokens/s | head share | direct head share | pipeline peak MB (+ over loaded) | transformer peak MB (+ over loaded) | entities | relations |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Time and peak memory against document length (raw text, no sentence boundaries):",
+            "",
+            "| tokens | wordpieces | pipeline s | transformer s | spert alone s | pipeline tokens/s | head share | direct head share | pipeline peak MB (+ over loaded) | transformer peak MB (+ over loaded) | entities | relations |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             p, b = r["pipeline"], r["transformer"]
-            lines.append(f"| {r['tokens']} | {p['wordpieces']} | {p['seconds']} | {b['seconds']} | {p['spert_seconds']} | {round(r['tokens'] / p['seconds'])} | "
-                         f"{r['head_share']:.1%} | {r['head_share_direct']:.1%} | {p['peak_rss_mb']} (+{p['peak_rss_mb'] - p['rss_before_mb']}) | "
-                         f"{b['peak_rss_mb']} (+{b['peak_rss_mb'] - b['rss_before_mb']}) | {p['entities']} | {p['relations']} |")
-    lines += ["", f"Command: `{results['command']}`; device: {results['machine']['device']}; "
-              f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.", ""]
+            lines.append(
+                f"| {r['tokens']} | {p['wordpieces']} | {p['seconds']} | {b['seconds']} | {p['spert_seconds']} | {round(r['tokens'] / p['seconds'])} | "
+                f"{r['head_share']:.1%} | {r['head_share_direct']:.1%} | {p['peak_rss_mb']} (+{p['peak_rss_mb'] - p['rss_before_mb']}) | "
+                f"{b['peak_rss_mb']} (+{b['peak_rss_mb'] - b['rss_before_mb']}) | {p['entities']} | {p['relations']} |"
+            )
+    lines += [
+        "",
+        f"Command: `{results['command']}`; device: {results['machine']['device']}; "
+        f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -492,7 +535,11 @@ def run_speed(
     results["machine"] = machine(gpu_id)
     write_results(results_path, results, markdown(results))
     if plot_path is not None and results.get("lengths"):
-        plot(results["lengths"], plot_path, f"{model}: raw text without sentence boundaries, {results['machine']['device']}")
+        plot(
+            results["lengths"],
+            plot_path,
+            f"{model}: raw text without sentence boundaries, {results['machine']['device']}",
+        )
     return results
 
 

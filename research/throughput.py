@@ -23,6 +23,7 @@ length-sorted buffers (``predict``).
 :func:`run_throughput` writes RESULTS (JSON) and its tables (.md) with the
 command, versions, seed and machine.
 """
+
 import json
 import os
 import random
@@ -34,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from spacy_spert.apps.predict import DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_SIZE, predict
 from spacy_spert.io.records import doc_to_record, spert_spans_key
+
 from .records import command_line, machine, package_versions, write_results
 from .speed import load, n_wordpieces, run_pipe, sync
 
@@ -67,8 +69,10 @@ def padding(lengths: Sequence[int], batch_size: int, buffer_size: int = 1) -> fl
     """
     order: List[int] = []
     for start in range(0, len(lengths), buffer_size):
-        order.extend(sorted(lengths[start:start + buffer_size]))
-    padded = sum(max(order[i:i + batch_size]) * len(order[i:i + batch_size]) for i in range(0, len(order), batch_size))
+        order.extend(sorted(lengths[start : start + buffer_size]))
+    padded = sum(
+        max(order[i : i + batch_size]) * len(order[i : i + batch_size]) for i in range(0, len(order), batch_size)
+    )
     return padded / sum(lengths) - 1
 
 
@@ -190,12 +194,18 @@ def run_throughput(
         "nlp_pipe_docs_per_s": {str(b): v for b, v in by_batch.items()},
         "nlp_pipe_seconds": {str(b): [round(t, 2) for t in times] for b, times in plain.items()},
         "best_batch_size": best,
-        "predict": {"batch_size": batch_size, "buffer_size": buffer_size, "docs_per_s": predict_docs_per_s,
-                    "seconds": [round(t, 2) for t in timed]},
+        "predict": {
+            "batch_size": batch_size,
+            "buffer_size": buffer_size,
+            "docs_per_s": predict_docs_per_s,
+            "seconds": [round(t, 2) for t in timed],
+        },
         "ratio": round(predict_docs_per_s / by_batch[best], 3),
         "ratio_by_round": ratio_by_round(plain, timed),
-        "padding": {"nlp_pipe": {str(b): round(padding(lengths, b), 3) for b in batch_sizes},
-                    "predict": round(padding(lengths, batch_size, buffer_size), 3)},
+        "padding": {
+            "nlp_pipe": {str(b): round(padding(lengths, b), 3) for b in batch_sizes},
+            "predict": round(padding(lengths, batch_size, buffer_size), 3),
+        },
         "output": compare(records, predicted, tolerance),
         "load_average_1min": [round(x, 2) for x in load_average],
         "versions": package_versions(),
@@ -212,23 +222,35 @@ def markdown(results: Dict[str, Any]) -> str:
     RETURNS (str): Markdown.
     """
     p, out = results["predict"], results["output"]
-    lines = [f"{results['n_docs']} docs ({results['n_wordpieces']} wordpieces) from {results['corpus']}, shuffled "
-             f"with seed {results['seed']}; model {results['model']} ({results['transformer']}); median of "
-             f"{results['repeats']} alternating rounds.", "",
-             "| run | batch size | docs/s | padding (padded / real wordpieces) |", "|---|---|---|---|"]
+    lines = [
+        f"{results['n_docs']} docs ({results['n_wordpieces']} wordpieces) from {results['corpus']}, shuffled "
+        f"with seed {results['seed']}; model {results['model']} ({results['transformer']}); median of "
+        f"{results['repeats']} alternating rounds.",
+        "",
+        "| run | batch size | docs/s | padding (padded / real wordpieces) |",
+        "|---|---|---|---|",
+    ]
     for b, v in results["nlp_pipe_docs_per_s"].items():
         best = " (best)" if int(b) == results["best_batch_size"] else ""
         lines.append(f"| nlp.pipe{best} | {b} | {v} | {results['padding']['nlp_pipe'][b]:.1%} |")
-    lines.append(f"| predict (buffer {p['buffer_size']}, length-sorted) | {p['batch_size']} | {p['docs_per_s']} | "
-                 f"{results['padding']['predict']:.1%} |")
+    lines.append(
+        f"| predict (buffer {p['buffer_size']}, length-sorted) | {p['batch_size']} | {p['docs_per_s']} | "
+        f"{results['padding']['predict']:.1%} |"
+    )
     rounds = ", ".join(f"{r:.2f}x" for r in results["ratio_by_round"])
-    lines += ["", f"predict / best nlp.pipe: **{results['ratio']:.2f}x** (medians; per round, against that "
-              f"round's fastest nlp.pipe: {rounds}).", "",
-              f"Same output as nlp.pipe at batch {results['best_batch_size']}: {'yes' if out['same_output'] else 'NO'} "
-              f"({out['n_entities']} entities, {out['n_relations']} relations; largest score difference "
-              f"{out['max_score_difference']:.2g}, tolerance {out['tolerance']:g}; {out['n_mismatched_docs']} docs differ).",
-              "", f"Command: `{results['command']}`; machine: {results['machine']['cpus']} CPUs, "
-              f"{results['machine']['torch_threads']} torch threads, {results['machine']['platform']}, "
-              f"1-minute load average during the run {results['load_average_1min']}; "
-              f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.", ""]
+    lines += [
+        "",
+        f"predict / best nlp.pipe: **{results['ratio']:.2f}x** (medians; per round, against that "
+        f"round's fastest nlp.pipe: {rounds}).",
+        "",
+        f"Same output as nlp.pipe at batch {results['best_batch_size']}: {'yes' if out['same_output'] else 'NO'} "
+        f"({out['n_entities']} entities, {out['n_relations']} relations; largest score difference "
+        f"{out['max_score_difference']:.2g}, tolerance {out['tolerance']:g}; {out['n_mismatched_docs']} docs differ).",
+        "",
+        f"Command: `{results['command']}`; machine: {results['machine']['cpus']} CPUs, "
+        f"{results['machine']['torch_threads']} torch threads, {results['machine']['platform']}, "
+        f"1-minute load average during the run {results['load_average_1min']}; "
+        f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        "",
+    ]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ the ``spert`` factory's entry point) whenever it builds any pipeline, so the
 names below are loaded on first use (PEP 562), and the ``relations`` extension
 is installed by the component, the readers and :func:`install_extensions`.
 """
+
 import importlib
 from typing import TYPE_CHECKING, Any, Dict, List
 
@@ -36,12 +37,20 @@ __all__: List[str] = sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from .apps.render import render as render
     from .io.records import doc_to_record as doc_to_record
-    from .models.architectures import build_spert_model as build_spert_model, build_spert_mt_model as build_spert_mt_model
-    from .models.suggesters import GivenEntities as GivenEntities, SpanCandidates as SpanCandidates, build_given_entities as build_given_entities, build_span_candidates as build_span_candidates
+    from .models.architectures import build_spert_model as build_spert_model
+    from .models.architectures import build_spert_mt_model as build_spert_mt_model
+    from .models.suggesters import GivenEntities as GivenEntities
+    from .models.suggesters import SpanCandidates as SpanCandidates
+    from .models.suggesters import build_given_entities as build_given_entities
+    from .models.suggesters import build_span_candidates as build_span_candidates
     from .pipeline.factory import make_spert as make_spert
-    from .pipeline.scorer import make_spert_scorer as make_spert_scorer, score_spert as score_spert
+    from .pipeline.scorer import make_spert_scorer as make_spert_scorer
+    from .pipeline.scorer import score_spert as score_spert
     from .pipeline.spert import SpERT as SpERT
-    from .relations import RelationSpans as RelationSpans, get_relation_spans as get_relation_spans, install_extensions as install_extensions, make_relation as make_relation
+    from .relations import RelationSpans as RelationSpans
+    from .relations import get_relation_spans as get_relation_spans
+    from .relations import install_extensions as install_extensions
+    from .relations import make_relation as make_relation
     from .transformer.quantize import quantize as quantize
 
 

@@ -16,6 +16,7 @@ Serialization turns lists into tuples (DocBin) or tuples into lists
 (multiprocessing), so read ``doc._.relations`` as any sequence and assign a new
 list rather than mutating it in place.
 """
+
 from typing import Any, Dict, Generic, Iterable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 from spacy.tokens import Doc, Span
@@ -173,9 +174,7 @@ def relation_key(rel: Dict[str, Any]) -> tuple:
     return tuple(rel[k] for k in REQUIRED_KEYS)
 
 
-def canonical_order(
-    relations: Iterable[Dict[str, Any]], symmetric_labels: Sequence[str]
-) -> List[Dict[str, Any]]:
+def canonical_order(relations: Iterable[Dict[str, Any]], symmetric_labels: Sequence[str]) -> List[Dict[str, Any]]:
     """Put relations of symmetric types in canonical order (the earlier span,
     by (start, end), as head) and drop duplicates, keeping the highest score.
 

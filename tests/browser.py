@@ -1,6 +1,7 @@
 """Headless Chromium for the browser test and the README's screenshots
 (tests/make_screenshots.py): Debian's `chromium` and `chromium-driver`
 packages driven by selenium (no browser is downloaded)."""
+
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -37,8 +38,15 @@ def start_chromium(width: int = 1200, height: int = 900):
 
     options = webdriver.ChromeOptions()
     options.binary_location = _which(CHROMIUM_NAMES)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}", "--hide-scrollbars", "--force-device-scale-factor=1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(_which(DRIVER_NAMES)), options=options)
 
@@ -54,8 +62,7 @@ def submit_text(driver, url: str, text: str, timeout: float = 120) -> None:
     # ChromeDriver types only characters of the Basic Multilingual Plane; set the value directly.
     driver.execute_script("arguments[0].value = arguments[1];", box, text)
     driver.find_element(By.ID, "submit").click()
-    WebDriverWait(driver, timeout).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, "#result .spert-figure, #error"))
+    WebDriverWait(driver, timeout).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#result .spert-figure, #error"))
 
 
 def dom_summary(driver) -> Dict[str, Any]:
@@ -87,7 +94,7 @@ def overlapping(boxes: List[List[float]], tolerance: float = 0.5) -> List[tuple]
     pairs = []
     ordered = sorted(enumerate(boxes), key=lambda item: item[1][0])
     for n, (i, a) in enumerate(ordered):
-        for j, b in ordered[n + 1:]:
+        for j, b in ordered[n + 1 :]:
             if b[0] >= a[2] - tolerance:
                 break
             if min(a[3], b[3]) - max(a[1], b[1]) > tolerance and min(a[2], b[2]) - max(a[0], b[0]) > tolerance:
@@ -99,7 +106,8 @@ def full_page_screenshot(driver, path: Path, width: int = 1200) -> Path:
     """Resize the window to the page's height and save a PNG of it."""
     driver.set_window_size(width, 300)  # the page's height, not the window's
     height, chrome = driver.execute_script(
-        "return [Math.ceil(document.documentElement.scrollHeight), window.outerHeight - window.innerHeight]")
+        "return [Math.ceil(document.documentElement.scrollHeight), window.outerHeight - window.innerHeight]"
+    )
     driver.set_window_size(width, min(max(height + chrome + 4, 300), 8000))
     path.parent.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(path)), f"no screenshot saved to {path}"

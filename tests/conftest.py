@@ -1,8 +1,9 @@
 """Shared fixtures: a tiny random BERT built locally (no network) and small
 annotated sentences with entities and relations."""
+
 import os
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 import spacy
@@ -10,8 +11,8 @@ from spacy.language import Language
 from spacy.tokens import Doc, SpanGroup
 from spacy.training import Example
 
-import spacy_spert  # noqa: F401  (registers the factory and doc._.relations)
-from spacy_spert.relations import make_relation
+from spacy_spert.models.architectures import head_module
+from spacy_spert.relations import make_relation  # (and with it doc._.relations)
 
 # Benchmark data (CoNLL04 etc. in SpERT's JSON) is not part of the repository.
 # The tests that need it look in $SPERT_DATASETS, else in ../shared/datasets
@@ -123,7 +124,7 @@ WINDOWS = {
 }
 
 
-def make_nlp(tiny_bert: Path, spert_config: Dict = None, window: str = "doc") -> Language:
+def make_nlp(tiny_bert: Path, spert_config: Optional[Dict] = None, window: str = "doc") -> Language:
     """A blank English pipeline with a transformer (the tiny BERT) and spert;
     ``window`` names the transformer's span getter in WINDOWS."""
     nlp = spacy.blank("en")
@@ -145,7 +146,7 @@ def make_nlp(tiny_bert: Path, spert_config: Dict = None, window: str = "doc") ->
 
 def head_of(nlp: Language, name: str = "spert"):
     """The PyTorch head (``SpERTHead``) of a spert component."""
-    return nlp.get_pipe(name).model.get_ref("head").shims[0]._model
+    return head_module(nlp.get_pipe(name).model)
 
 
 def train_examples(nlp: Language) -> List[Example]:

@@ -10,13 +10,14 @@
 Needs Chromium and chromium-driver (Debian) and the test extra. The PNGs are
 reduced to a 256-colour palette to keep them small.
 """
+
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import browser  # noqa: E402
+import browser
 
 
 def shrink(path: Path) -> None:

@@ -1,6 +1,7 @@
 """The `spert` command-line interface (spacy_spert/cli/): registration in
 `python -m spacy`, the command list, arguments reaching the library, one-line
 errors. (`convert` is tested in test_convert.py.)"""
+
 import json
 import os
 import re
@@ -75,11 +76,11 @@ def test_command_line_records_a_module_run_with_dash_m(tmp_path):
     path of its file."""
     (tmp_path / "pkgx").mkdir()
     (tmp_path / "pkgx" / "__init__.py").write_text("")
-    (tmp_path / "pkgx" / "mod.py").write_text("from research.records import command_line\n"
-                                              "print(command_line())\n")
+    (tmp_path / "pkgx" / "mod.py").write_text("from research.records import command_line\nprint(command_line())\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-m", "pkgx.mod", "a b", "--x"], capture_output=True, text=True, env=env,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pkgx.mod", "a b", "--x"], capture_output=True, text=True, env=env, check=True
+    ).stdout
     assert out.strip() == f"{Path(sys.executable).name} -m pkgx.mod 'a b' --x"
 
 
@@ -87,8 +88,23 @@ def test_train_command_is_spacy_train():
     """Training is `spacy train` with the overrides as given: the config decides
     the schedule (no step counts are computed)."""
     cmd = train_command("c.cfg", "out", "train.spacy", "dev.spacy", 0, ["--training.max_epochs", "3"])
-    assert cmd == [sys.executable, "-m", "spacy", "train", "c.cfg", "--output", "out", "--gpu-id", "0",
-                   "--paths.train", "train.spacy", "--paths.dev", "dev.spacy", "--training.max_epochs", "3"]
+    assert cmd == [
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        "c.cfg",
+        "--output",
+        "out",
+        "--gpu-id",
+        "0",
+        "--paths.train",
+        "train.spacy",
+        "--paths.dev",
+        "dev.spacy",
+        "--training.max_epochs",
+        "3",
+    ]
 
 
 # convert-dataset, ablation-table, demo-data -------------------------------------
@@ -97,9 +113,11 @@ def test_train_command_is_spacy_train():
 def test_convert_dataset(tmp_path):
     data = tmp_path / "mini"
     data.mkdir()
-    record = {"tokens": ["Anna", "lives", "in", "Oslo"],
-              "entities": [{"type": "Peop", "start": 0, "end": 1}, {"type": "Loc", "start": 3, "end": 4}],
-              "relations": [{"type": "Live_In", "head": 0, "tail": 1}]}
+    record = {
+        "tokens": ["Anna", "lives", "in", "Oslo"],
+        "entities": [{"type": "Peop", "start": 0, "end": 1}, {"type": "Loc", "start": 3, "end": 4}],
+        "relations": [{"type": "Live_In", "head": 0, "tail": 1}],
+    }
     (data / "types.json").write_text(json.dumps({"entities": {"Peop": {}, "Loc": {}}, "relations": {"Live_In": {}}}))
     (data / "mini_dev.json").write_text(json.dumps([record, record]))
     result = invoke("convert-dataset", data, tmp_path / "out")
@@ -115,10 +133,13 @@ def test_convert_dataset(tmp_path):
 
 def test_ablation_table(tmp_path):
     spert = tmp_path / "spert.json"
-    metrics = {name: {"p": 1.0, "r": 1.0, "f": 50.0} for name in ("ner_micro", "ner_macro", "rel_strict_micro",
-                                                                  "rel_strict_macro", "rel_boundaries_micro")}
-    spert.write_text(json.dumps({"metrics": metrics, "test": "t", "train": "tr", "epochs": 1, "seed": 3,
-                                 "versions": {}}))
+    metrics = {
+        name: {"p": 1.0, "r": 1.0, "f": 50.0}
+        for name in ("ner_micro", "ner_macro", "rel_strict_micro", "rel_strict_macro", "rel_boundaries_micro")
+    }
+    spert.write_text(
+        json.dumps({"metrics": metrics, "test": "t", "train": "tr", "epochs": 1, "seed": 3, "versions": {}})
+    )
     out = tmp_path / "sub" / "table.md"
     result = invoke("ablation-table", "--spert", spert, "--mt-prefix", tmp_path / "mt", "--seed", "3", "--output", out)
     assert result.exit_code == 0, result.output
@@ -161,15 +182,42 @@ def test_kfold_runs_train_and_evaluate(fold_corpus, tmp_path, monkeypatch):
 
     monkeypatch.setattr(kfold, "run", fake_run)
     out, metrics = tmp_path / "kf", tmp_path / "metrics.json"
-    result = invoke("kfold", "c.cfg", fold_corpus, "--output", out, "--metrics", metrics, "--model", "best",
-                    "--training.max_epochs", "3", "--system.seed", "1")
+    result = invoke(
+        "kfold",
+        "c.cfg",
+        fold_corpus,
+        "--output",
+        out,
+        "--metrics",
+        metrics,
+        "--model",
+        "best",
+        "--training.max_epochs",
+        "3",
+        "--system.seed",
+        "1",
+    )
     assert result.exit_code == 0, result.output
-    assert commands[0] == train_command("c.cfg", out / "fold_0", fold_corpus / "split_0_train.spacy",
-                                        fold_corpus / "split_0_test.spacy", -1,
-                                        ["--training.max_epochs", "3", "--system.seed", "1"])
-    assert commands[1] == [sys.executable, "-m", "spacy_spert", "evaluate", str(out / "fold_0" / "model-best"),
-                           str(fold_corpus / "split_0_test.spacy"), "--output", str(out / "fold_0" / "metrics.json"),
-                           "--gpu-id", "-1"]
+    assert commands[0] == train_command(
+        "c.cfg",
+        out / "fold_0",
+        fold_corpus / "split_0_train.spacy",
+        fold_corpus / "split_0_test.spacy",
+        -1,
+        ["--training.max_epochs", "3", "--system.seed", "1"],
+    )
+    assert commands[1] == [
+        sys.executable,
+        "-m",
+        "spacy_spert",
+        "evaluate",
+        str(out / "fold_0" / "model-best"),
+        str(fold_corpus / "split_0_test.spacy"),
+        "--output",
+        str(out / "fold_0" / "metrics.json"),
+        "--gpu-id",
+        "-1",
+    ]
     assert len(commands) == 4
     saved = json.loads(metrics.read_text())
     assert saved["folds"] == ["0", "1"] and saved["overrides"] == ["--training.max_epochs", "3", "--system.seed", "1"]
@@ -202,12 +250,43 @@ def test_benchmark_trains_with_spacy_train(tmp_path, monkeypatch):
 
     monkeypatch.setattr(benchmark, "run", failing_run)
     monkeypatch.setattr(benchmark, "steps_per_epoch", lambda config, train, overrides: 7)
-    result = invoke("benchmark", "c.cfg", "--train", "tr.spacy", "--test", "te.spacy", "--output-dir", tmp_path / "o",
-                    "--results", tmp_path / "r.json", "--epochs", "2", "--seed", "5",
-                    "--components.spert.model.multitask", "false")
-    assert commands == [train_command("c.cfg", tmp_path / "o", "tr.spacy", "te.spacy", -1, [
-        "--training.max_epochs", "2", "--system.seed", "5", "--training.eval_frequency", "7",
-        "--components.spert.model.multitask", "false"])]
+    result = invoke(
+        "benchmark",
+        "c.cfg",
+        "--train",
+        "tr.spacy",
+        "--test",
+        "te.spacy",
+        "--output-dir",
+        tmp_path / "o",
+        "--results",
+        tmp_path / "r.json",
+        "--epochs",
+        "2",
+        "--seed",
+        "5",
+        "--components.spert.model.multitask",
+        "false",
+    )
+    assert commands == [
+        train_command(
+            "c.cfg",
+            tmp_path / "o",
+            "tr.spacy",
+            "te.spacy",
+            -1,
+            [
+                "--training.max_epochs",
+                "2",
+                "--system.seed",
+                "5",
+                "--training.eval_frequency",
+                "7",
+                "--components.spert.model.multitask",
+                "false",
+            ],
+        )
+    ]
     assert_one_line_error(result, "error: exit status 3 from: ", " -m spacy train c.cfg ")
     assert not (tmp_path / "r.json").exists()
 
@@ -253,21 +332,44 @@ def test_evaluate_prints_spert_table(small_model, tmp_path):
     assert "spert_rel_bound_macro_f" in scores
     lines = result.stdout.splitlines()
     header = next(k for k, line in enumerate(lines) if line.endswith("macro P   macro R  macro F1"))
-    rows = lines[header + 2:header + 5]
+    rows = lines[header + 2 : header + 5]
     assert [row[:15].strip() for row in rows] == ["NER", "RE strict", "RE boundaries"]
     assert rows[0].split()[3] == f"{100 * scores['spert_ent_f']:.2f}"
 
 
 def test_benchmark_skip_train_writes_results(small_model, tmp_path):
     results = tmp_path / "results.json"
-    result = invoke("benchmark", "c.cfg", "--train", "tr.spacy", "--test", small_model / "test.spacy",
-                    "--output-dir", small_model / "bench", "--results", results, "--skip-train",
-                    "--batch-sizes", "2", "--epochs", "4", "--seed", "7")
+    result = invoke(
+        "benchmark",
+        "c.cfg",
+        "--train",
+        "tr.spacy",
+        "--test",
+        small_model / "test.spacy",
+        "--output-dir",
+        small_model / "bench",
+        "--results",
+        results,
+        "--skip-train",
+        "--batch-sizes",
+        "2",
+        "--epochs",
+        "4",
+        "--seed",
+        "7",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(results.read_text())
-    assert list(data["metrics"]) == ["ner_micro", "ner_macro", "rel_strict_micro", "rel_strict_macro",
-                                     "rel_boundaries_micro", "rel_boundaries_macro", "ner_per_type",
-                                     "rel_strict_per_type"]
+    assert list(data["metrics"]) == [
+        "ner_micro",
+        "ner_macro",
+        "rel_strict_micro",
+        "rel_strict_macro",
+        "rel_boundaries_micro",
+        "rel_boundaries_macro",
+        "ner_per_type",
+        "rel_strict_per_type",
+    ]
     assert data["seed"] == 7 and data["overrides"] == [] and "spacy" in data["versions"]
     assert data["training"] == {"wall_seconds": None, "seconds_per_epoch": None}
     assert list(data["inference"]["by_batch_size"]) == ["2"]
@@ -277,8 +379,14 @@ def test_benchmark_skip_train_writes_results(small_model, tmp_path):
 
 
 def test_demo_prints_entities_and_relations(small_model):
-    result = invoke("demo", small_model / "bench" / "model-last", "--text", "Mary Smith works for Acme Corp in Paris .",
-                    "--text", "Nothing here .")
+    result = invoke(
+        "demo",
+        small_model / "bench" / "model-last",
+        "--text",
+        "Mary Smith works for Acme Corp in Paris .",
+        "--text",
+        "Nothing here .",
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     first = lines.index("Mary Smith works for Acme Corp in Paris .")

@@ -1,5 +1,6 @@
 """configs/: one config per model family, every paper setting one documented
 command away, with the hyperparameters of the seven configs they replace."""
+
 import math
 import os
 import shlex
@@ -60,7 +61,7 @@ def documented_commands(config: Path) -> Dict[str, Tuple[Path, List[str]]]:
             args = shlex.split(line)[4:]
             path, rest = REPO_ROOT / args[0], args[1:]
             i = rest.index("--output")
-            commands[Path(rest[i + 1]).name] = (path, rest[:i] + rest[i + 2:])
+            commands[Path(rest[i + 1]).name] = (path, rest[:i] + rest[i + 2 :])
     return commands
 
 
@@ -184,7 +185,10 @@ def test_debug_config_command_line(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "spacy", "debug", "config", str(path), *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Config is valid" in result.stdout

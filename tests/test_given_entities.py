@@ -2,6 +2,7 @@
 spacy-spert.given_entities.v1 takes the spans of doc.ents or a span group set
 by an earlier component (entity_ruler, ner) or the data; spert keeps them and
 their labels and only classifies (and, in training, learns) the relations."""
+
 import numpy
 import pytest
 import spacy

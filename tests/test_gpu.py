@@ -2,6 +2,7 @@
 
 Run on a GPU machine with ``python -m pytest tests -m gpu``.
 """
+
 import pytest
 import torch
 from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples
@@ -41,7 +42,9 @@ def test_overfit_on_gpu(tiny_bert, on_gpu):
     one = [nlp(text) for text in texts]
     batched = list(nlp.pipe(texts, batch_size=8))
     for a, b in zip(one, batched):
-        assert [(s.start, s.end, s.label_) for s in a.spans["sc"]] == [(s.start, s.end, s.label_) for s in b.spans["sc"]]
+        assert [(s.start, s.end, s.label_) for s in a.spans["sc"]] == [
+            (s.start, s.end, s.label_) for s in b.spans["sc"]
+        ]
         assert sorted(map(relation_key, a._.relations)) == sorted(map(relation_key, b._.relations))
 
 

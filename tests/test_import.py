@@ -7,6 +7,7 @@ install ``Doc._.relations`` or register the fork handler (which makes forked
 children use one torch thread); creating a ``spert`` component does the last
 two. Each check runs in a fresh process: the test process has imported
 everything already."""
+
 import json
 import os
 import subprocess

@@ -1,4 +1,5 @@
 """Raw text of any length: sentence windows, pairing segments, truncation."""
+
 import warnings
 
 import numpy
@@ -170,9 +171,7 @@ def test_chunked_scoring_gives_the_same_output(trained_nlp):
     assert [(s.start, s.end, s.label_) for s in chunked.spans["sc"]] == [
         (s.start, s.end, s.label_) for s in one_chunk.spans["sc"]
     ]
-    numpy.testing.assert_allclose(
-        chunked.spans["sc"].attrs["scores"], one_chunk.spans["sc"].attrs["scores"], rtol=1e-5
-    )
+    numpy.testing.assert_allclose(chunked.spans["sc"].attrs["scores"], one_chunk.spans["sc"].attrs["scores"], rtol=1e-5)
     for a, b in zip(sorted(chunked._.relations, key=relation_key), sorted(one_chunk._.relations, key=relation_key)):
         assert a["score"] == pytest.approx(b["score"], rel=1e-5)
 
@@ -218,7 +217,11 @@ def test_two_processes_give_the_same_output(trained_nlp):
     """nlp.pipe(n_process=2) with sentence windows (the getter is pickled to
     the workers) gives what one process gives."""
     texts = [" ".join(SENTENCES * k) for k in range(1, 5)] + [SENTENCES[0]] * 4
-    one = [(relations_as_tokens(d), [(s.start, s.end, s.label_) for s in d.spans["sc"]]) for d in trained_nlp.pipe(texts)]
-    two = [(relations_as_tokens(d), [(s.start, s.end, s.label_) for s in d.spans["sc"]])
-           for d in trained_nlp.pipe(texts, n_process=2, batch_size=2)]
+    one = [
+        (relations_as_tokens(d), [(s.start, s.end, s.label_) for s in d.spans["sc"]]) for d in trained_nlp.pipe(texts)
+    ]
+    two = [
+        (relations_as_tokens(d), [(s.start, s.end, s.label_) for s in d.spans["sc"]])
+        for d in trained_nlp.pipe(texts, n_process=2, batch_size=2)
+    ]
     assert two == one and any(rels for rels, _ in one)

@@ -1,4 +1,5 @@
 """The vectorized pieces of the model and the sampler against naive versions."""
+
 import itertools
 import warnings
 
@@ -70,9 +71,7 @@ def test_pairs_within_groups_matches_naive():
     kept = numpy.array([0, 2, 3, 5, 6, 7, 8])
     heads, tails = pairs_within_groups(kept, segments)
     got = sorted(zip(heads.tolist(), tails.tolist()))
-    expected = sorted(
-        (a, b) for a, b in itertools.permutations(kept.tolist(), 2) if segments[a] == segments[b]
-    )
+    expected = sorted((a, b) for a, b in itertools.permutations(kept.tolist(), 2) if segments[a] == segments[b])
     assert got == expected
     empty = pairs_within_groups(numpy.array([4]), segments)
     assert len(empty[0]) == 0 and len(empty[1]) == 0
@@ -87,8 +86,9 @@ def test_range_max_at_inference_when_every_token_has_wordpieces(seed, levels_by,
     monkeypatch.setattr(tuning, "NUMPY_LEVELS_MAX_VALUES", 10**9 if levels_by == "numpy" else 0)
     maximum = {"numpy": numpy.maximum, "torch": torch.maximum}[levels_by]
     calls = []
-    monkeypatch.setattr({"numpy": numpy, "torch": torch}[levels_by], "maximum",
-                        lambda *a, **k: calls.append(1) or maximum(*a, **k))
+    monkeypatch.setattr(
+        {"numpy": numpy, "torch": torch}[levels_by], "maximum", lambda *a, **k: calls.append(1) or maximum(*a, **k)
+    )
     rng = numpy.random.default_rng(seed)
     n_tokens, width = 23, 6
     lengths = rng.integers(1, 4, size=n_tokens)
@@ -98,8 +98,9 @@ def test_range_max_at_inference_when_every_token_has_wordpieces(seed, levels_by,
     spans = [(s, e) for s in range(n_tokens) for e in range(s + 1, min(n_tokens, s + 10) + 1)]
     ranges = [(s, e) for s in range(n_tokens + 1) for e in range(n_tokens + 1)]
     with torch.inference_mode():
-        pool = RangeMax(torch.tensor(hidden), torch.tensor(rows), torch.tensor(tokens), n_tokens, n_tokens,
-                        all_covered=True)
+        pool = RangeMax(
+            torch.tensor(hidden), torch.tensor(rows), torch.tensor(tokens), n_tokens, n_tokens, all_covered=True
+        )
         got_spans = pool(torch.tensor([s for s, _ in spans]), torch.tensor([e for _, e in spans]), nonempty=True)
         got_ranges = pool(torch.tensor([s for s, _ in ranges]), torch.tensor([e for _, e in ranges]))
     assert len(calls) >= 4  # the levels (2**k <= 23) are written by the one asked for
@@ -161,7 +162,9 @@ def test_enumerate_spans_matches_naive(seed):
     scopes = numpy.cumsum(rng.random(n) < 0.2)
     skip = rng.random(n) < 0.2
     expected = [
-        (s, e) for s in range(n) for e in range(s + 1, min(n, s + width) + 1)
+        (s, e)
+        for s in range(n)
+        for e in range(s + 1, min(n, s + width) + 1)
         if scopes[s] == scopes[e - 1] and not skip[s] and not skip[e - 1]
     ]
     starts, ends = enumerate_spans(n, width, scopes, skip)
@@ -180,8 +183,14 @@ def test_sample_doc_follows_spert():
     entities = [(0, 2, 1), (3, 4, 2), (5, 17, 1), (6, 7, 3)]  # one wider than max_width
     relations = [(0, 1, 0), (0, 1, 2), (2, 3, 1), (1, 3, 1)]  # relation 1 is symmetric
     sample = sample_doc(
-        DocCandidates.all_spans(20, 10), entities, relations, n_relation_labels=3,
-        neg_entity_count=100, neg_relation_count=100, rng=rng, symmetric={1},
+        DocCandidates.all_spans(20, 10),
+        entities,
+        relations,
+        n_relation_labels=3,
+        neg_entity_count=100,
+        neg_relation_count=100,
+        rng=rng,
+        symmetric={1},
     )
     n_candidates = sum(min(10, 20 - i) for i in range(20))
     gold = {(s, e) for s, e, _ in entities}
@@ -212,8 +221,13 @@ def test_sample_doc_strong_negatives_stay_in_pairing_groups():
     candidates = DocCandidates.all_spans(10, 3, max_group_length=5)
     assert candidates.token_groups.tolist() == [0] * 5 + [1] * 5
     sample = sample_doc(
-        candidates, entities, relations, n_relation_labels=1, neg_entity_count=0,
-        neg_relation_count=100, rng=numpy.random.default_rng(0),
+        candidates,
+        entities,
+        relations,
+        n_relation_labels=1,
+        neg_entity_count=0,
+        neg_relation_count=100,
+        rng=numpy.random.default_rng(0),
     )
     pairs = set(zip(sample.pair_heads.tolist(), sample.pair_tails.tolist()))
     assert pairs == {(0, 2), (0, 1), (1, 0), (2, 3), (3, 2)}
@@ -261,8 +275,16 @@ def test_factorised_inference_matches_training_computation(
 
     torch.manual_seed(0)
     head = SpERTHead(
-        16, 4, 3, width_embedding_size=5, max_width_embeddings=100, dropout=0.1, pair_batch_size=chunk,
-        max_pair_entities_per_token=0.5, entity_logits_in_relation=logits_in_relation, identification_heads=mt,
+        16,
+        4,
+        3,
+        width_embedding_size=5,
+        max_width_embeddings=100,
+        dropout=0.1,
+        pair_batch_size=chunk,
+        max_pair_entities_per_token=0.5,
+        entity_logits_in_relation=logits_in_relation,
+        identification_heads=mt,
     )
     for param in head.parameters():
         torch.nn.init.normal_(param, std=0.5)
@@ -281,17 +303,29 @@ def test_factorised_inference_matches_training_computation(
     starts, ends = enumerate_spans(n_tokens, 4, skip=numpy.arange(n_tokens) == 5 if uncovered == "inside" else None)
     groups = (starts >= 6).astype("int64")
     inputs = dict(
-        align_rows=align_rows, align_tokens=align_tokens, n_tokens=n_tokens, max_range=n_tokens, span_starts=starts,
+        align_rows=align_rows,
+        align_tokens=align_tokens,
+        n_tokens=n_tokens,
+        max_range=n_tokens,
+        span_starts=starts,
         span_ends=ends,
     )
     with torch.no_grad():
         out = head.predict(
-            hidden, cls_rows=cls_rows, token_windows=token_windows, span_groups=groups,
-            blocks=[(0, len(starts), 0, n_tokens)], objective=_KeepAll(), threshold=0.0, all_covered=uncovered is None,
+            hidden,
+            cls_rows=cls_rows,
+            token_windows=token_windows,
+            span_groups=groups,
+            blocks=[(0, len(starts), 0, n_tokens)],
+            objective=_KeepAll(),
+            threshold=0.0,
+            all_covered=uncovered is None,
             **inputs,
         )
         ent_train, rel_train = head(
-            hidden, token_cls_rows=torch.tensor(cls_rows[token_windows]), pair_heads=torch.tensor(out.pair_heads),
+            hidden,
+            token_cls_rows=torch.tensor(cls_rows[token_windows]),
+            pair_heads=torch.tensor(out.pair_heads),
             pair_tails=torch.tensor(out.pair_tails),
             **{k: torch.tensor(v) if isinstance(v, numpy.ndarray) else v for k, v in inputs.items()},
         )
@@ -308,8 +342,15 @@ def test_head_loads_weights_saved_before_the_classifier_modules():
     entity_classifier.weight, entity_identifier.bias, ...: they still load."""
     from spacy_spert.models.pytorch.head import SpERTHead
 
-    settings = dict(width_embedding_size=5, max_width_embeddings=100, dropout=0.1, pair_batch_size=7,
-                    max_pair_entities_per_token=0.5, entity_logits_in_relation=True, identification_heads=True)
+    settings = dict(
+        width_embedding_size=5,
+        max_width_embeddings=100,
+        dropout=0.1,
+        pair_batch_size=7,
+        max_pair_entities_per_token=0.5,
+        entity_logits_in_relation=True,
+        identification_heads=True,
+    )
     torch.manual_seed(0)
     saved = SpERTHead(16, 4, 3, **settings)
     legacy = {}

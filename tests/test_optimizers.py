@@ -1,6 +1,7 @@
 """spacy-spert.AdamW.v1 against torch.optim.AdamW, and its no-decay rule;
 against its earlier implementation (one torch.optim.AdamW per array), which
 it must match."""
+
 import math
 
 import numpy
@@ -25,12 +26,21 @@ def reference(weights, grads, lr, weight_decay, clip=None):
     return param.detach().numpy()
 
 
-@pytest.mark.parametrize("name,decay", [("encoder.layer.0.attention.self.query.weight", 0.01), ("encoder.layer.0.output.LayerNorm.weight", 0.0), ("pooler.dense.bias", 0.0)])
+@pytest.mark.parametrize(
+    "name,decay",
+    [
+        ("encoder.layer.0.attention.self.query.weight", 0.01),
+        ("encoder.layer.0.output.LayerNorm.weight", 0.0),
+        ("pooler.dense.bias", 0.0),
+    ],
+)
 def test_matches_torch_adamw_and_skips_decay_on_bias_and_layernorm(name, decay):
     rng = numpy.random.default_rng(0)
     weights = rng.normal(size=(4, 3)).astype("float32")
     grads = [rng.normal(size=(4, 3)).astype("float32") * 0.1 for _ in range(3)]
-    optimizer = registry.resolve({"o": {"@optimizers": "spacy-spert.AdamW.v1", "learn_rate": 0.1, "weight_decay": 0.01, "grad_clip": 0.0}})["o"]
+    optimizer = registry.resolve(
+        {"o": {"@optimizers": "spacy-spert.AdamW.v1", "learn_rate": 0.1, "weight_decay": 0.01, "grad_clip": 0.0}}
+    )["o"]
     ours = weights.copy()
     for g in grads:
         gradient = g.copy()
@@ -42,7 +52,9 @@ def test_matches_torch_adamw_and_skips_decay_on_bias_and_layernorm(name, decay):
 def test_gradient_clipping_per_array_and_schedule():
     from thinc.api import warmup_linear
 
-    optimizer = create_adamw(warmup_linear(initial_rate=0.1, warmup_steps=2, total_steps=10), weight_decay=0.0, grad_clip=1.0)
+    optimizer = create_adamw(
+        warmup_linear(initial_rate=0.1, warmup_steps=2, total_steps=10), weight_decay=0.0, grad_clip=1.0
+    )
     assert optimizer.learn_rate == 0.0
     optimizer.step_schedules()
     assert optimizer.learn_rate == pytest.approx(0.05)
@@ -55,7 +67,11 @@ def test_gradient_clipping_per_array_and_schedule():
 
 @pytest.mark.parametrize(
     "name,scale",
-    [("entity_classifier.weight", 2.0), ("entity_identifier.weight", 10.0), ("encoder.layer.0.attention.self.query.weight", 1.0)],
+    [
+        ("entity_classifier.weight", 2.0),
+        ("entity_identifier.weight", 10.0),
+        ("encoder.layer.0.attention.self.query.weight", 1.0),
+    ],
 )
 def test_learn_rate_scales_by_longest_name_prefix(name, scale):
     rng = numpy.random.default_rng(1)
@@ -173,9 +189,8 @@ def test_overfit_with_the_reference_update_rule(tiny_bert):
     """spacy-spert.AdamW.v1 as SpERT's reference runs it (global clipping, no
     bias correction) trains the pipeline: every training sentence is predicted
     exactly."""
-    from spacy.util import fix_random_seed
-
     from conftest import TRAIN_DATA, make_nlp, overfit
+    from spacy.util import fix_random_seed
     from test_spert import gold, predictions
 
     fix_random_seed(0)
@@ -193,8 +208,20 @@ class ReferenceAdamW(Optimizer):
     42f3e41), verbatim but for docstrings: one fused torch.optim.AdamW per
     parameter array, a gradient copy per array and step for global clipping."""
 
-    def __init__(self, learn_rate, *, weight_decay, beta1=0.9, beta2=0.999, eps=1e-6, grad_clip=1.0,
-                 grad_clip_scope="array", correct_bias=True, no_decay=optimizers.NO_DECAY, learn_rate_scales=None):
+    def __init__(
+        self,
+        learn_rate,
+        *,
+        weight_decay,
+        beta1=0.9,
+        beta2=0.999,
+        eps=1e-6,
+        grad_clip=1.0,
+        grad_clip_scope="array",
+        correct_bias=True,
+        no_decay=optimizers.NO_DECAY,
+        learn_rate_scales=None,
+    ):
         super().__init__(learn_rate, L2=0.0, beta1=beta1, beta2=beta2, eps=eps, grad_clip=grad_clip, use_averages=False)
         self.weight_decay = weight_decay
         self.grad_clip_scope = grad_clip_scope
@@ -254,7 +281,10 @@ class ReferenceAdamW(Optimizer):
         if key not in self._torch:
             param = torch.nn.Parameter(w)
             optimizer = torch.optim.AdamW(
-                [param], lr=self.learn_rate, betas=(self.b1, self.b2), eps=self.eps,
+                [param],
+                lr=self.learn_rate,
+                betas=(self.b1, self.b2),
+                eps=self.eps,
                 weight_decay=self.weight_decay if self.decays(key) else 0.0,
                 fused=w.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16),
             )
@@ -304,8 +334,13 @@ def test_same_numbers_as_the_per_array_implementation(scope, correct_bias, weigh
     numbers of one torch.optim.AdamW per array."""
     from thinc.api import warmup_linear
 
-    settings = {"weight_decay": weight_decay, "grad_clip": 1.0, "grad_clip_scope": scope, "correct_bias": correct_bias,
-                "learn_rate_scales": {"entity_": 10, "relation_": 5}}
+    settings = {
+        "weight_decay": weight_decay,
+        "grad_clip": 1.0,
+        "grad_clip_scope": scope,
+        "correct_bias": correct_bias,
+        "learn_rate_scales": {"entity_": 10, "relation_": 5},
+    }
     ours = create_adamw(warmup_linear(initial_rate=0.01, warmup_steps=2, total_steps=10), **settings)
     reference = ReferenceAdamW(warmup_linear(initial_rate=0.01, warmup_steps=2, total_steps=10), **settings)
     rng = numpy.random.default_rng(4)

@@ -25,6 +25,7 @@ installed, the function falls back to a hub name, and loading must still work
 offline (HF_HUB_OFFLINE=1), because a trained pipeline never reads the
 original weights.
 """
+
 import json
 import os
 import shutil
@@ -47,16 +48,26 @@ WEIGHTS_PACKAGE = "spert_test_weights"
 FALLBACK = "spert-test/not-a-hub-model"
 TEXT = " ".join(TRAIN_DATA[0][0])
 COPY_IGNORE = shutil.ignore_patterns(
-    ".venv*", "venv", ".git", "training", "corpus", "packages", "assets", "metrics", "build", "dist",
-    "*.egg-info", "__pycache__", ".pytest_cache", "project.lock",
+    ".venv*",
+    "venv",
+    ".git",
+    "training",
+    "corpus",
+    "packages",
+    "assets",
+    "metrics",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    "project.lock",
 )
 
 
 def _annotations(doc):
     ents = sorted((s.start, s.end, s.label_) for s in doc.spans["sc"])
-    rels = sorted(
-        (r["head_start"], r["head_end"], r["tail_start"], r["tail_end"], r["label"]) for r in doc._.relations
-    )
+    rels = sorted((r["head_start"], r["head_end"], r["tail_start"], r["tail_end"], r["label"]) for r in doc._.relations)
     return {"entities": [list(e) for e in ents], "relations": [list(r) for r in rels]}
 
 
@@ -64,9 +75,7 @@ def _gold(index: int = 0):
     _, ents, rels = TRAIN_DATA[index]
     return {
         "entities": sorted([s, e, label] for s, e, label in ents),
-        "relations": sorted(
-            [ents[h][0], ents[h][1], ents[t][0], ents[t][1], label] for h, t, label in rels
-        ),
+        "relations": sorted([ents[h][0], ents[h][1], ents[t][0], ents[t][1], label] for h, t, label in rels),
     }
 
 
@@ -137,8 +146,20 @@ def test_package_install_and_load(tiny_bert, tmp_path, monkeypatch):
     packages = tmp_path / "packages"
     packages.mkdir()
     _run(
-        [sys.executable, "-m", "spacy", "package", str(model_dir), str(packages), "--name", "spert_test",
-         "--version", "0.0.1", "--build", "wheel"],
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "package",
+            str(model_dir),
+            str(packages),
+            "--name",
+            "spert_test",
+            "--version",
+            "0.0.1",
+            "--build",
+            "wheel",
+        ],
         cwd=tmp_path,
         env=_clean_env(),
     )
@@ -168,8 +189,19 @@ def test_package_install_and_load(tiny_bert, tmp_path, monkeypatch):
     if not (source / "README.md").exists():  # setup.cfg reads it
         (source / "README.md").write_text("spacy-spert\n")
     _run(
-        [sys.executable, "-m", "pip", "--python", str(venv_python), "install", "--no-index",
-         "--no-build-isolation", "--disable-pip-version-check", str(wheels[0]), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv_python),
+            "install",
+            "--no-index",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            str(wheels[0]),
+            str(source),
+        ],
         cwd=tmp_path,
         env=_clean_env(),
     )

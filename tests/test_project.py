@@ -1,6 +1,7 @@
 """The project around the component: encoders.py, project.yml and the
 experiment tools of research that its commands run (fast
 checks; no training). configs/: tests/test_configs.py."""
+
 import importlib.util
 import json
 import math
@@ -35,7 +36,9 @@ def test_installed_model_path_finds_package_folder(tmp_path, monkeypatch):
     assert find_installed_model("fake_weights_pkg", "") == (tmp_path / "fake_weights_pkg").resolve()
 
 
-@pytest.mark.parametrize("package,subdir", [("no_such_pkg_spert", "model"), ("no.such.pkg", "model"), ("json", "model")])
+@pytest.mark.parametrize(
+    "package,subdir", [("no_such_pkg_spert", "model"), ("no.such.pkg", "model"), ("json", "model")]
+)
 def test_installed_model_path_falls_back(package, subdir):
     with pytest.warns(UserWarning, match="not installed"):
         assert installed_model_path(package=package, subdir=subdir, fallback="org/model") == "org/model"
@@ -121,8 +124,16 @@ def test_demo_describe():
 
 
 def test_kfold_discover_and_aggregate(tmp_path):
-    for name in ["split_0_train", "split_0_test", "split_1_train", "split_1_test", "split_10_train",
-                 "split_10_test", "split_2_train", "full"]:
+    for name in [
+        "split_0_train",
+        "split_0_test",
+        "split_1_train",
+        "split_1_test",
+        "split_10_train",
+        "split_10_test",
+        "split_2_train",
+        "full",
+    ]:
         (tmp_path / f"{name}.spacy").write_bytes(b"")
     folds = kfold.discover_folds(tmp_path, "split_{fold}_train.spacy", "split_{fold}_test.spacy")
     assert list(folds) == ["0", "1", "10"]  # fold 2 has no test file
@@ -150,16 +161,20 @@ def test_kfold_select_folds():
 def test_convert_dataset_split_names(tmp_path):
     data = tmp_path / "mini"
     data.mkdir()
-    record = {"tokens": ["Anna", "lives", "in", "Oslo", "."],
-              "entities": [{"type": "Peop", "start": 0, "end": 1}, {"type": "Loc", "start": 3, "end": 4}],
-              "relations": [{"type": "Live_In", "head": 0, "tail": 1}]}
+    record = {
+        "tokens": ["Anna", "lives", "in", "Oslo", "."],
+        "entities": [{"type": "Peop", "start": 0, "end": 1}, {"type": "Loc", "start": 3, "end": 4}],
+        "relations": [{"type": "Live_In", "head": 0, "tail": 1}],
+    }
     types = {"entities": {"Peop": {}, "Loc": {}}, "relations": {"Live_In": {"symmetric": False}}}
     (data / "mini_types.json").write_text(json.dumps(types))
     for split in ("train", "split_3_test"):
         (data / f"mini_{split}.json").write_text(json.dumps([record]))
     converted = list(datasets.convert_dataset(data, tmp_path / "out"))
     assert [(p.name, out.name, n) for p, out, n in converted] == [
-        ("mini_split_3_test.json", "split_3_test.spacy", 1), ("mini_train.json", "train.spacy", 1)]
+        ("mini_split_3_test.json", "split_3_test.spacy", 1),
+        ("mini_train.json", "train.spacy", 1),
+    ]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["split_3_test.spacy", "train.spacy"]
     (data / "mini_types.json").unlink()
     with pytest.raises(ValueError, match=r"no mini_types\.json or types\.json in"):
@@ -177,9 +192,18 @@ def test_project_file():
     assert {"convert", "train", "train-paper", "evaluate", "package", "kfold"} <= commands
     assert project["workflows"]["all"] == ["convert", "train", "evaluate", "package"]
     assert "demo" in project["workflows"]
-    assert {"dataset", "config", "encoder", "symmetric_relations", "run", "gpu_id", "seed", "epochs", "data_dir", "fold"} <= set(
-        project["vars"]
-    )
+    assert {
+        "dataset",
+        "config",
+        "encoder",
+        "symmetric_relations",
+        "run",
+        "gpu_id",
+        "seed",
+        "epochs",
+        "data_dir",
+        "fold",
+    } <= set(project["vars"])
     assert (CONFIGS / f"{project['vars']['config']}.cfg").exists()
     assets = project["assets"]
     by_dataset = {}
@@ -207,7 +231,7 @@ def _spacy_train(command: str, **variables):
     rest = args[5:]
     for option in ("--output", "--gpu-id"):  # spacy train's own options, not overrides
         i = rest.index(option)
-        rest = rest[:i] + rest[i + 2:]
+        rest = rest[:i] + rest[i + 2 :]
     return REPO_ROOT / args[4], parse_config_overrides(rest)
 
 
@@ -225,7 +249,11 @@ def test_project_trains_with_spacy_train():
     [
         ({}, "bert-base-cased", []),
         (
-            {"dataset": "scierc", "encoder": "allenai/scibert_scivocab_cased", "symmetric_relations": ["Compare", "Conjunction"]},
+            {
+                "dataset": "scierc",
+                "encoder": "allenai/scibert_scivocab_cased",
+                "symmetric_relations": ["Compare", "Conjunction"],
+            },
             "allenai/scibert_scivocab_cased",
             ["Compare", "Conjunction"],
         ),
@@ -254,12 +282,23 @@ def test_demo_train_is_the_documented_demo_command():
 
 
 def _results(path: Path, ner: float, rel: float) -> None:
-    metrics = {key: {"p": 0.0, "r": 0.0, "f": ner if key.startswith("ner") else rel} for key in (
-        "ner_micro", "ner_macro", "rel_strict_micro", "rel_strict_macro", "rel_boundaries_micro")}
-    path.write_text(json.dumps({
-        "metrics": metrics, "test": "test.spacy", "train": "train_dev.spacy", "epochs": 20, "seed": 0,
-        "versions": {"spacy": "3"},
-    }), encoding="utf8")
+    metrics = {
+        key: {"p": 0.0, "r": 0.0, "f": ner if key.startswith("ner") else rel}
+        for key in ("ner_micro", "ner_macro", "rel_strict_micro", "rel_strict_macro", "rel_boundaries_micro")
+    }
+    path.write_text(
+        json.dumps(
+            {
+                "metrics": metrics,
+                "test": "test.spacy",
+                "train": "train_dev.spacy",
+                "epochs": 20,
+                "seed": 0,
+                "versions": {"spacy": "3"},
+            }
+        ),
+        encoding="utf8",
+    )
 
 
 def test_ablation_table(tmp_path):
@@ -267,8 +306,10 @@ def test_ablation_table(tmp_path):
     _results(tmp_path / "mt-seed0.json", 86.5, 65.0)
     _results(tmp_path / "mt-no_multitask-seed0.json", 86.0, 64.0)
     text = ablation.ablation_table(tmp_path / "spert.json", str(tmp_path / "mt"), seed=0)
-    assert text.startswith("| model | NER micro F1 | NER macro F1 | RE strict micro F1 | RE strict macro F1 | "
-                           "RE boundaries micro F1 | results file |\n")
+    assert text.startswith(
+        "| model | NER micro F1 | NER macro F1 | RE strict micro F1 | RE strict macro F1 | "
+        "RE boundaries micro F1 | results file |\n"
+    )
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "| 85.00 (-1.50) | 85.00 (-1.50) | 63.00 (-2.00) |" in rows["SpERT"]
     assert "| 86.50 | 86.50 | 65.00 | 65.00 | 65.00 |" in rows["SpERT.MT"]
@@ -291,16 +332,37 @@ def test_speed(tiny_bert, tmp_path):
     nlp.to_disk(tmp_path / "model")
     DocBin(docs=[eg.reference for eg in examples], store_user_data=True).to_disk(tmp_path / "test.spacy")
     results = tmp_path / "speed.json"
-    args = ["speed", str(tmp_path / "model"), "--test", str(tmp_path / "test.spacy"), "--train", str(tmp_path / "test.spacy"),
-            "--results", str(results), "--batch-sizes", "1,4", "--repeats", "1", "--train-steps", "4",
-            "--lengths", "50,300", "--repeats-long", "1"]
+    args = [
+        "speed",
+        str(tmp_path / "model"),
+        "--test",
+        str(tmp_path / "test.spacy"),
+        "--train",
+        str(tmp_path / "test.spacy"),
+        "--results",
+        str(results),
+        "--batch-sizes",
+        "1,4",
+        "--repeats",
+        "1",
+        "--train-steps",
+        "4",
+        "--lengths",
+        "50,300",
+        "--repeats-long",
+        "1",
+    ]
     if importlib.util.find_spec("matplotlib") is not None:
         args += ["--plot", str(tmp_path / "speed.png")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(results.read_text(encoding="utf8"))
     for row in data["inference"]["by_batch_size"].values():
-        assert row["pipeline_docs_per_s"] > 0 and row["transformer_wordpieces_per_s"] > 0 and 0 < row["head_share_direct"] < 1
+        assert (
+            row["pipeline_docs_per_s"] > 0
+            and row["transformer_wordpieces_per_s"] > 0
+            and 0 < row["head_share_direct"] < 1
+        )
     training = data["training"]
     assert training["steps_timed"] == 1 and training["mean_step_seconds"] > 0
     # head_share is (update - transformer fwd+bwd) / step, a difference of two
@@ -308,7 +370,9 @@ def test_speed(tiny_bert, tmp_path):
     # so only its presence is checked here (timings belong to benchmarks).
     assert math.isfinite(training["head_share"]) and training["head_share"] < 1
     assert [row["tokens"] for row in data["lengths"]] == [50, 300]
-    assert all(row["pipeline"]["tokens"] == row["tokens"] and row["pipeline"]["peak_rss_mb"] > 0 for row in data["lengths"])
+    assert all(
+        row["pipeline"]["tokens"] == row["tokens"] and row["pipeline"]["peak_rss_mb"] > 0 for row in data["lengths"]
+    )
     assert "Time and peak memory" in results.with_suffix(".md").read_text(encoding="utf8")
     if "--plot" in args:
         assert (tmp_path / "speed.png").stat().st_size > 1000

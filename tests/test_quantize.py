@@ -1,5 +1,6 @@
 """int8 dynamic quantization of the encoder (spacy_spert/transformer/quantize.py, and
 ``predict --quantize``)."""
+
 import json
 
 import pytest
@@ -73,8 +74,9 @@ def test_predict_quantize(model_dir, tmp_path):
     result = runner.invoke(app, ["predict", str(model_dir), str(source), str(tmp_path / "cli.jsonl"), "--quantize"])
     assert result.exit_code == 0, result.output
     assert records("cli.jsonl") == records("float.jsonl")
-    result = runner.invoke(app, ["predict", str(model_dir), str(source), str(tmp_path / "gpu.jsonl"), "--quantize",
-                                 "--gpu-id", "0"])
+    result = runner.invoke(
+        app, ["predict", str(model_dir), str(source), str(tmp_path / "gpu.jsonl"), "--quantize", "--gpu-id", "0"]
+    )
     assert result.exit_code == 1 and "for CPU inference" in result.output
     assert not (tmp_path / "gpu.jsonl").exists()
 

@@ -7,6 +7,7 @@ The registrations are found by reading the source (every
 ``@registry.<registry>("...")`` and ``@Language.factory("...")`` under
 spacy_spert/), so a new one without its entry point in pyproject.toml fails
 here."""
+
 import ast
 import importlib.metadata
 import json

@@ -13,6 +13,7 @@ from that corpus, then predict those 8 and 8 dev sentences. Entities,
 relations (labels and offsets) must be identical and scores equal to float
 tolerance; the spaCy scores too.
 """
+
 import json
 from pathlib import Path
 from typing import Any, Dict
@@ -57,8 +58,12 @@ def _tiny_bert(path: Path, words) -> Path:
     BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True).save_pretrained(str(path))
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(str(path))
     return path
@@ -77,21 +82,23 @@ def run_regression(tmp_dir: Path) -> Dict[str, Any]:
         nlp = spacy.blank("en")
         nlp.add_pipe(
             "transformer",
-            config={"model": {
-                "@architectures": "spacy-transformers.TransformerModel.v3",
-                "name": str(bert),
-                "get_spans": {"@span_getters": "spacy-spert.sentence_windows.v1"},
-                "tokenizer_config": {"use_fast": True},
-            }},
+            config={
+                "model": {
+                    "@architectures": "spacy-transformers.TransformerModel.v3",
+                    "name": str(bert),
+                    "get_spans": {"@span_getters": "spacy-spert.sentence_windows.v1"},
+                    "tokenizer_config": {"use_fast": True},
+                }
+            },
         )
         nlp.add_pipe("spert", config=spert_config)
         gold_train = records_to_docs(train, nlp.vocab)
         gold_dev = records_to_docs(dev, nlp.vocab)
         examples = [Example(nlp.make_doc(d.text), d) for d in gold_train]
         optimizer = create_adamw(learn_rate=LR)
-        nlp.initialize(lambda: examples, sgd=optimizer)
+        nlp.initialize(lambda examples=examples: examples, sgd=optimizer)
         for step in range(N_STEPS):
-            batch = examples[(step * 4) % N_TRAIN:(step * 4) % N_TRAIN + 4]
+            batch = examples[(step * 4) % N_TRAIN : (step * 4) % N_TRAIN + 4]
             nlp.update(batch, sgd=optimizer, drop=0.1)
         result = {}
         for split, golds in (("train", gold_train), ("dev", gold_dev)):
@@ -102,8 +109,15 @@ def run_regression(tmp_dir: Path) -> Dict[str, Any]:
                         "ents": [[s.start, s.end, s.label_] for s in d.spans["sc"]],
                         "ent_scores": [float(x) for x in d.spans["sc"].attrs["scores"]],
                         "rels": [
-                            [r["head_start"], r["head_end"], r["tail_start"], r["tail_end"], r["label"],
-                             r["head_label"], r["tail_label"]]
+                            [
+                                r["head_start"],
+                                r["head_end"],
+                                r["tail_start"],
+                                r["tail_end"],
+                                r["label"],
+                                r["head_label"],
+                                r["tail_label"],
+                            ]
                             for r in d._.relations
                         ],
                         "rel_scores": [float(r["score"]) for r in d._.relations],
@@ -111,7 +125,8 @@ def run_regression(tmp_dir: Path) -> Dict[str, Any]:
                     for d in preds
                 ],
                 "scores": {
-                    k: v for k, v in nlp.evaluate([Example(p, g) for p, g in zip(preds, golds)]).items()
+                    k: v
+                    for k, v in nlp.evaluate([Example(p, g) for p, g in zip(preds, golds)]).items()
                     if isinstance(v, float) and k.startswith("spert_")
                 },
             }

@@ -1,5 +1,6 @@
 """spacy-spert.warmup_linear_epochs.v1: SpERT's learning-rate schedule with the
 step counts derived from the training corpus (spacy_spert/training/schedules.py)."""
+
 import itertools
 import math
 from pathlib import Path
@@ -110,7 +111,9 @@ def test_rates_without_warmup(tmp_path):
     assert rates == pytest.approx([0.8, 0.8 * 2 / 3, 0.8 / 3, 0.0])
 
 
-@pytest.mark.parametrize("n_docs,batch_size,epochs,limit", [(10, 2, 4, 0), (23, 4, 3, 0), (57, 2, 5, 0), (57, 2, 5, 31)])
+@pytest.mark.parametrize(
+    "n_docs,batch_size,epochs,limit", [(10, 2, 4, 0), (23, 4, 3, 0), (57, 2, 5, 0), (57, 2, 5, 31)]
+)
 def test_rates_equal_warmup_linear_v1(tmp_path, n_docs, batch_size, epochs, limit):
     """Every value is the float thinc's warmup_linear.v1 gives for the step
     counts scripts/train.py used to compute and pass as literal numbers."""

@@ -1,4 +1,5 @@
 """Tests of the SpERT scorer (spacy_spert/pipeline/scorer.py): hand-computed numbers."""
+
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
@@ -276,9 +277,7 @@ def test_endpoint_types_fall_back_to_span_group_labels():
     # no explicit types, predicted span group says Org for the tail: strict miss
     pred_bad = make_doc(words, [(0, 1, "Peop"), (2, 3, "Org")], [rel((0, 1), (2, 3), "Meet")])
     # explicit types win over the span group
-    pred_explicit = make_doc(
-        words, [(0, 1, "Org"), (2, 3, "Org")], [rel((0, 1), (2, 3), "Meet", "Peop", "Peop")]
-    )
+    pred_explicit = make_doc(words, [(0, 1, "Org"), (2, 3, "Org")], [rel((0, 1), (2, 3), "Meet", "Peop", "Peop")])
     ok = score_spert([Example(pred_ok, gold)])
     bad = score_spert([Example(pred_bad, gold)])
     explicit = score_spert([Example(pred_explicit, gold)])
@@ -463,16 +462,28 @@ def test_boundaries_key_drops_types():
 def test_score_names_table():
     """Results files, tables and the CLI name the scores from this one table."""
     assert [s.name for s in SCORE_NAMES] == [
-        "ner_micro", "ner_macro", "rel_strict_micro", "rel_strict_macro",
-        "rel_boundaries_micro", "rel_boundaries_macro",
+        "ner_micro",
+        "ner_macro",
+        "rel_strict_micro",
+        "rel_strict_macro",
+        "rel_boundaries_micro",
+        "rel_boundaries_macro",
     ]
     assert [s.label() for s in SCORE_NAMES] == [
-        "NER micro F1", "NER macro F1", "RE strict micro F1", "RE strict macro F1",
-        "RE boundaries micro F1", "RE boundaries macro F1",
+        "NER micro F1",
+        "NER macro F1",
+        "RE strict micro F1",
+        "RE strict macro F1",
+        "RE boundaries micro F1",
+        "RE boundaries macro F1",
     ]
     assert [s.key() for s in SCORE_NAMES] == [
-        "spert_ent_f", "spert_ent_macro_f", "spert_rel_f", "spert_rel_macro_f",
-        "spert_rel_bound_f", "spert_rel_bound_macro_f",
+        "spert_ent_f",
+        "spert_ent_macro_f",
+        "spert_rel_f",
+        "spert_rel_macro_f",
+        "spert_rel_bound_f",
+        "spert_rel_bound_macro_f",
     ]
     assert score_name("rel_strict_macro").key("p") == "spert_rel_macro_p"
     assert score_name("ner_micro").label("r") == "NER micro R"

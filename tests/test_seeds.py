@@ -1,5 +1,6 @@
 """The `seeds` protocol: one benchmark run per seed, then mean and sample
 standard deviation of every headline score."""
+
 import json
 import math
 import sys
@@ -24,9 +25,16 @@ def fake_results(seed: int, ner_f: float, rel_f: float, overrides=()) -> dict:
     metrics["ner_micro"] = {"p": ner_f - 1, "r": ner_f + 1, "f": ner_f}
     metrics["rel_strict_micro"] = {"p": rel_f, "r": rel_f, "f": rel_f}
     metrics["ner_per_type"] = {"Peop": {"p": 1.0, "r": 1.0, "f": 1.0}}
-    return {"config": "c.cfg", "train": "tr.spacy", "test": "te.spacy", "epochs": 20, "seed": seed,
-            "overrides": ["--training.eval_frequency", "577", *overrides], "command": f"bench {seed}",
-            "metrics": metrics}
+    return {
+        "config": "c.cfg",
+        "train": "tr.spacy",
+        "test": "te.spacy",
+        "epochs": 20,
+        "seed": seed,
+        "overrides": ["--training.eval_frequency", "577", *overrides],
+        "command": f"bench {seed}",
+        "metrics": metrics,
+    }
 
 
 def test_summary_mean_and_sample_std_by_hand(tmp_path):
@@ -40,8 +48,11 @@ def test_summary_mean_and_sample_std_by_hand(tmp_path):
     assert summary["std"]["rel_strict_micro"]["f"] == round(math.sqrt(3), 2) == 1.73
     assert summary["std"]["ner_macro"] == {"p": 0.0, "r": 0.0, "f": 0.0}
     assert summary["seeds"] == [0, 1, 2]
-    assert summary["per_seed"]["1"] == {"results": str(tmp_path / "r-seed1.json"), "command": "bench 1",
-                                        "metrics": {s.name: per_seed[1]["metrics"][s.name] for s in SCORE_NAMES}}
+    assert summary["per_seed"]["1"] == {
+        "results": str(tmp_path / "r-seed1.json"),
+        "command": "bench 1",
+        "metrics": {s.name: per_seed[1]["metrics"][s.name] for s in SCORE_NAMES},
+    }
     table = seeds_module.markdown(summary | {"command": "seeds ..."})
     assert "| ner_micro | 82.00 +- 2.00 | 81.00 +- 2.00 | 83.00 +- 2.00 | 80.00 | 82.00 | 84.00 |" in table
     assert "| rel_strict_micro | 62.00 +- 1.73 |" in table
@@ -55,12 +66,15 @@ def fake_benchmark(monkeypatch):
 
     def fake_run(cmd, log_path, echo):
         commands.append((list(cmd), log_path, echo))
-        args = cmd[cmd.index("benchmark") + 1:]
+        args = cmd[cmd.index("benchmark") + 1 :]
         seed = int(args[args.index("--seed") + 1])
-        overrides = args[args.index("--skip-speed") + 1:] if "--skip-speed" in args else []
+        overrides = args[args.index("--skip-speed") + 1 :] if "--skip-speed" in args else []
         results = fake_results(seed, 80.0 + 2 * seed, 60.0, overrides) | {
-            "config": args[0], "train": args[args.index("--train") + 1], "test": args[args.index("--test") + 1],
-            "epochs": int(args[args.index("--epochs") + 1])}
+            "config": args[0],
+            "train": args[args.index("--train") + 1],
+            "test": args[args.index("--test") + 1],
+            "epochs": int(args[args.index("--epochs") + 1]),
+        }
         srsly.write_json(args[args.index("--results") + 1], results)
 
     monkeypatch.setattr(seeds_module, "run_logged", fake_run)
@@ -85,18 +99,46 @@ def test_run_seeds_runs_benchmark_per_seed_and_resumes(tmp_path, fake_benchmark)
 
     # --resume: nothing runs again; a new seed runs alone
     fake_benchmark.clear()
-    run_seeds(Path("c.cfg"), Path("tr.spacy"), Path("te.spacy"), tmp_path / "out", prefix, resume=True,
-              **(kwargs | {"seeds": [0, 1, 2, 3]}))
+    run_seeds(
+        Path("c.cfg"),
+        Path("tr.spacy"),
+        Path("te.spacy"),
+        tmp_path / "out",
+        prefix,
+        resume=True,
+        **(kwargs | {"seeds": [0, 1, 2, 3]}),
+    )
     assert [cmd[cmd.index("--seed") + 1] for cmd, _, _ in fake_benchmark] == ["3"]
     # ... but not results made with other settings
-    with pytest.raises(ValueError, match=r"conll04-spert-seed0.json: made with overrides = \['--x.y', '1'\], this run has \['--x.y', '2'\]"):
-        run_seeds(Path("c.cfg"), Path("tr.spacy"), Path("te.spacy"), tmp_path / "out", prefix, resume=True,
-                  **(kwargs | {"overrides": ["--x.y", "2"]}))
+    with pytest.raises(
+        ValueError,
+        match=r"conll04-spert-seed0.json: made with overrides = \['--x.y', '1'\], this run has \['--x.y', '2'\]",
+    ):
+        run_seeds(
+            Path("c.cfg"),
+            Path("tr.spacy"),
+            Path("te.spacy"),
+            tmp_path / "out",
+            prefix,
+            resume=True,
+            **(kwargs | {"overrides": ["--x.y", "2"]}),
+        )
 
 
 def test_seeds_cli_errors(tmp_path):
     runner = CliRunner()
-    args = ["seeds", "c.cfg", "--train", "t", "--test", "t", "--output-dir", str(tmp_path), "--results-prefix", str(tmp_path / "r")]
+    args = [
+        "seeds",
+        "c.cfg",
+        "--train",
+        "t",
+        "--test",
+        "t",
+        "--output-dir",
+        str(tmp_path),
+        "--results-prefix",
+        str(tmp_path / "r"),
+    ]
     result = runner.invoke(app, [*args, "--seeds", "1,1"])
     assert result.exit_code == 1 and "give one or more different seeds, got [1, 1]" in result.stderr
     result = runner.invoke(app, [*args, "--jobs", "0"])
@@ -119,10 +161,28 @@ def test_seeds_end_to_end_on_a_tiny_corpus(tiny_bert, tmp_path):
     config["encoder"]["name"] = str(tiny_bert)
     config.to_disk(tmp_path / "tiny.cfg")
     runner = CliRunner()
-    result = runner.invoke(app, ["seeds", str(tmp_path / "tiny.cfg"), "--train", str(tmp_path / "train.spacy"),
-                                 "--test", str(tmp_path / "train.spacy"), "--output-dir", str(tmp_path / "runs"),
-                                 "--results-prefix", str(tmp_path / "res" / "tiny"), "--seeds", "3,4", "--epochs", "1",
-                                 "--jobs", "2", "--skip-speed"])
+    result = runner.invoke(
+        app,
+        [
+            "seeds",
+            str(tmp_path / "tiny.cfg"),
+            "--train",
+            str(tmp_path / "train.spacy"),
+            "--test",
+            str(tmp_path / "train.spacy"),
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--results-prefix",
+            str(tmp_path / "res" / "tiny"),
+            "--seeds",
+            "3,4",
+            "--epochs",
+            "1",
+            "--jobs",
+            "2",
+            "--skip-speed",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "res" / "tiny-seeds.json").read_text())
     assert summary["seeds"] == [3, 4] and summary["epochs"] == 1

@@ -14,6 +14,7 @@ surrogates and deep nesting in any field are 4xx, not 500; forms with many
 fields work; no page loads anything from another server. These run over a
 stub pipeline (a blank one with a component the test controls), so that the
 waits are deterministic."""
+
 import http.client
 import json
 import random
@@ -35,8 +36,8 @@ import spacy
 pytest.importorskip("fastapi", reason="needs the serve extra (fastapi, uvicorn)")
 pytest.importorskip("uvicorn", reason="needs the serve extra (fastapi, uvicorn)")
 
-from spacy_spert.io.records import doc_to_record  # noqa: E402
-from spacy_spert.apps.serve import Extractor, make_app, parse_extract_body, running_server  # noqa: E402
+from spacy_spert.apps.serve import Extractor, make_app, parse_extract_body, running_server
+from spacy_spert.io.records import doc_to_record
 
 TEXTS = [
     "Mary Smith works for Acme Corp in Paris .",
@@ -155,7 +156,9 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("body,status,words", BAD_REQUESTS, ids=[f"{i}-{s}" for i, (_, s, _) in enumerate(BAD_REQUESTS)])
+@pytest.mark.parametrize(
+    "body,status,words", BAD_REQUESTS, ids=[f"{i}-{s}" for i, (_, s, _) in enumerate(BAD_REQUESTS)]
+)
 def test_bad_request_is_4xx_with_reason_and_server_keeps_serving(url, expected, body, status, words):
     got, headers, answer = request(url, "/extract", body)
     assert got == status, answer
@@ -298,7 +301,7 @@ class _Checker(HTMLParser):
     """Counts elements, checks that every non-void element is closed in order,
     and collects scripts and the text of tags."""
 
-    VOID = {"meta", "br", "input", "img", "link", "rect", "path", "hr"}
+    VOID = frozenset({"meta", "br", "input", "img", "link", "rect", "path", "hr"})
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -343,7 +346,10 @@ def submit(url, text, encoding="utf8"):
 def test_page_form(url):
     status, headers, body = request(url, "/")
     assert status == 200
-    assert "script-src" not in headers["Content-Security-Policy"] and "default-src 'none'" in headers["Content-Security-Policy"]
+    assert (
+        "script-src" not in headers["Content-Security-Policy"]
+        and "default-src 'none'" in headers["Content-Security-Policy"]
+    )
     checker = check_page(body.decode("utf8"))
     assert checker.counts["textarea"] == 1 and checker.counts["form"] == 1
 
@@ -363,11 +369,14 @@ def test_page_shows_rendering_and_table(url, expected):
     assert "".join(checker.texts["textarea"]) == text
 
 
-@pytest.mark.parametrize("attack", [
-    "<script>alert(1)</script> Mary Smith works for Acme Corp .",
-    "Mary Smith </textarea><script>alert(1)</script>",
-    "John Doe lives in \"London\" ' & <img src=x onerror=alert(1)> </svg></figure></div>",
-])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "<script>alert(1)</script> Mary Smith works for Acme Corp .",
+        "Mary Smith </textarea><script>alert(1)</script>",
+        'John Doe lives in "London" \' & <img src=x onerror=alert(1)> </svg></figure></div>',
+    ],
+)
 def test_page_escapes_text(url, attack):
     status, _, body = submit(url, attack)
     assert status == 200
@@ -378,13 +387,16 @@ def test_page_escapes_text(url, attack):
     assert "&lt;script&gt;" in page or "&lt;img" in page
 
 
-@pytest.mark.parametrize("name,text", [
-    ("emoji", "Mary Smith 👩🏽‍🔬 works for Acme Corp 🏢 in Paris 🇫🇷 ."),
-    ("control characters", "Mary\x00 Smith\x07 works\x1b[31m for \x7fAcme\x85 Corp \x0b in Paris ."),
-    ("right to left", "מרי סמית עובדת ב Acme Corp בפריז . Mary Smith works for Acme Corp in Paris ."),
-    ("arabic", "ماري سميث تعمل في Acme Corp في باريس ."),
-    ("long", " ".join(random.Random(0).choice(TEXTS[0].split() + ["and", "the"]) for _ in range(20_000))),
-])
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("emoji", "Mary Smith 👩🏽‍🔬 works for Acme Corp 🏢 in Paris 🇫🇷 ."),
+        ("control characters", "Mary\x00 Smith\x07 works\x1b[31m for \x7fAcme\x85 Corp \x0b in Paris ."),
+        ("right to left", "מרי סמית עובדת ב Acme Corp בפריז . Mary Smith works for Acme Corp in Paris ."),
+        ("arabic", "ماري سميث تعمل في Acme Corp في باريس ."),
+        ("long", " ".join(random.Random(0).choice(TEXTS[0].split() + ["and", "the"]) for _ in range(20_000))),
+    ],
+)
 def test_page_renders_odd_texts(url, name, text):
     status, _, body = submit(url, text)
     assert status == 200, body[:300]
@@ -394,11 +406,14 @@ def test_page_renders_odd_texts(url, name, text):
     assert page.count('class="spert-figure"') >= 1
 
 
-@pytest.mark.parametrize("text,status,words", [
-    ("", 422, "empty"),
-    ("   \n  ", 422, "whitespace only"),
-    ("x" * (MAX_CHARS + 1), 413, f"has {MAX_CHARS + 1} characters, more than"),
-])
+@pytest.mark.parametrize(
+    "text,status,words",
+    [
+        ("", 422, "empty"),
+        ("   \n  ", 422, "whitespace only"),
+        ("x" * (MAX_CHARS + 1), 413, f"has {MAX_CHARS + 1} characters, more than"),
+    ],
+)
 def test_page_bad_text_is_4xx_page(url, text, status, words):
     got, headers, body = submit(url, text)
     assert got == status
@@ -441,14 +456,20 @@ BODY_PROBLEMS = [
     (b'{"texts": [{"text": "Mary", "x": [-1.5e400]}]}', 422, "out of range: -1.5e400"),
     (b'{"text": "Mary", "x": Infinity}', 400, "Infinity is not a JSON value"),
     (b'{"text": "Mary", "x": -Infinity}', 400, "-Infinity is not a JSON value"),
-    (b'{"text": "Mary", "id": "a\\ud800"}', 422, "field 'id' is not valid Unicode: an unpaired surrogate U+D800 at character 1"),
+    (
+        b'{"text": "Mary", "id": "a\\ud800"}',
+        422,
+        "field 'id' is not valid Unicode: an unpaired surrogate U+D800 at character 1",
+    ),
     (b'{"texts": [{"text": "Mary", "meta": {"k": ["\\udfff"]}}]}', 422, "texts[0].meta.k[0] is not valid Unicode"),
     (b'{"text": "Mary", "\\ud800": 1}', 422, "a field name in the request body is not valid Unicode"),
     (b'{"text": "Mary", "x": ' + b"[" * 150 + b"]" * 150 + b"}", 400, "nested too deeply: more than 100 levels"),
 ]
 
 
-@pytest.mark.parametrize("body,status,words", BODY_PROBLEMS, ids=[f"{i}-{s}" for i, (_, s, _) in enumerate(BODY_PROBLEMS)])
+@pytest.mark.parametrize(
+    "body,status,words", BODY_PROBLEMS, ids=[f"{i}-{s}" for i, (_, s, _) in enumerate(BODY_PROBLEMS)]
+)
 def test_body_problem_is_4xx_naming_it(url, expected, body, status, words):
     """Numbers out of range, unpaired surrogates and deep nesting in any field
     were answered 500 (the record could not be written back)."""
@@ -463,7 +484,9 @@ def test_body_problem_is_4xx_naming_it(url, expected, body, status, words):
 
 def test_numbers_within_range_are_carried_through(url):
     big, huge = int("7" * 4300), 1.7e308
-    body = b'{"text": "Mary Smith", "n": ' + str(big).encode() + b', "x": 1.7e308, "deep": ' + b"[" * 90 + b"]" * 90 + b"}"
+    body = (
+        b'{"text": "Mary Smith", "n": ' + str(big).encode() + b', "x": 1.7e308, "deep": ' + b"[" * 90 + b"]" * 90 + b"}"
+    )
     status, _, answer = request(url, "/extract", body)
     assert status == 200, answer
     record = json.loads(answer)
@@ -474,16 +497,22 @@ def test_form_with_many_fields(url):
     """The form was answered "not UTF-8" beyond 16 fields; now up to
     max_form_fields (100) work and more are a 413 that says so."""
     fields = [("text", TEXTS[0])] + [(f"f{i}", "caf\u00e9") for i in range(30)]
-    status, _, body = request(url, "/", urlencode(fields).encode("ascii"), content_type="application/x-www-form-urlencoded")
+    status, _, body = request(
+        url, "/", urlencode(fields).encode("ascii"), content_type="application/x-www-form-urlencoded"
+    )
     assert status == 200, body[:300]
     assert 'class="spert-entity"' in body.decode("utf8")
     fields = [("text", TEXTS[0])] + [(f"f{i}", "x") for i in range(100)]
-    status, _, body = request(url, "/", urlencode(fields).encode("ascii"), content_type="application/x-www-form-urlencoded")
+    status, _, body = request(
+        url, "/", urlencode(fields).encode("ascii"), content_type="application/x-www-form-urlencoded"
+    )
     assert status == 413
     page = body.decode("utf8")
     check_page(page)
-    assert "the form has 101 fields, more than this server&#x27;s limit of 100" in page or \
-        "the form has 101 fields, more than this server's limit of 100" in page
+    assert (
+        "the form has 101 fields, more than this server&#x27;s limit of 100" in page
+        or "the form has 101 fields, more than this server's limit of 100" in page
+    )
 
 
 EXTERNAL = re.compile(r"""(?:\b(?:src|href|action)\s*=\s*["']?\s*|url\(\s*["']?|@import\s+["']?)(?:https?:)?//""", re.I)
@@ -547,8 +576,16 @@ def stub_server():
     """(url, stub, app): a server over the stub with short read timeouts,
     batches of at most 100 characters and a long keep-alive timeout."""
     stub = Stub()
-    app = make_app(stub_pipeline(stub), max_chars=1000, max_texts=32, batch_size=4, batch_chars=100,
-                   head_timeout=HEAD_TIMEOUT, body_timeout=BODY_TIMEOUT, keep_alive_timeout=30)
+    app = make_app(
+        stub_pipeline(stub),
+        max_chars=1000,
+        max_texts=32,
+        batch_size=4,
+        batch_chars=100,
+        head_timeout=HEAD_TIMEOUT,
+        body_timeout=BODY_TIMEOUT,
+        keep_alive_timeout=30,
+    )
     try:
         with running_server(app) as url:
             yield url, stub, app
@@ -573,8 +610,9 @@ def read_until_closed(sock: socket.socket) -> bytes:
 
 
 def http_request(path, body=b"", method="POST", content_type="application/json") -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode("ascii") + body
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("ascii") + body
 
 
 def test_idle_and_half_sent_heads_are_closed(stub_server):
@@ -633,10 +671,13 @@ def test_half_sent_head_after_a_response_is_closed(stub_server):
     sock.close()
 
 
-@pytest.mark.parametrize("path,content_type,words", [
-    ("/extract", "application/json", b'{"detail":"the request body did not arrive within 0.5 s"}'),
-    ("/", "application/x-www-form-urlencoded", b"the request body did not arrive within 0.5 s"),
-])
+@pytest.mark.parametrize(
+    "path,content_type,words",
+    [
+        ("/extract", "application/json", b'{"detail":"the request body did not arrive within 0.5 s"}'),
+        ("/", "application/x-www-form-urlencoded", b"the request body did not arrive within 0.5 s"),
+    ],
+)
 def test_half_sent_body_is_408_and_closed(stub_server, path, content_type, words):
     url, stub, _ = stub_server
     sock = connect(url)
@@ -665,6 +706,7 @@ def test_half_sent_body_of_a_route_that_ignores_it_is_closed(stub_server):
 
 def ask_in_background(url, body):
     """Send a request from a thread; a future of (status, seconds from now, parsed answer)."""
+
     def ask():
         start = time.monotonic()
         status, _, answer = request(url, "/extract", body)
@@ -754,8 +796,15 @@ def test_extractor_takes_batches_fairly(reference):
         blocker.result(timeout=30)
     finally:
         extractor.close()
-    assert calls == [["wait"], ["large 00", "small"], ["x" * 50], ["large 01", "large 02"], ["large 03", "large 04"],
-                     ["large 05", "large 06"], ["large 07"]]
+    assert calls == [
+        ["wait"],
+        ["large 00", "small"],
+        ["x" * 50],
+        ["large 01", "large 02"],
+        ["large 03", "large 04"],
+        ["large 05", "large 06"],
+        ["large 07"],
+    ]
     with pytest.raises(RuntimeError, match="closed"):
         extractor.submit([("late", {})])
 
@@ -771,13 +820,28 @@ def test_timeouts_and_batches_are_options(monkeypatch, reference):
 
     got = {}
     monkeypatch.setattr(serve_module, "serve", lambda model, **kwargs: got.update(kwargs, model=model))
-    result = CliRunner().invoke(cli_app, [
-        "serve", "some-model", "--batch-chars", "500", "--max-form-fields", "7", "--head-timeout", "2.5",
-        "--body-timeout", "9", "--keep-alive-timeout", "3"])
+    result = CliRunner().invoke(
+        cli_app,
+        [
+            "serve",
+            "some-model",
+            "--batch-chars",
+            "500",
+            "--max-form-fields",
+            "7",
+            "--head-timeout",
+            "2.5",
+            "--body-timeout",
+            "9",
+            "--keep-alive-timeout",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert got["model"] == "some-model"
-    assert {k: got[k] for k in ("batch_chars", "max_form_fields", "head_timeout", "body_timeout", "keep_alive_timeout")} \
-        == {"batch_chars": 500, "max_form_fields": 7, "head_timeout": 2.5, "body_timeout": 9.0, "keep_alive_timeout": 3.0}
+    assert {
+        k: got[k] for k in ("batch_chars", "max_form_fields", "head_timeout", "body_timeout", "keep_alive_timeout")
+    } == {"batch_chars": 500, "max_form_fields": 7, "head_timeout": 2.5, "body_timeout": 9.0, "keep_alive_timeout": 3.0}
 
     app = make_app(reference, head_timeout=2.5, body_timeout=9, keep_alive_timeout=3)
     try:

@@ -1,19 +1,19 @@
 """Behaviour of the spert component: learning, output, serialization, edge cases."""
+
 import json
 import pickle
 
 import numpy
 import pytest
-import torch
 import spacy
+import torch
+from conftest import TRAIN_DATA, head_of, make_doc, make_nlp, overfit, train_examples, train_step
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.util import fix_random_seed, make_tempdir
 
 from spacy_spert import get_relation_spans
 from spacy_spert.relations import relation_key
-
-from conftest import TRAIN_DATA, head_of, make_doc, make_nlp, overfit, train_examples, train_step
 
 TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
 
@@ -28,10 +28,7 @@ def predictions(doc):
 
 def gold(words, entities, relations):
     ents = sorted((s, e, label) for s, e, label in entities)
-    rels = sorted(
-        (entities[h][0], entities[h][1], entities[t][0], entities[t][1], label)
-        for h, t, label in relations
-    )
+    rels = sorted((entities[h][0], entities[h][1], entities[t][0], entities[t][1], label) for h, t, label in relations)
     return ents, rels
 
 
@@ -78,7 +75,7 @@ def test_transformer_is_finetuned(tiny_bert):
     nlp = make_nlp(tiny_bert)
     examples = train_examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
-    trf = [s for node in nlp.get_pipe("transformer").model.walk() for s in node.shims][0]._model
+    trf = next(s for node in nlp.get_pipe("transformer").model.walk() for s in node.shims)._model
     before = {k: v.detach().clone() for k, v in trf.named_parameters()}
     train_step(nlp, examples, optimizer)
     changed = [k for k, v in trf.named_parameters() if not bool((v.detach() == before[k]).all())]
@@ -179,11 +176,14 @@ def test_long_sentence_inference_bounded(trained_nlp, monkeypatch):
     outputs = []  # the head's output (HeadPredictions) per call
     decode = spacy_spert.models.architectures._decode
     monkeypatch.setattr(
-        spacy_spert.models.architectures, "_decode", lambda obj, t, out, **kw: outputs.append(out) or decode(obj, t, out, **kw)
+        spacy_spert.models.architectures,
+        "_decode",
+        lambda obj, t, out, **kw: outputs.append(out) or decode(obj, t, out, **kw),
     )
     decode_entities = objective.decode_entities  # every span an entity, scores as they are
     monkeypatch.setattr(
-        objective, "decode_entities",
+        objective,
+        "decode_entities",
         lambda logits, threshold: (numpy.ones(len(logits), dtype="int64"), decode_entities(logits, threshold)[1]),
     )
     candidates, _ = spert.predict([doc])
@@ -251,7 +251,7 @@ def test_labels_from_init_labels_and_unknown_label_error(tiny_bert):
     nlp = make_nlp(tiny_bert)
     examples = train_examples(nlp)
     labels = {"entities": ["Loc", "Org"], "relations": ["OrgBased_In"]}
-    with pytest.raises(ValueError, match="label 'Peop'.*does not know"):
+    with pytest.raises(ValueError, match=r"label 'Peop'.*does not know"):
         nlp.get_pipe("spert").initialize(lambda: examples, nlp=nlp, labels=labels)
     nlp = make_nlp(tiny_bert)
     nlp.initialize(lambda: examples)
@@ -266,7 +266,9 @@ def test_labels_from_init_labels_and_unknown_label_error(tiny_bert):
 
 def test_relation_to_missing_entity_error(tiny_bert):
     nlp = make_nlp(tiny_bert)
-    doc = make_doc(nlp.vocab, ["Mary", "works", "for", "Acme", "."], [(0, 1, "Peop"), (3, 4, "Org")], [(0, 1, "Work_For")])
+    doc = make_doc(
+        nlp.vocab, ["Mary", "works", "for", "Acme", "."], [(0, 1, "Peop"), (3, 4, "Org")], [(0, 1, "Work_For")]
+    )
     doc._.relations = [dict(doc._.relations[0], tail_start=2, tail_end=3, tail_label=None)]
     examples = [Example(nlp.make_doc(doc.text), doc)]
     with pytest.raises(ValueError, match=r"training example 0, relation 0: the tail 2:3 \('for'\) is not an entity"):

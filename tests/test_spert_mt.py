@@ -1,5 +1,6 @@
 """SpERT.MT (Xue & Lu 2023): the losses against hand-computed values, the
 decoding rule, learning, serialization and the ablation switches."""
+
 import math
 from types import SimpleNamespace
 
@@ -7,12 +8,11 @@ import numpy
 import pytest
 import spacy
 import torch
+from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples, train_step
 from spacy.util import fix_random_seed, make_tempdir
 
 from spacy_spert.models.objectives import SpERTMTObjective, SpERTObjective, iou_bce, ranking_loss
 from spacy_spert.relations import relation_key
-
-from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples, train_step
 
 TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
 
@@ -28,9 +28,12 @@ def mt_config(**model_args):
 
 def predictions(doc):
     ents = [(s.start, s.end, s.label_) for s in doc.spans["sc"]]
-    return ents, doc.spans["sc"].attrs["scores"].tolist(), sorted(relation_key(r) for r in doc._.relations), [
-        r["score"] for r in doc._.relations
-    ]
+    return (
+        ents,
+        doc.spans["sc"].attrs["scores"].tolist(),
+        sorted(relation_key(r) for r in doc._.relations),
+        [r["score"] for r in doc._.relations],
+    )
 
 
 # Losses ---------------------------------------------------------------------
@@ -85,9 +88,7 @@ def test_iou_bce_hand_computed():
         0.25 * math.log(2),  # disjoint, p 0.5: 0.1732868
     ]
     numpy.testing.assert_allclose(got.tolist(), expected, rtol=1e-6)
-    numpy.testing.assert_allclose(
-        expected, [0.5198604, 0.2310491, 0.3465736, 0.2157616, 0.1732868], rtol=1e-6
-    )
+    numpy.testing.assert_allclose(expected, [0.5198604, 0.2310491, 0.3465736, 0.2157616, 0.1732868], rtol=1e-6)
     # the hard negative (overlapping) weighs (1 + 1/3) times the easy one
     assert got[1] / got[4] == pytest.approx(4 / 3)
 
@@ -136,8 +137,6 @@ def test_objective_layout_and_decoding():
 
 
 # The pipeline ---------------------------------------------------------------
-
-
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The user path: `spacy init labels`, `python -m spacy train configs/spert.cfg
 --paths.train T --paths.dev D` (with SpERT's schedule fitted to T), `spacy.load`."""
+
 import json
 import subprocess
 import sys
@@ -23,7 +24,11 @@ def test_init_labels_and_spacy_train_cli(tiny_bert, tmp_path):
     config = Config().from_disk(ROOT / "configs" / "spert.cfg", interpolate=False)
     config["encoder"]["name"] = str(tiny_bert)
     config["initialize"]["components"]["spert"] = {
-        "labels": {"@readers": "spacy.read_labels.v1", "path": str(tmp_path / "labels" / "spert.json"), "require": False}
+        "labels": {
+            "@readers": "spacy.read_labels.v1",
+            "path": str(tmp_path / "labels" / "spert.json"),
+            "require": False,
+        }
     }
     config.to_disk(tmp_path / "tiny.cfg")
     paths = ["--paths.train", str(tmp_path / "train.spacy"), "--paths.dev", str(tmp_path / "dev.spacy")]
@@ -39,9 +44,17 @@ def test_init_labels_and_spacy_train_cli(tiny_bert, tmp_path):
     # Peak rate 0.002: with the warmup and the linear decay, the 320 updates
     # add up to as much learning rate as a constant 0.001.
     result = run(
-        "train", str(tmp_path / "tiny.cfg"), "--output", str(tmp_path / "out"), *paths,
-        "--training.max_epochs", "40", "--training.eval_frequency", "40",
-        "--training.optimizer.learn_rate.initial_rate", "0.002",
+        "train",
+        str(tmp_path / "tiny.cfg"),
+        "--output",
+        str(tmp_path / "out"),
+        *paths,
+        "--training.max_epochs",
+        "40",
+        "--training.eval_frequency",
+        "40",
+        "--training.optimizer.learn_rate.initial_rate",
+        "0.002",
     )
     assert result.returncode == 0, result.stderr + result.stdout
     # the schedule counted the training docs: 16 docs, 2 per update, 40 epochs
@@ -53,4 +66,8 @@ def test_init_labels_and_spacy_train_cli(tiny_bert, tmp_path):
     meta = json.loads((tmp_path / "out" / "model-best" / "meta.json").read_text())
     assert meta["performance"]["spert_ent_f"] > 0.5
     doc = trained("Mary Smith works for Acme Corp in Paris .")
-    assert [(s.text, s.label_) for s in doc.spans["sc"]] == [("Mary Smith", "Peop"), ("Acme Corp", "Org"), ("Paris", "Loc")]
+    assert [(s.text, s.label_) for s in doc.spans["sc"]] == [
+        ("Mary Smith", "Peop"),
+        ("Acme Corp", "Org"),
+        ("Paris", "Loc"),
+    ]

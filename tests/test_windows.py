@@ -1,6 +1,8 @@
 """Span getters bounded in wordpieces (``spacy-spert.sentence_windows.v2``):
 with a character-level tokenizer every word splits into many wordpieces, so
 windows of 128 tokens overflow the encoder at once."""
+
+import itertools
 import pickle
 import string
 import warnings
@@ -10,12 +12,11 @@ from types import SimpleNamespace
 import numpy
 import pytest
 import spacy
+from conftest import TRAIN_DATA, make_doc, make_nlp, train_examples, train_step
 from spacy.training import Example
 from spacy.util import fix_random_seed
 
 from spacy_spert.transformer.span_getters import SentenceWindows, WordpieceWindows, bind_wordpiece_windows
-
-from conftest import TRAIN_DATA, make_doc, make_nlp, train_examples, train_step
 
 # The character-level encoder's maximum length, [CLS] and [SEP] included.
 CHAR_MAX_LENGTH = 128
@@ -49,8 +50,12 @@ def char_bert(tmp_path_factory) -> Path:
     tokenizer.save_pretrained(str(path))
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=CHAR_MAX_LENGTH,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=CHAR_MAX_LENGTH,
     )
     BertModel(config).save_pretrained(str(path))
     return path
@@ -58,9 +63,17 @@ def char_bert(tmp_path_factory) -> Path:
 
 def char_nlp(char_bert: Path, get_spans=V2):
     nlp = spacy.blank("en")
-    nlp.add_pipe("transformer", config={"model": {
-        "@architectures": "spacy-transformers.TransformerModel.v3", "name": str(char_bert),
-        "get_spans": get_spans, "tokenizer_config": {"use_fast": True}}})
+    nlp.add_pipe(
+        "transformer",
+        config={
+            "model": {
+                "@architectures": "spacy-transformers.TransformerModel.v3",
+                "name": str(char_bert),
+                "get_spans": get_spans,
+                "tokenizer_config": {"use_fast": True},
+            }
+        },
+    )
     nlp.add_pipe("spert")
     return nlp
 
@@ -122,9 +135,11 @@ def test_windows_fit_the_encoder_in_wordpieces(char_bert, n_urls):
     for w in windows:
         covered[w.start : w.end] += 1
     assert covered.min() >= 1
-    assert all(b.end > a.end and b.start > a.start for a, b in zip(windows, windows[1:]))
+    assert all(b.end > a.end and b.start > a.start for a, b in itertools.pairwise(windows))
     # v1 makes windows the encoder cannot hold
-    v1_lengths = [len(ids) for ids in tokenizer([w.text for w in SentenceWindows(128, 96).doc_windows(doc)])["input_ids"]]
+    v1_lengths = [
+        len(ids) for ids in tokenizer([w.text for w in SentenceWindows(128, 96).doc_windows(doc)])["input_ids"]
+    ]
     assert max(v1_lengths) > CHAR_MAX_LENGTH
 
 
@@ -170,8 +185,11 @@ def test_a_token_longer_than_a_window_is_encoded_alone(char_bert):
     text = "Mary Smith works for Acme Corp in Paris . " + LONG_URL + " John Doe lives in London ."
     doc = nlp.make_doc(text)
     assert len(doc) == 16 and doc[9].text == LONG_URL and len(LONG_URL) > 1000
-    with pytest.warns(UserWarning, match=r"Token 9 of a doc \('http://example.com/ab/ab.*\.\.\.', 1008 characters\) "
-                      r"splits into 1008 wordpieces, more than a whole transformer window holds \(126"):
+    with pytest.warns(
+        UserWarning,
+        match=r"Token 9 of a doc \('http://example.com/ab/ab.*\.\.\.', 1008 characters\) "
+        r"splits into 1008 wordpieces, more than a whole transformer window holds \(126",
+    ):
         doc = nlp(doc)
     getter = nlp.get_pipe("transformer").model.attrs["get_spans"]
     with warnings.catch_warnings():
@@ -212,8 +230,16 @@ def test_the_spert_factory_binds_the_getter(tiny_bert):
     assert getter.tokenizer is None
     assert bind_wordpiece_windows(nlp) == 1
     nlp2 = spacy.blank("en")
-    nlp2.add_pipe("transformer", config={"model": {
-        "@architectures": "spacy-transformers.TransformerModel.v3", "name": str(tiny_bert), "get_spans": V2}})
+    nlp2.add_pipe(
+        "transformer",
+        config={
+            "model": {
+                "@architectures": "spacy-transformers.TransformerModel.v3",
+                "name": str(tiny_bert),
+                "get_spans": V2,
+            }
+        },
+    )
     nlp2.add_pipe("spert")
     trf = nlp2.get_pipe("transformer").model
     assert trf.attrs["get_spans"]._model is trf

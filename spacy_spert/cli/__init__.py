@@ -29,6 +29,7 @@ Errors in the input (invalid data, a missing file, a failed run) end a command
 with one line ``error: ...`` on stderr and exit status 1; nothing is written
 for invalid data. Usage errors exit with status 2.
 """
+
 from typing import List, Optional
 
 import typer
@@ -37,6 +38,7 @@ from spacy.cli._util import app as spacy_app
 # Each module adds its commands to the app, in this order (--help lists them so).
 # isort: off
 from . import data, evaluate, apps  # noqa: F401
+
 # isort: on
 from .util import NAME, PROG, app
 

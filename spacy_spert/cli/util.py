@@ -1,5 +1,6 @@
 """What every command of the ``spert`` command line shares: the typer app,
 one-line errors and the parsing of list and override options."""
+
 import subprocess
 from contextlib import contextmanager
 from typing import Iterator, List, NoReturn
@@ -27,8 +28,14 @@ def make_app(name: str, help: str) -> typer.Typer:
     help (str): Its help text.
     RETURNS (typer.Typer): The app.
     """
-    return typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-                       pretty_exceptions_enable=False)
+    return typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+    )
 
 
 app = make_app(NAME, HELP)
@@ -41,8 +48,6 @@ def fail(message: str, status: int = 1) -> NoReturn:
 
 
 @contextmanager
-
-
 def user_errors() -> Iterator[None]:
     """Turn the errors of bad input into :func:`fail`: ValueError (e.g. a
     ConversionError), OSError (``FILE: what``) and a failed subprocess."""

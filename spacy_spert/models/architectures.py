@@ -23,8 +23,9 @@ The listener rule of spacy-transformers is kept: the tok2vec layer is called
 once on the full list of docs, and backprop always runs (with zeros when there
 is nothing to learn).
 """
+
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, cast
 
 import numpy
 import torch
@@ -33,6 +34,7 @@ from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData
 from spacy_transformers.layers import TransformerListener
 from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, torch2xp, xp2torch
+from thinc.types import Floats2d
 
 from . import tuning
 from .objectives import SpERTMTObjective, SpERTObjective
@@ -52,8 +54,8 @@ class SpERTLogits:
     relation_logits: (P, n_relation_outputs), one row per sampled pair.
     """
 
-    entity_logits: numpy.ndarray
-    relation_logits: numpy.ndarray
+    entity_logits: Floats2d
+    relation_logits: Floats2d
 
 
 @dataclass
@@ -167,8 +169,14 @@ def build_spert_mt_model(
     RETURNS (Model): The model (see ``build_spert_model``).
     """
     objective = SpERTMTObjective(
-        alpha=alpha, beta=beta, m_plus=m_plus, m_minus=m_minus, gamma=gamma, delta=delta,
-        multitask=multitask, iou_loss=iou_loss,
+        alpha=alpha,
+        beta=beta,
+        m_plus=m_plus,
+        m_minus=m_minus,
+        gamma=gamma,
+        delta=delta,
+        multitask=multitask,
+        iou_loss=iou_loss,
     )
     return _build_model(
         tok2vec,
@@ -279,11 +287,11 @@ def convert_head_outputs(head: Model, inputs_outputs: Tuple[Any, Tuple[torch.Ten
         (only for logits that exist and take a gradient).
     """
     _, (ent_logits, rel_logits) = inputs_outputs
-    output = SpERTLogits(torch2xp(ent_logits.detach()), torch2xp(rel_logits.detach()))
+    output = SpERTLogits(cast(Floats2d, torch2xp(ent_logits.detach())), cast(Floats2d, torch2xp(rel_logits.detach())))
 
     def backprop(d_output: SpERTLogits) -> ArgsKwargs:
-        grads = [(ent_logits, d_output.entity_logits), (rel_logits, d_output.relation_logits)]
-        grads = [(y, xp2torch(dy, device=y.device)) for y, dy in grads if y.numel() and y.requires_grad]
+        pairs = [(ent_logits, d_output.entity_logits), (rel_logits, d_output.relation_logits)]
+        grads = [(y, xp2torch(dy, device=y.device)) for y, dy in pairs if y.numel() and y.requires_grad]
         return ArgsKwargs(args=([y for y, _ in grads],), kwargs={"grad_tensors": [dy for _, dy in grads]})
 
     return output, backprop
@@ -309,7 +317,7 @@ def _forward_predict(model: Model, docs: List[Doc], candidates: Candidates, thre
     if isinstance(feats.hidden, numpy.ndarray) and device.type == "cpu":
         hidden = torch.from_numpy(feats.hidden)  # what xp2torch does, without its checks
     else:
-        hidden = xp2torch(model.ops.asarray(feats.hidden), device=device)
+        hidden = xp2torch(model.ops.asarray(cast(Floats2d, feats.hidden)), device=device)
     objective = model.attrs["objective"]
     output = _predict_head(
         module,
@@ -348,7 +356,7 @@ def _forward_train(model: Model, docs: List[Doc], batch: TrainingBatch) -> Tuple
         "pair_heads": numpy.asarray(batch.pair_heads),
         "pair_tails": numpy.asarray(batch.pair_tails),
     }
-    output, backprop_head = model.get_ref("head")((model.ops.asarray(feats.hidden), head_inputs), True)
+    output, backprop_head = model.get_ref("head")((model.ops.asarray(cast(Floats2d, feats.hidden)), head_inputs), True)
 
     def backprop(d_output: SpERTLogits) -> List[Doc]:
         d_hidden = backprop_head(d_output)

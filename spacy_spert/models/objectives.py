@@ -14,6 +14,7 @@ logits comes from autograd; ``compute_loss`` returns it as arrays for thinc.
 Decoding works on numpy arrays: inference brings the (few-column) logits to
 the host once and decides there.
 """
+
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -242,9 +243,10 @@ class SpERTMTObjective:
             labels = torch.as_tensor(batch.entity_labels, device=device).long()
             n_classes = entity_logits.shape[1] - 1
             onehot = torch.nn.functional.one_hot(labels, n_classes + 1)[:, 1:]
-            loss = loss + self.beta * ranking_loss(
-                entity_logits[:, 1:], onehot, self.m_plus, self.m_minus, self.gamma
-            ).mean()
+            loss = (
+                loss
+                + self.beta * ranking_loss(entity_logits[:, 1:], onehot, self.m_plus, self.m_minus, self.gamma).mean()
+            )
             if self.multitask:
                 q = (labels > 0).to(entity_logits.dtype)
                 if self.iou_loss:
@@ -255,9 +257,11 @@ class SpERTMTObjective:
                 loss = loss + self.alpha * ident
         if relation_logits.shape[0] and relation_logits.shape[1] > 1:
             targets = torch.as_tensor(batch.relation_labels, device=device).to(relation_logits.dtype)
-            loss = loss + self.beta * ranking_loss(
-                relation_logits[:, 1:], targets, self.m_plus, self.m_minus, self.gamma
-            ).mean()
+            loss = (
+                loss
+                + self.beta
+                * ranking_loss(relation_logits[:, 1:], targets, self.m_plus, self.m_minus, self.gamma).mean()
+            )
             if self.multitask:
                 holds = (targets > 0).any(dim=1).to(relation_logits.dtype)
                 loss = loss + self.alpha * bce(relation_logits[:, 0], holds)

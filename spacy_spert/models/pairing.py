@@ -13,6 +13,7 @@ on numpy arrays of token offsets and span indices:
 * ``group_token_counts`` and ``top_per_group``: the bound on the spans paired
   per group at inference (the highest-scoring ones).
 """
+
 from functools import lru_cache
 from typing import Optional, Tuple
 

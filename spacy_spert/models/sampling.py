@@ -12,8 +12,9 @@ samples that is the model's input in training.
 
 Everything here works on token offsets with numpy and has no model state.
 """
+
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Set, Tuple
+from typing import AbstractSet, Dict, List, Sequence, Set, Tuple
 
 import numpy
 from spacy.tokens import Doc
@@ -31,9 +32,7 @@ def max_iou(starts: Ints1d, ends: Ints1d, gold_starts: Ints1d, gold_ends: Ints1d
     """
     if len(starts) == 0 or len(gold_starts) == 0:
         return numpy.zeros((len(starts),), dtype="float32")
-    inter = numpy.minimum(ends[:, None], gold_ends[None, :]) - numpy.maximum(
-        starts[:, None], gold_starts[None, :]
-    )
+    inter = numpy.minimum(ends[:, None], gold_ends[None, :]) - numpy.maximum(starts[:, None], gold_starts[None, :])
     inter = numpy.clip(inter, 0, None)
     union = (ends - starts)[:, None] + (gold_ends - gold_starts)[None, :] - inter
     return (inter / union).max(axis=1).astype("float32")
@@ -68,7 +67,7 @@ def sample_doc(
     neg_entity_count: int,
     neg_relation_count: int,
     rng: numpy.random.Generator,
-    symmetric: Set[int] = frozenset(),
+    symmetric: AbstractSet[int] = frozenset(),
 ) -> DocSample:
     """Draw SpERT's training sample for one doc.
 
@@ -120,9 +119,7 @@ def sample_doc(
         neg_starts = neg_ends = numpy.zeros((0,), dtype="int64")
     all_starts = numpy.concatenate([gold_starts, neg_starts])
     all_ends = numpy.concatenate([gold_ends, neg_ends])
-    entity_labels = numpy.concatenate(
-        [numpy.asarray(labels, dtype="int64"), numpy.zeros((n_neg,), dtype="int64")]
-    )
+    entity_labels = numpy.concatenate([numpy.asarray(labels, dtype="int64"), numpy.zeros((n_neg,), dtype="int64")])
 
     # Positive relations: one multi-hot row per ordered pair of gold spans.
     pair_rows: Dict[Tuple[int, int], numpy.ndarray] = {}

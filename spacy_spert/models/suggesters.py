@@ -32,6 +32,7 @@ The pieces:
 SpERT's training sample drawn from the candidates is in ``sampling.py``; the
 pairing groups and the pairs they allow in ``pairing.py``.
 """
+
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
@@ -73,8 +74,6 @@ def enumerate_spans(
     if scopes is None and skip is None and n_tokens <= tuning.SPAN_GRID_CACHE_TOKENS:
         return _span_grid(n_tokens, max_width)
     return _enumerate_spans(n_tokens, max_width, scopes, skip)
-
-
 
 
 @lru_cache(maxsize=512)
@@ -187,8 +186,9 @@ class Candidates:
     ends: Ints1d
     groups: Ints1d
     given_entities: bool = False
-    _extents: Optional[Tuple[Ints1d, Ints1d, Ints1d, Ints1d]] = field(default=None, init=False, repr=False,
-                                                                       compare=False)
+    _extents: Optional[Tuple[Ints1d, Ints1d, Ints1d, Ints1d]] = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def span_docs(self) -> Ints1d:
         """RETURNS (Ints1d): (S,) the doc index of each span."""
@@ -215,8 +215,12 @@ class Candidates:
         g = self.groups
         new_group = g[1:] != g[:-1]
         if not numpy.count_nonzero(new_group):  # one group (a sentence)
-            return (numpy.zeros((1,), dtype="int64"), numpy.asarray([len(g)], dtype="int64"),
-                    self.starts.min(keepdims=True), self.ends.max(keepdims=True))
+            return (
+                numpy.zeros((1,), dtype="int64"),
+                numpy.asarray([len(g)], dtype="int64"),
+                self.starts.min(keepdims=True),
+                self.ends.max(keepdims=True),
+            )
         if (g[1:] < g[:-1]).any():
             raise ValueError("Candidates need spans ordered by pairing group")
         lo = numpy.concatenate([[0], numpy.flatnonzero(new_group) + 1])
@@ -240,7 +244,7 @@ class Candidates:
                 blocks[-1][3] = max(blocks[-1][3], int(tok_hi[i]))
             else:
                 blocks.append([int(lo[i]), int(hi[i]), int(tok_lo[i]), int(tok_hi[i])])
-        return [tuple(b) for b in blocks]
+        return [(b[0], b[1], b[2], b[3]) for b in blocks]
 
 
 def concat_arrays(arrays: List[numpy.ndarray], dtype: str) -> numpy.ndarray:
@@ -395,7 +399,7 @@ class GivenEntities:
     def where(self) -> str:
         """RETURNS (str): Where the entities are, for messages: "doc.ents" or
         "doc.spans['KEY']"."""
-        return "doc.ents" if self.source == "ents" else f"doc.spans['{self.source[len('spans:'):]}']"
+        return "doc.ents" if self.source == "ents" else f"doc.spans['{self.source[len('spans:') :]}']"
 
     def entities(self, doc: Doc) -> List[Span]:
         """The given entities of a doc, ordered by (start, end); of several
@@ -407,7 +411,7 @@ class GivenEntities:
         if self.source == "ents":
             spans = list(doc.ents)
         else:
-            spans = list(doc.spans.get(self.source[len("spans:"):], []))
+            spans = list(doc.spans.get(self.source[len("spans:") :], []))
         unique: Dict[Tuple[int, int], Span] = {}
         for span in spans:
             unique.setdefault((span.start, span.end), span)

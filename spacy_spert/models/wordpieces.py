@@ -7,6 +7,7 @@ last_hidden_state, the token-to-wordpiece alignment and, in each window's
 first row, [CLS]. Tokens that got no wordpiece (whitespace, or a window the
 transformer truncated) pool to zeros in the head.
 """
+
 import warnings
 from dataclasses import dataclass
 from typing import List
@@ -125,7 +126,7 @@ def _warn_if_truncated(doc: Doc, lengths: numpy.ndarray) -> None:
             f"than the encoder's maximum length, the transformer truncated it, and no entity can be found in "
             f"the cut tokens. Windows bounded in tokens alone overflow when tokens split into many wordpieces "
             f"(URLs, identifiers, long names) or a doc is one window; bound them in wordpieces too: "
-            f"[components.transformer.model.get_spans] @span_getters = \"spacy-spert.sentence_windows.v2\".",
+            f'[components.transformer.model.get_spans] @span_getters = "spacy-spert.sentence_windows.v2".',
             stacklevel=2,
         )
 
@@ -145,8 +146,8 @@ def split_gradients(trf_datas: List[TransformerData], d_hidden, row_offsets: Lis
     row_offsets (List[int]): ``WordpieceFeatures.row_offsets``.
     RETURNS (List[TransformerData]): The gradient per doc.
     """
-    shapes = [t.model_output.get("last_hidden_state") for t in trf_datas]
-    shapes = [x.shape for x in shapes if x is not None and x.size]
+    outputs = [t.model_output.get("last_hidden_state") for t in trf_datas]
+    shapes = [x.shape for x in outputs if x is not None and x.size]
     d_trf_datas = []
     for trf, start in zip(trf_datas, row_offsets):
         lhs = trf.model_output.get("last_hidden_state")
@@ -155,7 +156,9 @@ def split_gradients(trf_datas: List[TransformerData], d_hidden, row_offsets: Lis
             # zero windows, so that the transformer can stack the batch.
             empty = d_hidden[:0].reshape((0,) + tuple(shapes[0][1:])) if shapes else d_hidden[:0]
             d_trf_datas.append(
-                TransformerData(wordpieces=trf.wordpieces, model_output=ModelOutput(last_hidden_state=empty), align=trf.align)
+                TransformerData(
+                    wordpieces=trf.wordpieces, model_output=ModelOutput(last_hidden_state=empty), align=trf.align
+                )
             )
             continue
         n_rows = lhs.shape[0] * lhs.shape[1]
@@ -168,5 +171,3 @@ def split_gradients(trf_datas: List[TransformerData], d_hidden, row_offsets: Lis
             )
         )
     return d_trf_datas
-
-

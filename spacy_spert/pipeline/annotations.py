@@ -3,7 +3,8 @@
 ``doc._.relations`` as the dicts of ``relations.py`` (built with
 ``make_relation``), and optionally the best non-overlapping entities to
 ``doc.ents``. With given entities only the relations are written."""
-from typing import Dict, List, Optional, Sequence
+
+from typing import Dict, List, Optional, Sequence, Set
 
 import numpy
 from spacy.tokens import Doc, Span, SpanGroup
@@ -87,7 +88,7 @@ def best_non_overlapping(spans: List[Span], scores: numpy.ndarray) -> List[Span]
     scores (numpy.ndarray): One score per span.
     RETURNS (List[Span]): The chosen spans, sorted by start.
     """
-    taken = set()
+    taken: Set[int] = set()
     chosen = []
     for i in numpy.argsort(-scores, kind="stable"):
         span = spans[i]

@@ -6,6 +6,7 @@ is installed. So it imports only spaCy and thinc (no torch, no transformers)
 and has no side effects beyond registering the factory; the component
 (:mod:`spacy_spert.pipeline.spert`) is imported when a ``spert`` is created.
 """
+
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from spacy.language import Language
@@ -32,7 +33,12 @@ upstream = "*"
 """
 )["model"]
 
-DEFAULT_SUGGESTER = {"@misc": "spacy-spert.span_candidates.v1", "max_width": 10, "scope": "sentence", "max_group_length": 128}
+DEFAULT_SUGGESTER = {
+    "@misc": "spacy-spert.span_candidates.v1",
+    "max_width": 10,
+    "scope": "sentence",
+    "max_group_length": 128,
+}
 
 
 @Language.factory(

@@ -7,6 +7,7 @@ When the predicted doc is tokenized differently, each entity is mapped through
 the Example's alignment; an entity that does not align to whole predicted
 tokens (and every relation that involves it) is left out of training.
 """
+
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 

@@ -30,6 +30,7 @@ tables and the results files of :mod:`research` all use it.
 The component's ``score`` method calls :func:`score_spert` with its whole
 config as keyword arguments; unknown keyword arguments are ignored.
 """
+
 from typing import (
     Any,
     Callable,
@@ -80,9 +81,7 @@ def score_keys(prefix: str) -> Dict[str, str]:
 
 
 # Every key returned by score_spert, in order.
-SCORE_KEYS: Tuple[str, ...] = tuple(
-    key for prefix in MODE_PREFIXES for key in score_keys(prefix).values()
-)
+SCORE_KEYS: Tuple[str, ...] = tuple(key for prefix in MODE_PREFIXES for key in score_keys(prefix).values())
 
 
 # ---------------------------------------------------------------------------
@@ -148,9 +147,7 @@ class ScoreName(NamedTuple):
 
 
 # NER micro, NER macro, RE strict micro, ..., RE boundaries macro.
-SCORE_NAMES: Tuple[ScoreName, ...] = tuple(
-    ScoreName(mode, average) for mode in SCORE_MODES for average in AVERAGES
-)
+SCORE_NAMES: Tuple[ScoreName, ...] = tuple(ScoreName(mode, average) for mode in SCORE_MODES for average in AVERAGES)
 
 
 def score_name(name: str) -> ScoreName:
@@ -182,9 +179,7 @@ def prf_from_counts(tp: int, fp: int, fn: int) -> PRF:
     return prf.precision, prf.recall, prf.fscore
 
 
-def prf_from_sets(
-    gold: Mapping[str, Set[Any]], pred: Mapping[str, Set[Any]]
-) -> Tuple[PRF, PRF, PerType]:
+def prf_from_sets(gold: Mapping[str, Set[Any]], pred: Mapping[str, Set[Any]]) -> Tuple[PRF, PRF, PerType]:
     """Micro, macro and per-type P/R/F1 of predicted items against gold items.
 
     An item is correct iff the set of its type in ``gold`` holds it. The items
@@ -208,15 +203,12 @@ def prf_from_sets(
         micro += prf
         per_type[label] = prf.to_dict()
     macro = tuple(
-        sum(scores[m] for scores in per_type.values()) / len(types) if types else 0.0
-        for m in ("p", "r", "f")
+        sum(scores[m] for scores in per_type.values()) / len(types) if types else 0.0 for m in ("p", "r", "f")
     )
     return (micro.precision, micro.recall, micro.fscore), macro, per_type  # type: ignore[return-value]
 
 
-def group_by_type(
-    keyed: Iterable[Tuple[int, Key]], type_of: Callable[[Key], str]
-) -> KeySets:
+def group_by_type(keyed: Iterable[Tuple[int, Key]], type_of: Callable[[Key], str]) -> KeySets:
     """Collect ``(doc index, key)`` items into one set per type.
 
     keyed (Iterable[Tuple[int, Key]]): The items.
@@ -396,9 +388,7 @@ def score_spert(
         gold_ents.extend((i, k) for k in entity_keys(eg.reference, spans_key))
         pred_ents.extend((i, k) for k in entity_keys(eg.predicted, spans_key, mapper))
         gold_rels.extend((i, k) for k in relation_keys(eg.reference, spans_key, symmetric))
-        pred_rels.extend(
-            (i, k) for k in relation_keys(eg.predicted, spans_key, symmetric, mapper)
-        )
+        pred_rels.extend((i, k) for k in relation_keys(eg.predicted, spans_key, symmetric, mapper))
 
     gold_bound = [(i, boundaries_key(k)) for i, k in gold_rels]
     pred_bound = [(i, boundaries_key(k)) for i, k in pred_rels]

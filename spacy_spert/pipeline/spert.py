@@ -10,10 +10,11 @@ annotation of the reference docs is read by ``gold.py``, sampled by
 ``models/sampling.sample_doc`` and scored by the objective
 (``models/objectives.py``).
 """
+
 import os
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy
 import srsly
@@ -115,9 +116,7 @@ class SpERT(TrainablePipe):
         return {"entities": list(self.entity_labels), "relations": list(self.relation_labels)}
 
     def add_label(self, label: str) -> int:
-        raise NotImplementedError(
-            "spert has two label sets: use add_entity_label() or add_relation_label()."
-        )
+        raise NotImplementedError("spert has two label sets: use add_entity_label() or add_relation_label().")
 
     def add_entity_label(self, label: str) -> int:
         """Add an entity type before initialization. RETURNS (int): 1 if added."""
@@ -134,8 +133,7 @@ class SpERT(TrainablePipe):
             return 0
         if has_head(self.model):
             raise ValueError(
-                f"Cannot add the {kind[:-1]} label '{label}': the spert component '{self.name}' "
-                "is already initialized."
+                f"Cannot add the {kind[:-1]} label '{label}': the spert component '{self.name}' is already initialized."
             )
         self.cfg["labels"][kind].append(label)
         self.vocab.strings.add(label)
@@ -165,16 +163,16 @@ class SpERT(TrainablePipe):
         if labels is not None:
             if not isinstance(labels, dict) or not set(labels) <= {"entities", "relations"}:
                 raise ValueError(
-                    "spert labels must be a dict {'entities': [...], 'relations': [...]}, "
-                    f"got: {labels!r}"
+                    f"spert labels must be a dict {{'entities': [...], 'relations': [...]}}, got: {labels!r}"
                 )
             entities, relations = list(labels.get("entities", [])), list(labels.get("relations", []))
         else:
-            entities, relations = set(), set()
+            entity_set: Set[str] = set()
+            relation_set: Set[str] = set()
             for eg in get_examples():
-                entities.update(span.label_ for span in self._gold_entities(eg.reference))
-                relations.update(rel["label"] for rel in eg.reference._.get(RELATIONS_ATTR))
-            entities, relations = sorted(entities), sorted(relations)
+                entity_set.update(span.label_ for span in self._gold_entities(eg.reference))
+                relation_set.update(rel["label"] for rel in eg.reference._.get(RELATIONS_ATTR))
+            entities, relations = sorted(entity_set), sorted(relation_set)
         for label in entities:
             self.add_entity_label(label)
         for label in relations:

@@ -38,6 +38,7 @@ inverse of the clipping factor instead of multiplying by it), which moves a
 weight by at most a few units in its last place per step
 (``tests/test_optimizers.py`` compares with that implementation).
 """
+
 import math
 from collections import defaultdict
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple

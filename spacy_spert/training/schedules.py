@@ -35,6 +35,7 @@ when the value of step 1 is drawn, after the first update of ``spacy train``,
 and the count is cached. ``spacy debug config`` and ``spacy.load`` never read
 the corpus.
 """
+
 import math
 from pathlib import Path
 from typing import Iterator, Optional, Tuple, Union
@@ -46,9 +47,9 @@ from wasabi import msg
 
 __all__ = [
     "WarmupLinearEpochs",
-    "warmup_linear_epochs",
     "count_corpus_docs",
     "plan_warmup_linear",
+    "warmup_linear_epochs",
     "warmup_linear_rate",
 ]
 
@@ -128,7 +129,7 @@ def plan_warmup_linear(n_docs: int, batch_size: int, max_epochs: int, warmup_fra
         whole training run is shorter than 1 / warmup_fraction / 2 updates).
     """
     total = max_epochs * steps_per_epoch(n_docs, batch_size)
-    warmup = int(round(warmup_fraction * total))
+    warmup = round(warmup_fraction * total)
     if warmup_fraction > 0:
         warmup = max(1, warmup)
     return warmup, total
@@ -171,12 +172,19 @@ class WarmupLinearEpochs:
         limit: int = 0,
     ) -> None:
         # Checked now (no corpus needed), so that `spacy debug config` reports them.
-        _check(isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size > 0,
-               "batch_size", batch_size, "a positive number of docs per update (training.batcher.size "
-               "of spacy.batch_by_sequence.v1)")
-        _check(isinstance(max_epochs, int) and max_epochs > 0, "max_epochs", max_epochs,
-               "a positive number of epochs (training.max_epochs); without an epoch limit, "
-               "use warmup_linear.v1 with literal step counts")
+        _check(
+            isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size > 0,
+            "batch_size",
+            batch_size,
+            "a positive number of docs per update (training.batcher.size of spacy.batch_by_sequence.v1)",
+        )
+        _check(
+            isinstance(max_epochs, int) and max_epochs > 0,
+            "max_epochs",
+            max_epochs,
+            "a positive number of epochs (training.max_epochs); without an epoch limit, "
+            "use warmup_linear.v1 with literal step counts",
+        )
         _check(0.0 <= warmup_fraction <= 1.0, "warmup_fraction", warmup_fraction, "a share from 0 to 1")
         _check(isinstance(limit, int) and limit >= 0, "limit", limit, "0 (all docs) or a number of docs")
         self.initial_rate = initial_rate
@@ -252,6 +260,4 @@ class WarmupLinearEpochs:
 
 def _check(ok: bool, field: str, value, expected: str) -> None:
     if not ok:
-        raise ValueError(
-            f"{NAME}: training.optimizer.learn_rate.{field} = {value!r}; expected {expected}."
-        )
+        raise ValueError(f"{NAME}: training.optimizer.learn_rate.{field} = {value!r}; expected {expected}.")

@@ -27,13 +27,14 @@ trained (or packaged) pipeline is loaded from its own bytes, so when the
 package is not installed the function returns ``fallback`` (a hub name) instead
 of failing: loading still works, and only re-initializing would need the hub.
 """
+
 import importlib.util
 import warnings
 from pathlib import Path
 
 from spacy.util import registry
 
-__all__ = ["installed_model_path", "find_installed_model", "transformer_name"]
+__all__ = ["find_installed_model", "installed_model_path", "transformer_name"]
 
 PACKAGE_PREFIX = "package:"
 # Hub names of the weights in the packages this project uses: what
@@ -110,7 +111,7 @@ def transformer_name(name: str, subdir: str = "model") -> str:
     """
     if not name.startswith(PACKAGE_PREFIX):
         return name
-    package = name[len(PACKAGE_PREFIX):]
+    package = name[len(PACKAGE_PREFIX) :]
     if not package:
         raise ValueError(
             f"spacy-spert.transformer_name.v1: name = '{name}' names no package; expected "

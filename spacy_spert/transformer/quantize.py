@@ -18,13 +18,14 @@ PyTorch marks ``torch.ao.quantization`` as deprecated in favour of the
 separate ``torchao`` package, but still ships and tests it (2.13); its
 deprecation warnings are silenced here, once, for this call.
 """
+
 import warnings
 from typing import Any, List
 
 import torch
 from spacy.language import Language
 
-__all__ = ["quantize", "QUANTIZED_ATTR"]
+__all__ = ["QUANTIZED_ATTR", "quantize"]
 
 # Set in the transformer model's attrs once its encoder is quantized.
 QUANTIZED_ATTR = "spacy_spert_quantized"
@@ -35,7 +36,12 @@ def _transformer_models(nlp: Language) -> List[Any]:
     models = []
     for _, component in nlp.pipeline:
         model = getattr(component, "model", None)
-        if model is not None and hasattr(model, "attrs") and "get_spans" in model.attrs and hasattr(model, "transformer"):
+        if (
+            model is not None
+            and hasattr(model, "attrs")
+            and "get_spans" in model.attrs
+            and hasattr(model, "transformer")
+        ):
             models.append(model)
     return models
 
@@ -61,7 +67,9 @@ def quantize(nlp: Language) -> Language:
             continue
         encoder = model.transformer
         if encoder is None:
-            raise ValueError("quantize: the transformer is not initialized or loaded yet: load a trained pipeline first.")
+            raise ValueError(
+                "quantize: the transformer is not initialized or loaded yet: load a trained pipeline first."
+            )
         devices = {p.device.type for p in encoder.parameters()}
         if devices - {"cpu"}:
             raise ValueError(
@@ -70,7 +78,9 @@ def quantize(nlp: Language) -> Language:
             )
         encoder.eval()
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated", category=DeprecationWarning)
+            warnings.filterwarnings(
+                "ignore", message=r".*torch\.ao\.quantization is deprecated", category=DeprecationWarning
+            )
             warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated", category=UserWarning)
             torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
         model.attrs[QUANTIZED_ATTR] = True

@@ -14,13 +14,16 @@
   tokens split into many wordpieces (URLs, identifiers, chemical names) never
   makes a window that the transformer truncates (see ``WordpieceWindows``).
 """
+
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
-
 from spacy.tokens import Doc, Span
-from spacy_transformers.util import registry  # adds registry.span_getters
+
+# spacy-transformers adds registry.span_getters when it is imported, so the
+# registry's type does not declare it (hence the ignores below).
+from spacy_transformers.util import registry
 
 
 def get_doc_spans(docs: Iterable[Doc]) -> List[List[Span]]:
@@ -28,7 +31,7 @@ def get_doc_spans(docs: Iterable[Doc]) -> List[List[Span]]:
     return [[doc[:]] if len(doc) else [] for doc in docs]
 
 
-@registry.span_getters("spacy-spert.doc_spans.v1")
+@registry.span_getters("spacy-spert.doc_spans.v1")  # type: ignore[attr-defined]
 def configure_doc_spans() -> Callable[[Iterable[Doc]], List[List[Span]]]:
     """RETURNS: ``get_doc_spans`` (a module-level function, so pipelines pickle)."""
     return get_doc_spans
@@ -76,7 +79,7 @@ class SentenceWindows:
         return [(0, len(doc))]
 
 
-@registry.span_getters("spacy-spert.sentence_windows.v1")
+@registry.span_getters("spacy-spert.sentence_windows.v1")  # type: ignore[attr-defined]
 def configure_sentence_windows(max_tokens: int = 128, stride: int = 96) -> Callable[[Iterable[Doc]], List[List[Span]]]:
     """Sentence windows, long sentences cut into strided windows.
 
@@ -269,7 +272,7 @@ def bind_wordpiece_windows(nlp: Any) -> int:
     return n
 
 
-@registry.span_getters("spacy-spert.sentence_windows.v2")
+@registry.span_getters("spacy-spert.sentence_windows.v2")  # type: ignore[attr-defined]
 def configure_wordpiece_windows(
     max_tokens: int = 128, stride: int = 96, max_wordpieces: Optional[int] = None
 ) -> Callable[[Iterable[Doc]], List[List[Span]]]:

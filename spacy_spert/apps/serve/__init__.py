@@ -56,6 +56,7 @@ the 4xx errors), ``extractor.py`` (the worker and its fair batches),
 (the routes, the page, running the server), ``schema.py`` (the records as
 pydantic models, for the OpenAPI description).
 """
+
 from .app import make_app, running_server, serve
 from .extractor import Extractor
 from .requests import RequestError, parse_extract_body

@@ -1,6 +1,7 @@
 """The FastAPI app of ``serve`` (:func:`make_app`: the routes, the page, the
 errors), running it (:func:`serve`) and running it in the background
 (:func:`running_server`). See :mod:`spacy_spert.apps.serve` for the routes."""
+
 import asyncio
 import html
 import json
@@ -124,11 +125,20 @@ def _model_name(nlp: Language) -> str:
     return f"{meta.get('lang', '')}_{meta.get('name', 'pipeline')}-{meta.get('version', '')}"
 
 
-def make_app(nlp: Language, *, spans_key: Optional[str] = None, max_chars: int = DEFAULT_MAX_CHARS,
-             max_texts: int = DEFAULT_MAX_TEXTS, batch_size: int = DEFAULT_BATCH_SIZE,
-             batch_chars: int = DEFAULT_BATCH_CHARS, max_form_fields: int = DEFAULT_MAX_FORM_FIELDS,
-             head_timeout: float = DEFAULT_HEAD_TIMEOUT, body_timeout: float = DEFAULT_BODY_TIMEOUT,
-             keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT, title: str = "spacy-spert") -> Any:
+def make_app(
+    nlp: Language,
+    *,
+    spans_key: Optional[str] = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    max_texts: int = DEFAULT_MAX_TEXTS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_chars: int = DEFAULT_BATCH_CHARS,
+    max_form_fields: int = DEFAULT_MAX_FORM_FIELDS,
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
+    title: str = "spacy-spert",
+) -> Any:
     """The web app and API over a loaded pipeline (see the module docstring).
 
     nlp (Language): A pipeline with a ``spert`` component, loaded once.
@@ -163,8 +173,10 @@ def make_app(nlp: Language, *, spans_key: Optional[str] = None, max_chars: int =
     from .schema import EXTRACT_REQUEST_SCHEMA, ErrorModel, Health, Record
 
     if min(max_chars, max_texts, max_form_fields) < 1:
-        raise ValueError(f"max_chars, max_texts and max_form_fields must be at least 1, got {max_chars}, {max_texts} "
-                         f"and {max_form_fields}")
+        raise ValueError(
+            f"max_chars, max_texts and max_form_fields must be at least 1, got {max_chars}, {max_texts} "
+            f"and {max_form_fields}"
+        )
     if min(head_timeout, body_timeout, keep_alive_timeout) <= 0:
         raise ValueError(f"the timeouts must be positive, got {head_timeout}, {body_timeout} and {keep_alive_timeout}")
     extractor = Extractor(nlp, spans_key=spans_key, batch_size=batch_size, batch_chars=batch_chars)
@@ -177,12 +189,23 @@ def make_app(nlp: Language, *, spans_key: Optional[str] = None, max_chars: int =
         yield
         extractor.close()
 
-    app = FastAPI(title=title, version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None, description=(
-        "Joint entity and relation extraction with a spaCy pipeline (SpERT). `POST /extract` answers in the "
-        "schema of `python -m spacy_spert predict`'s JSONL lines."))
+    app = FastAPI(
+        title=title,
+        version=_version(),
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description=(
+            "Joint entity and relation extraction with a spaCy pipeline (SpERT). `POST /extract` answers in the "
+            "schema of `python -m spacy_spert predict`'s JSONL lines."
+        ),
+    )
     app.state.extractor = extractor
-    app.state.timeouts = {"head_timeout": head_timeout, "body_timeout": body_timeout,
-                          "keep_alive_timeout": keep_alive_timeout}
+    app.state.timeouts = {
+        "head_timeout": head_timeout,
+        "body_timeout": body_timeout,
+        "keep_alive_timeout": keep_alive_timeout,
+    }
     app.add_middleware(_Nosniff)
 
     async def read_all(request: Request, limit: int) -> bytes:
@@ -228,15 +251,25 @@ def make_app(nlp: Language, *, spans_key: Optional[str] = None, max_chars: int =
     def error(e: RequestError) -> JSONResponse:
         return JSONResponse({"detail": e.detail}, status_code=e.status, headers=closing(e.status))
 
-    errors = {status: {"model": ErrorModel, "description": text} for status, text in (
-        (400, "Empty body, not UTF-8, not JSON or nested too deeply"),
-        (408, "The body did not arrive in time"),
-        (413, "Body, text or list of texts over the limits"),
-        (422, "JSON of the wrong shape, an empty text, a number out of range or an unpaired surrogate"))}
+    errors = {
+        status: {"model": ErrorModel, "description": text}
+        for status, text in (
+            (400, "Empty body, not UTF-8, not JSON or nested too deeply"),
+            (408, "The body did not arrive in time"),
+            (413, "Body, text or list of texts over the limits"),
+            (422, "JSON of the wrong shape, an empty text, a number out of range or an unpaired surrogate"),
+        )
+    }
 
-    @app.post("/extract", response_model=Union[Record, List[Record]], responses=errors,  # type: ignore[arg-type]
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": EXTRACT_REQUEST_SCHEMA}}}},
-              summary="Entities and relations of a text or a list of texts")
+    @app.post(
+        "/extract",
+        response_model=Union[Record, List[Record]],
+        responses=errors,  # type: ignore[arg-type]
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": EXTRACT_REQUEST_SCHEMA}}}
+        },
+        summary="Entities and relations of a text or a list of texts",
+    )
     async def extract(request: Request) -> Any:
         """`{"text": "..."}` (other fields are carried through) gives one record; `{"texts": [...]}` (strings, or
         objects with a "text") gives a list of records in the same order. A record is a line of `predict`'s JSONL:
@@ -253,14 +286,28 @@ def make_app(nlp: Language, *, spans_key: Optional[str] = None, max_chars: int =
 
     @app.get("/health", response_model=Health, summary="The server is up; its model and limits")
     async def health() -> Dict[str, Any]:
-        return {"status": "ok", "model": model, "pipeline": list(nlp.pipe_names), "spans_key": extractor.spans_key,
-                "limits": {"max_chars": max_chars, "max_texts": max_texts}}
+        return {
+            "status": "ok",
+            "model": model,
+            "pipeline": list(nlp.pipe_names),
+            "spans_key": extractor.spans_key,
+            "limits": {"max_chars": max_chars, "max_texts": max_texts},
+        }
 
     def page(text: str = "", result: str = "", message: str = "", status: int = 200) -> HTMLResponse:
-        body = PAGE.format(title=html.escape(title), model=html.escape(model), max_chars=max_chars, text=shown(text),
-                           result=result, error=f'<div class="error" id="error">{shown(message)}</div>' if message else "")
-        return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": CSP,
-                                                                "Cache-Control": "no-store", **closing(status)})
+        body = PAGE.format(
+            title=html.escape(title),
+            model=html.escape(model),
+            max_chars=max_chars,
+            text=shown(text),
+            result=result,
+            error=f'<div class="error" id="error">{shown(message)}</div>' if message else "",
+        )
+        return HTMLResponse(
+            body,
+            status_code=status,
+            headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store", **closing(status)},
+        )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -278,8 +325,10 @@ def make_app(nlp: Language, *, spans_key: Optional[str] = None, max_chars: int =
         except _Gone:
             return Response(status_code=499)
         result = render(records, table=True, jupyter=False) or ""
-        result += ('<details><summary>JSON (as <code>POST /extract</code> answers)</summary>'
-                   f'<pre>{shown(json.dumps(records[0], ensure_ascii=False, indent=1))}</pre></details>')
+        result += (
+            "<details><summary>JSON (as <code>POST /extract</code> answers)</summary>"
+            f"<pre>{shown(json.dumps(records[0], ensure_ascii=False, indent=1))}</pre></details>"
+        )
         return page(text, result=result)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
@@ -296,12 +345,23 @@ def _version() -> str:
     return __version__
 
 
-def serve(model: Union[str, Language], *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          spans_key: Optional[str] = None, max_chars: int = DEFAULT_MAX_CHARS, max_texts: int = DEFAULT_MAX_TEXTS,
-          batch_size: int = DEFAULT_BATCH_SIZE, batch_chars: int = DEFAULT_BATCH_CHARS,
-          max_form_fields: int = DEFAULT_MAX_FORM_FIELDS, head_timeout: float = DEFAULT_HEAD_TIMEOUT,
-          body_timeout: float = DEFAULT_BODY_TIMEOUT, keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
-          gpu_id: int = -1, log_level: str = "info") -> None:
+def serve(
+    model: Union[str, Language],
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    spans_key: Optional[str] = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    max_texts: int = DEFAULT_MAX_TEXTS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_chars: int = DEFAULT_BATCH_CHARS,
+    max_form_fields: int = DEFAULT_MAX_FORM_FIELDS,
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
+    gpu_id: int = -1,
+    log_level: str = "info",
+) -> None:
     """Load a pipeline and serve :func:`make_app` with uvicorn until
     interrupted.
 
@@ -327,9 +387,18 @@ def serve(model: Union[str, Language], *, host: str = DEFAULT_HOST, port: int = 
         if gpu_id >= 0:
             spacy.require_gpu(gpu_id)
         nlp = spacy.load(model)
-    app = make_app(nlp, spans_key=spans_key, max_chars=max_chars, max_texts=max_texts, batch_size=batch_size,
-                   batch_chars=batch_chars, max_form_fields=max_form_fields, head_timeout=head_timeout,
-                   body_timeout=body_timeout, keep_alive_timeout=keep_alive_timeout)
+    app = make_app(
+        nlp,
+        spans_key=spans_key,
+        max_chars=max_chars,
+        max_texts=max_texts,
+        batch_size=batch_size,
+        batch_chars=batch_chars,
+        max_form_fields=max_form_fields,
+        head_timeout=head_timeout,
+        body_timeout=body_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+    )
     server = uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level=log_level))
     try:
         server.run()

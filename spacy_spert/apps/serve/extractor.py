@@ -3,6 +3,7 @@ pipeline over the texts that requests queue, in batches of bounded size
 taken fairly across requests, and answers each request with its own records
 (:func:`~spacy_spert.io.records.output_record`, as ``predict`` writes a JSONL
 line)."""
+
 import threading
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, Dict, List, Optional, Tuple
@@ -57,8 +58,13 @@ class Extractor:
     batch_chars (int): The most characters of one batch.
     """
 
-    def __init__(self, nlp: Language, spans_key: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 batch_chars: int = DEFAULT_BATCH_CHARS) -> None:
+    def __init__(
+        self,
+        nlp: Language,
+        spans_key: Optional[str] = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_chars: int = DEFAULT_BATCH_CHARS,
+    ) -> None:
         if batch_size < 1 or batch_chars < 1:
             raise ValueError(f"the batch size and characters must be at least 1, got {batch_size} and {batch_chars}")
         self.nlp, self.batch_size, self.batch_chars = nlp, batch_size, batch_chars

@@ -12,6 +12,7 @@ does not arrive in time with a 408 of its own (see ``app.py``); the
 protocol's body deadline, a second later, closes the connection of any
 request whose body is still incomplete (a route that answered without
 reading it, or a client that never reads the 408)."""
+
 import asyncio
 from typing import Any, Optional
 
@@ -110,22 +111,25 @@ class TimedH11Protocol(H11Protocol):
         if kind == "head" and self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
             # h11 cannot send a response before it has a request: write it whole.
             detail = f"the request head did not arrive within {self.head_timeout:g} s\n".encode("ascii")
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(detail), detail))
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(detail), detail)
+            )
         if kind == "head":
-            self.logger.info("%s: closed a connection whose request head did not arrive within %g s",
-                             self._peer(), self.head_timeout)
+            self.logger.info(
+                "%s: closed a connection whose request head did not arrive within %g s", self._peer(), self.head_timeout
+            )
         else:
-            self.logger.info("%s: closed a connection whose request body did not arrive within %g s",
-                             self._peer(), self.body_timeout)
+            self.logger.info(
+                "%s: closed a connection whose request body did not arrive within %g s", self._peer(), self.body_timeout
+            )
         self.transport.close()
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
 
 
-def timed_protocol(head_timeout: float = DEFAULT_HEAD_TIMEOUT,
-                   body_timeout: float = DEFAULT_BODY_TIMEOUT) -> type:
+def timed_protocol(head_timeout: float = DEFAULT_HEAD_TIMEOUT, body_timeout: float = DEFAULT_BODY_TIMEOUT) -> type:
     """The protocol class with these deadlines (for ``uvicorn.Config(http=...)``).
 
     head_timeout (float): Seconds for a request's head (request line and
@@ -152,7 +156,9 @@ def uvicorn_config(app: Any, **kwargs: Any) -> Any:
     import uvicorn
 
     timeouts = getattr(getattr(app, "state", None), "timeouts", None) or {}
-    protocol = timed_protocol(timeouts.get("head_timeout", DEFAULT_HEAD_TIMEOUT),
-                              timeouts.get("body_timeout", DEFAULT_BODY_TIMEOUT))
-    return uvicorn.Config(app, http=protocol,
-                          timeout_keep_alive=timeouts.get("keep_alive_timeout", DEFAULT_KEEP_ALIVE_TIMEOUT), **kwargs)
+    protocol = timed_protocol(
+        timeouts.get("head_timeout", DEFAULT_HEAD_TIMEOUT), timeouts.get("body_timeout", DEFAULT_BODY_TIMEOUT)
+    )
+    return uvicorn.Config(
+        app, http=protocol, timeout_keep_alive=timeouts.get("keep_alive_timeout", DEFAULT_KEEP_ALIVE_TIMEOUT), **kwargs
+    )

@@ -2,6 +2,7 @@
 /extract`` (:func:`parse_extract_body`), the page's form
 (:func:`parse_form_text`), the texts' checks and the limits, and the 4xx
 errors they give (:class:`RequestError`)."""
+
 import json
 import math
 from typing import Any, Dict, List, Tuple
@@ -86,8 +87,10 @@ def _check_unicode(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise RequestError(422, f"{where} is not valid Unicode: an unpaired surrogate U+{ord(text[e.start]):04X} at "
-                                f"character {e.start}") from None
+        raise RequestError(
+            422,
+            f"{where} is not valid Unicode: an unpaired surrogate U+{ord(text[e.start]):04X} at character {e.start}",
+        ) from None
 
 
 def check_json_value(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -109,8 +112,9 @@ def check_json_value(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
             _check_unicode(item, _where(path, depth))
         elif isinstance(item, (dict, list)):
             if depth > max_depth:
-                raise RequestError(400, f"the request body is nested too deeply: more than {max_depth} levels of "
-                                        "objects and lists")
+                raise RequestError(
+                    400, f"the request body is nested too deeply: more than {max_depth} levels of objects and lists"
+                )
             if isinstance(item, dict):
                 for key in item:
                     _check_unicode(key, f"a field name in {_where(path, depth)}")
@@ -158,8 +162,10 @@ def _not_json(name: str) -> Any:
 def _parse_int(digits: str) -> int:
     n = len(digits.lstrip("-"))
     if n > MAX_INT_DIGITS:
-        raise RequestError(422, f"the request body has an integer too large: {n} digits, more than this server's "
-                                f"limit of {MAX_INT_DIGITS}")
+        raise RequestError(
+            422,
+            f"the request body has an integer too large: {n} digits, more than this server's limit of {MAX_INT_DIGITS}",
+        )
     return int(digits)
 
 
@@ -167,13 +173,15 @@ def _parse_float(number: str) -> float:
     value = float(number)
     if not math.isfinite(value):
         shown = number if len(number) <= 40 else number[:37] + "..."
-        raise RequestError(422, f"the request body has a number out of range: {shown} is beyond the largest "
-                                "float (about 1.8e308)")
+        raise RequestError(
+            422, f"the request body has a number out of range: {shown} is beyond the largest float (about 1.8e308)"
+        )
     return value
 
 
-def parse_extract_body(body: bytes, max_chars: int = DEFAULT_MAX_CHARS,
-                       max_texts: int = DEFAULT_MAX_TEXTS) -> Tuple[bool, List[Item]]:
+def parse_extract_body(
+    body: bytes, max_chars: int = DEFAULT_MAX_CHARS, max_texts: int = DEFAULT_MAX_TEXTS
+) -> Tuple[bool, List[Item]]:
     """Read a ``POST /extract`` body.
 
     body (bytes): The request body.
@@ -190,8 +198,11 @@ def parse_extract_body(body: bytes, max_chars: int = DEFAULT_MAX_CHARS,
         raise RequestError(422, f'expected a JSON object {{"text": ...}} or {{"texts": [...]}}, got {json_type(obj)}')
     if ("text" in obj) == ("texts" in obj):
         fields = ", ".join(repr(k) for k in obj) or "none"
-        raise RequestError(422, "expected either a field 'text' (a string) or a field 'texts' (a list of strings or "
-                                f"of objects with a 'text'), got fields: {fields}")
+        raise RequestError(
+            422,
+            "expected either a field 'text' (a string) or a field 'texts' (a list of strings or "
+            f"of objects with a 'text'), got fields: {fields}",
+        )
     if "text" in obj:
         text = check_text(obj["text"], "field 'text'", max_chars)
         return True, [(text, obj)]
@@ -229,8 +240,11 @@ def parse_form_text(body: bytes, max_fields: int = DEFAULT_MAX_FORM_FIELDS) -> s
         raise RequestError(400, f"the form is not UTF-8 ({e.reason} at byte {e.start})") from None
     n_fields = query.count("&") + 1  # as parse_qs counts them
     if n_fields > max_fields:
-        raise RequestError(413, f"the form has {n_fields} fields, more than this server's limit of {max_fields} "
-                                "(this page sends one, 'text')")
+        raise RequestError(
+            413,
+            f"the form has {n_fields} fields, more than this server's limit of {max_fields} "
+            "(this page sends one, 'text')",
+        )
     try:
         form = parse_qs(query, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError as e:

@@ -2,6 +2,7 @@
 of :func:`~spacy_spert.io.records.doc_to_record` (``predict``'s JSONL lines) as
 pydantic models. The API writes the records themselves; these models only
 document them."""
+
 from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,13 +54,39 @@ class ErrorModel(BaseModel):
 _TEXT = {"type": "string", "minLength": 1, "description": "The text (not empty or whitespace only)"}
 EXTRACT_REQUEST_SCHEMA: Dict[str, Any] = {
     "oneOf": [
-        {"type": "object", "title": "One text", "required": ["text"], "properties": {"text": _TEXT},
-         "additionalProperties": True, "description": "Other fields are carried through to the record"},
-        {"type": "object", "title": "A list of texts", "required": ["texts"], "properties": {"texts": {
-            "type": "array", "minItems": 1,
-            "items": {"oneOf": [_TEXT, {"type": "object", "required": ["text"], "properties": {"text": _TEXT},
-                                        "additionalProperties": True}]}}}},
+        {
+            "type": "object",
+            "title": "One text",
+            "required": ["text"],
+            "properties": {"text": _TEXT},
+            "additionalProperties": True,
+            "description": "Other fields are carried through to the record",
+        },
+        {
+            "type": "object",
+            "title": "A list of texts",
+            "required": ["texts"],
+            "properties": {
+                "texts": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "oneOf": [
+                            _TEXT,
+                            {
+                                "type": "object",
+                                "required": ["text"],
+                                "properties": {"text": _TEXT},
+                                "additionalProperties": True,
+                            },
+                        ]
+                    },
+                }
+            },
+        },
     ],
-    "examples": [{"text": "Anna Lee works for Acme in Oslo."},
-                 {"texts": ["Anna Lee works for Acme in Oslo.", {"id": "doc-2", "text": "Bo Li lives in Lund."}]}],
+    "examples": [
+        {"text": "Anna Lee works for Acme in Oslo."},
+        {"texts": ["Anna Lee works for Acme in Oslo.", {"id": "doc-2", "text": "Bo Li lives in Lund."}]},
+    ],
 }

@@ -15,7 +15,8 @@ docs. (A third path, for a block's few pairs from their concatenated input,
 saved no more than 2-7% of the head's time on single sentences and is gone.)
 A test checks that these agree with the training computation.
 """
-from typing import List, Optional, Tuple
+
+from typing import List, Optional, Tuple, cast
 
 import numpy
 import torch
@@ -231,8 +232,9 @@ class RelationClassifier(_StageClassifier):
         head_part = torch.addmm(take(linear(width_table, w_head_width, bias), widths), span_pool, w_head.t())
         tail_part = torch.addmm(take(linear(width_table, w_tail_width), widths), span_pool, w_tail.t())
         if self.uses_entity_logits:
-            head_part = torch.addmm(head_part, entity_logits, w_logits[0].t())
-            tail_part = torch.addmm(tail_part, entity_logits, w_logits[1].t())
+            logits = cast(torch.Tensor, entity_logits)  # given whenever the stage uses them
+            head_part = torch.addmm(head_part, logits, w_logits[0].t())
+            tail_part = torch.addmm(tail_part, logits, w_logits[1].t())
         pieces = []
         for i in range(0, len(heads), chunk):
             h, t = heads[i : i + chunk], tails[i : i + chunk]

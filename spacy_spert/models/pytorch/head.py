@@ -9,6 +9,7 @@ At inference the indices (which spans, which pairs, which table rows) are
 small numpy arrays worked out on the host; the device only gathers, takes
 maxima and multiplies, so that a sentence costs a few dozen tensor operations.
 """
+
 from typing import List, NamedTuple, Tuple
 
 import numpy
@@ -172,8 +173,14 @@ class SpERTHead(torch.nn.Module):
         outputs = []
         for i, (s0, s1, t0, t1) in enumerate(blocks):
             a0, a1 = bounds[2 * i], bounds[2 * i + 1]
-            pool = RangeMax(hidden, align_rows[a0:a1], _shift(align_tokens[a0:a1], -t0), t1 - t0,
-                            min(max_range, t1 - t0), all_covered=all_covered)
+            pool = RangeMax(
+                hidden,
+                align_rows[a0:a1],
+                _shift(align_tokens[a0:a1], -t0),
+                t1 - t0,
+                min(max_range, t1 - t0),
+                all_covered=all_covered,
+            )
             out = self._predict_block(
                 pool,
                 cls_vectors,
@@ -190,11 +197,9 @@ class SpERTHead(torch.nn.Module):
             outputs.append(out)
         if len(outputs) == 1:
             return outputs[0]
-        return HeadPredictions(
-            *(
-                torch.cat(parts) if isinstance(parts[0], torch.Tensor) else numpy.concatenate(parts)
-                for parts in zip(*outputs)
-            )
+        return HeadPredictions._make(
+            torch.cat(parts) if isinstance(parts[0], torch.Tensor) else numpy.concatenate(parts)
+            for parts in zip(*outputs)
         )
 
     def _predict_block(
@@ -284,7 +289,6 @@ class HeadPredictions(NamedTuple):
     pair_heads: numpy.ndarray
     pair_tails: numpy.ndarray
     relation_logits: torch.Tensor
-
 
 
 def _shift(offsets: numpy.ndarray, by: int) -> numpy.ndarray:

@@ -5,7 +5,8 @@ range maxima then pools any token range with two row reads, so that neither
 a spans x wordpieces x hidden tensor nor a Python loop over spans or pairs is
 needed. The head pools spans and the contexts between two spans with it.
 """
-from typing import Optional
+
+from typing import Optional, Union
 
 import numpy
 import torch
@@ -46,7 +47,8 @@ class RangeMax:
         self.grad = torch.is_grad_enabled() and hidden.requires_grad
         host = isinstance(align_tokens, numpy.ndarray)
         # covered[i]: tokens with wordpieces before token i (None: all have)
-        self.covered = None
+        # Tokens with wordpieces before each token: numpy on the host, else a tensor.
+        self.covered: Optional[Union[numpy.ndarray, torch.Tensor]] = None
         if not all_covered:
             if host:
                 has_wp = numpy.bincount(align_tokens, minlength=n_tokens) > 0

@@ -1,5 +1,6 @@
 """Small tensor helpers of the head's inference: gathers of rows at indices
 that come as numpy arrays (worked out on the host) or as torch tensors."""
+
 from typing import Union
 
 import numpy
