@@ -36,7 +36,7 @@ its own update; the numbers are the same but for the global clipping: the
 fused kernel now scales the gradients as it reads them (dividing by the
 inverse of the clipping factor instead of multiplying by it), which moves a
 weight by at most a few units in its last place per step
-(``tests/test_optimizers.py`` compares with that implementation).
+(``tests/training/test_optimizers.py`` compares with that implementation).
 """
 
 import math

@@ -17,7 +17,7 @@ from research.cli import app
 from research.seeds import run_seeds, seed_results, summarize, summary_path
 from spacy_spert.pipeline.scorer import SCORE_NAMES
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def fake_results(seed: int, ner_f: float, rel_f: float, overrides=()) -> dict:

@@ -28,8 +28,8 @@ import spacy_spert  # noqa: F401
 from spacy_spert.io.spert_json import records_to_docs
 from spacy_spert.training.optimizers import create_adamw
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).parent / "data" / "regression_golden.json"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parents[1] / "data" / "regression_golden.json"
 DEMO = REPO_ROOT / "assets" / "demo"
 N_TRAIN, N_DEV, N_STEPS = 8, 8, 100
 LR = 3e-3

@@ -25,7 +25,7 @@ from spacy_spert.training.schedules import (
     warmup_linear_rate,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write_docbin(path: Path, lengths) -> Path:

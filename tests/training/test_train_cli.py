@@ -12,7 +12,7 @@ from conftest import TRAIN_DATA, make_doc
 from spacy.tokens import DocBin
 from thinc.api import Config
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.slow

@@ -301,7 +301,7 @@ def test_benchmark_evaluates_once_per_epoch(tmp_path):
     vocab = spacy.blank("en").vocab
     docs = [Doc(vocab, words=["w"] * n) for n in (3, 0, 2, 4, 1, 5)]  # 5 non-empty
     DocBin(docs=docs).to_disk(tmp_path / "train.spacy")
-    config = Path(__file__).parent.parent / "configs" / "spert.cfg"
+    config = Path(__file__).parents[2] / "configs" / "spert.cfg"
     assert steps_per_epoch(config, tmp_path / "train.spacy") == 3  # batches of 2
     assert steps_per_epoch(config, tmp_path / "train.spacy", ["--training.batcher.size", "8"]) == 1
     assert steps_per_epoch(config, tmp_path / "train.spacy", ["--corpora.train.limit", "2"]) == 1  # as the reader
