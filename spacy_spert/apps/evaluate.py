@@ -6,6 +6,7 @@ spaCy's ``evaluate`` gives the scores and writes the JSON (the same as
 macro, relations in the "strict" mode (spans, entity types and relation type
 must match) and the "boundaries" mode (entity types ignored).
 """
+
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 

@@ -41,6 +41,7 @@ hold texts of similar length and little padding) and restores the input order
 before they are written. Memory stays bounded by the buffer: inputs are read,
 and outputs converted and written, as a stream.
 """
+
 import json
 import time
 from dataclasses import dataclass, field
@@ -91,6 +92,10 @@ def _length(text_or_doc: Union[str, Doc]) -> int:
     return len(text_or_doc) if isinstance(text_or_doc, str) else len(text_or_doc.text)
 
 
+def _doc_and_context(doc: Doc, context: Any) -> Tuple[Doc, Any]:
+    return doc, context
+
+
 def pipe_by_length(
     nlp: Language,
     items: Iterable[Tuple[Union[str, Doc], Any]],
@@ -125,8 +130,7 @@ def pipe_by_length(
     YIELDS (T): ``convert(doc, context)`` in input order.
     RAISES: ValueError if the pipeline returns no doc for an item.
     """
-    if convert is None:
-        convert = lambda doc, context: (doc, context)  # noqa: E731
+    to_output: Callable[[Doc, Any], Any] = convert if convert is not None else _doc_and_context
     n_read = 0
 
     def sorted_items() -> Iterator[Tuple[Union[str, Doc], Tuple[int, Any]]]:
@@ -144,15 +148,16 @@ def pipe_by_length(
         for doc, (i, context) in docs:
             if i // buffer_size > next_index // buffer_size:  # next_index's buffer is done without it
                 break
-            pending[i] = convert(doc, context)
+            pending[i] = to_output(doc, context)
             while next_index in pending:
                 yield pending.pop(next_index)
                 next_index += 1
     finally:
-        docs.close()
+        docs.close()  # type: ignore[attr-defined]  # nlp.pipe gives a generator
     if next_index < n_read:
-        raise ValueError(f"the pipeline returned no doc for input doc {next_index + 1} (does an error handler "
-                         "skip failing batches?)")
+        raise ValueError(
+            f"the pipeline returned no doc for input doc {next_index + 1} (does an error handler skip failing batches?)"
+        )
 
 
 # Writing ---------------------------------------------------------------------
@@ -240,8 +245,9 @@ def predict(
         return doc
 
     convert = to_line if output_format == "jsonl" else to_doc
-    outputs = pipe_by_length(nlp, items, batch_size=batch_size, buffer_size=buffer_size, n_process=n_process,
-                             convert=convert)
+    outputs = pipe_by_length(
+        nlp, items, batch_size=batch_size, buffer_size=buffer_size, n_process=n_process, convert=convert
+    )
     disable = None if progress is None else not progress
     with atomic_output(output_path) as f, tqdm(outputs, unit="doc", disable=disable, leave=False) as bar:
         if output_format == "jsonl":

@@ -49,6 +49,7 @@ An invalid line (not JSON, no text field, ...) stops the run with the error
 ``predict`` gives, naming the file and line (``row N`` for Parquet), unless
 ``skip_invalid``: then it is left out and listed in the report.
 """
+
 import json
 import os
 import time
@@ -123,15 +124,16 @@ class _SplitDocs:
                 import pyarrow.parquet as pq
 
                 records = pq.read_table(pa.BufferReader(data)).to_pylist()
-                raws = [(n, json.dumps(r, ensure_ascii=False, default=str).encode("utf8"))
-                        for n, r in enumerate(records, 1)]
+                raws = [
+                    (n, json.dumps(r, ensure_ascii=False, default=str).encode("utf8")) for n, r in enumerate(records, 1)
+                ]
                 last = len(records)
             else:
                 lines = data.split(b"\n")
                 raws = [(n, raw) for n, raw in enumerate(lines, 1) if raw.strip()]
                 last = len(lines)
             for start in range(0, len(raws), self.rows_per_task):
-                chunk = raws[start:start + self.rows_per_task]
+                chunk = raws[start : start + self.rows_per_task]
                 chunks["file"].append(file)
                 chunks["line"].append([n for n, _ in chunk])
                 chunks["kind"].append([DOC] * len(chunk))
@@ -169,9 +171,19 @@ class RayPredictor:
     use_gpu (bool): Run on the GPU Ray gave this actor.
     """
 
-    def __init__(self, model: str, *, files: Sequence[str], input_format: str = "jsonl", text_key: str = "text",
-                 id_key: Optional[str] = None, spans_key: Optional[str] = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 num_threads: int = 1, use_gpu: bool = False) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        files: Sequence[str],
+        input_format: str = "jsonl",
+        text_key: str = "text",
+        id_key: Optional[str] = None,
+        spans_key: Optional[str] = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        num_threads: int = 1,
+        use_gpu: bool = False,
+    ) -> None:
         import spacy
         import torch
 
@@ -211,8 +223,9 @@ class RayPredictor:
         ``n_entities``, ``n_relations``."""
         if self.load_error is None:
             set_current_ops(self.ops)
-        out: Dict[str, list] = {key: [] for key in ("file", "line", "kind", "n", "output", "id", "n_entities",
-                                                    "n_relations")}
+        out: Dict[str, list] = {
+            key: [] for key in ("file", "line", "kind", "n", "output", "id", "n_entities", "n_relations")
+        }
         for file, lines, kinds, raws, ns in zip(batch["file"], batch["line"], batch["kind"], batch["raw"], batch["n"]):
             chunk = self.process(int(file), [int(x) for x in lines], [int(x) for x in kinds], list(raws))
             out["file"].append(int(file))
@@ -225,8 +238,13 @@ class RayPredictor:
     def process(self, file: int, lines: List[int], kinds: List[int], raws: List[bytes]) -> Dict[str, list]:
         """One chunk of one file: the per-doc output columns."""
         n = len(lines)
-        out: Dict[str, list] = {"kind": list(kinds), "output": [""] * n, "id": [""] * n, "n_entities": [0] * n,
-                                "n_relations": [0] * n}
+        out: Dict[str, list] = {
+            "kind": list(kinds),
+            "output": [""] * n,
+            "id": [""] * n,
+            "n_entities": [0] * n,
+            "n_relations": [0] * n,
+        }
         if self.load_error is not None:
             out["kind"], out["output"] = [FAILED] * n, [self.load_error] * n
             return out
@@ -248,11 +266,11 @@ class RayPredictor:
             if self.id_key is not None:
                 out["id"][i] = json.dumps(fields[self.id_key], sort_keys=True, default=str)
 
-        for _ in pipe_by_length(self.nlp, items, batch_size=self.batch_size, buffer_size=max(1, len(items)),
-                                convert=convert):
+        for _ in pipe_by_length(
+            self.nlp, items, batch_size=self.batch_size, buffer_size=max(1, len(items)), convert=convert
+        ):
             pass
         return out
-
 
 
 # The run ---------------------------------------------------------------------
@@ -355,37 +373,74 @@ def predict_ray(
     model = _absolute(model)
     output_format = output_format or _format_of(str(output_path))
     if output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"unknown output format {output_format!r} for the Ray engine; expected one of: "
-                         f"{', '.join(OUTPUT_FORMATS)}")
+        raise ValueError(
+            f"unknown output format {output_format!r} for the Ray engine; expected one of: {', '.join(OUTPUT_FORMATS)}"
+        )
     if input_format is not None and input_format not in INPUT_FORMATS:
         raise ValueError(f"unknown input format {input_format!r}; expected one of: {', '.join(INPUT_FORMATS)}")
     if num_actors < 1 or batch_size < 1 or rows_per_task < 1:
-        raise ValueError(f"the number of actors, batch size and rows per task must be at least 1, got {num_actors}, "
-                         f"{batch_size} and {rows_per_task}")
+        raise ValueError(
+            f"the number of actors, batch size and rows per task must be at least 1, got {num_actors}, "
+            f"{batch_size} and {rows_per_task}"
+        )
     if num_cpus_per_actor <= 0 or num_gpus_per_actor < 0:
-        raise ValueError(f"CPUs per actor must be positive and GPUs per actor at least 0, got {num_cpus_per_actor} "
-                         f"and {num_gpus_per_actor}")
+        raise ValueError(
+            f"CPUs per actor must be positive and GPUs per actor at least 0, got {num_cpus_per_actor} "
+            f"and {num_gpus_per_actor}"
+        )
     ray = _import_ray()
     started = not ray.is_initialized()
     if started:
         import logging
 
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=bool(progress))
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=bool(progress))
     try:
-        return _run(ray, model, inputs, Path(output_path), input_format=input_format,
-                    output_format=output_format, num_actors=num_actors, num_cpus_per_actor=num_cpus_per_actor,
-                    num_gpus_per_actor=num_gpus_per_actor, batch_size=batch_size, rows_per_task=rows_per_task,
-                    text_key=text_key, id_key=id_key, skip_invalid=skip_invalid, spans_key=spans_key,
-                    progress=progress, predictor_class=predictor_class, tqdm=tqdm)
+        return _run(
+            ray,
+            model,
+            inputs,
+            Path(output_path),
+            input_format=input_format,
+            output_format=output_format,
+            num_actors=num_actors,
+            num_cpus_per_actor=num_cpus_per_actor,
+            num_gpus_per_actor=num_gpus_per_actor,
+            batch_size=batch_size,
+            rows_per_task=rows_per_task,
+            text_key=text_key,
+            id_key=id_key,
+            skip_invalid=skip_invalid,
+            spans_key=spans_key,
+            progress=progress,
+            predictor_class=predictor_class,
+            tqdm=tqdm,
+        )
     finally:
         if started:
             ray.shutdown()
 
 
-def _run(ray, model: str, inputs: List[str], output_path: Path, *, input_format, output_format, num_actors,
-         num_cpus_per_actor, num_gpus_per_actor, batch_size, rows_per_task, text_key, id_key, skip_invalid,
-         spans_key, progress, predictor_class, tqdm) -> RayPredictReport:
+def _run(
+    ray,
+    model: str,
+    inputs: List[str],
+    output_path: Path,
+    *,
+    input_format,
+    output_format,
+    num_actors,
+    num_cpus_per_actor,
+    num_gpus_per_actor,
+    batch_size,
+    rows_per_task,
+    text_key,
+    id_key,
+    skip_invalid,
+    spans_key,
+    progress,
+    predictor_class,
+    tqdm,
+) -> RayPredictReport:
     start = time.perf_counter()
     report = RayPredictReport(n_actors=num_actors)
     files = _list_files(ray, inputs, input_format)
@@ -395,24 +450,41 @@ def _run(ray, model: str, inputs: List[str], output_path: Path, *, input_format,
     (input_format,) = formats
     report.n_files = len(files)
     context = ray.data.DataContext.get_current()
-    saved = (context.execution_options.preserve_order, context.enable_progress_bars, context.target_max_block_size,
-             context.print_on_execution_start)
+    saved = (
+        context.execution_options.preserve_order,
+        context.enable_progress_bars,
+        context.target_max_block_size,
+        context.print_on_execution_start,
+    )
     context.execution_options.preserve_order = True  # results reach the driver in input order
     context.enable_progress_bars = context.print_on_execution_start = bool(progress)
     # One row (a chunk of docs) per block: each chunk is a task of its own.
     # (Ray's repartition would need a CPU of its own, which the actors may hold.)
     context.target_max_block_size = 1
     try:
-        ds = (ray.data.read_binary_files(files, include_paths=True, num_cpus=0)
-              .map_batches(_SplitDocs(files, input_format, rows_per_task), batch_size=1, batch_format="numpy",
-                           num_cpus=0)
-              .map_batches(predictor_class, compute=ray.data.ActorPoolStrategy(size=num_actors),
-                           batch_size=1, batch_format="numpy", num_cpus=num_cpus_per_actor,
-                           num_gpus=num_gpus_per_actor or None,
-                           fn_constructor_kwargs=dict(model=model, files=files, input_format=input_format,
-                                                      text_key=text_key, id_key=id_key, spans_key=spans_key,
-                                                      batch_size=batch_size, num_threads=int(num_cpus_per_actor),
-                                                      use_gpu=num_gpus_per_actor > 0)))
+        ds = (
+            ray.data.read_binary_files(files, include_paths=True, num_cpus=0)
+            .map_batches(_SplitDocs(files, input_format, rows_per_task), batch_size=1, batch_format="numpy", num_cpus=0)
+            .map_batches(
+                predictor_class,
+                compute=ray.data.ActorPoolStrategy(size=num_actors),
+                batch_size=1,
+                batch_format="numpy",
+                num_cpus=num_cpus_per_actor,
+                num_gpus=num_gpus_per_actor or None,
+                fn_constructor_kwargs=dict(
+                    model=model,
+                    files=files,
+                    input_format=input_format,
+                    text_key=text_key,
+                    id_key=id_key,
+                    spans_key=spans_key,
+                    batch_size=batch_size,
+                    num_threads=int(num_cpus_per_actor),
+                    use_gpu=num_gpus_per_actor > 0,
+                ),
+            )
+        )
         disable = None if progress is None else not progress
         with atomic_output(output_path) as f, tqdm(unit="doc", disable=disable, leave=False) as bar:
             sink = JsonlSink(f) if output_format == "jsonl" else ParquetSink(f, text_key)
@@ -422,8 +494,12 @@ def _run(ray, model: str, inputs: List[str], output_path: Path, *, input_format,
             collector.finish()
             sink.close()
     finally:
-        (context.execution_options.preserve_order, context.enable_progress_bars, context.target_max_block_size,
-         context.print_on_execution_start) = saved
+        (
+            context.execution_options.preserve_order,
+            context.enable_progress_bars,
+            context.target_max_block_size,
+            context.print_on_execution_start,
+        ) = saved
     report.seconds = time.perf_counter() - start
     return report
 

@@ -3,6 +3,7 @@ the row kinds that pass between its stages, the output files (JSONL lines or
 Parquet row groups: :class:`JsonlSink`, :class:`ParquetSink`) and the
 :class:`Collector`, which writes the docs that come back from the actors in
 input order, each once, and checks that all came back."""
+
 import json
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
@@ -48,15 +49,26 @@ class ParquetSink:
         self.pa, self.f, self.text_key, self.chunk = pa, f, text_key, chunk
         self.rows: List[Dict[str, Any]] = []
         self.n_written = 0
-        self.writer = None
-        self.schema = None
+        self.writer: Any = None  # a pyarrow ParquetWriter once the first rows are in
+        self.schema: Any = None
         self.fixed = {
             text_key: pa.string(),
-            "entities": pa.list_(pa.struct([("start", pa.int64()), ("end", pa.int64()), ("token_start", pa.int64()),
-                                            ("token_end", pa.int64()), ("label", pa.string()),
-                                            ("score", pa.float64()), ("text", pa.string())])),
-            "relations": pa.list_(pa.struct([("head", pa.int64()), ("tail", pa.int64()), ("label", pa.string()),
-                                             ("score", pa.float64())])),
+            "entities": pa.list_(
+                pa.struct(
+                    [
+                        ("start", pa.int64()),
+                        ("end", pa.int64()),
+                        ("token_start", pa.int64()),
+                        ("token_end", pa.int64()),
+                        ("label", pa.string()),
+                        ("score", pa.float64()),
+                        ("text", pa.string()),
+                    ]
+                )
+            ),
+            "relations": pa.list_(
+                pa.struct([("head", pa.int64()), ("tail", pa.int64()), ("label", pa.string()), ("score", pa.float64())])
+            ),
         }
 
     def add(self, line: str) -> None:
@@ -72,19 +84,23 @@ class ParquetSink:
             return
         if self.schema is None:
             names = list(dict.fromkeys(name for row in self.rows for name in row))
-            self.schema = pa.schema([(name, self.fixed.get(name) or pa.array([r.get(name) for r in self.rows]).type)
-                                     for name in names])
+            self.schema = pa.schema(
+                [(name, self.fixed.get(name) or pa.array([r.get(name) for r in self.rows]).type) for name in names]
+            )
             self.writer = pq.ParquetWriter(self.f, self.schema)
         for k, row in enumerate(self.rows):
             extra = [name for name in row if name not in self.schema.names]
             if extra:
-                raise ValueError(f"Parquet output: doc {self.n_written + k + 1} has the field {extra[0]!r}, which the "
-                                 f"first {self.chunk} docs do not have; write JSONL instead")
+                raise ValueError(
+                    f"Parquet output: doc {self.n_written + k + 1} has the field {extra[0]!r}, which the "
+                    f"first {self.chunk} docs do not have; write JSONL instead"
+                )
         try:
             table = pa.Table.from_pylist(self.rows, schema=self.schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-            raise ValueError(f"Parquet output: a field changes its type after the first docs ({e}); write JSONL "
-                             "instead") from None
+            raise ValueError(
+                f"Parquet output: a field changes its type after the first docs ({e}); write JSONL instead"
+            ) from None
         self.writer.write_table(table)
         self.n_written += len(self.rows)
         self.rows = []
@@ -114,8 +130,16 @@ class Collector:
 
     COLUMNS = ("line", "kind", "n", "output", "id", "n_entities", "n_relations")
 
-    def __init__(self, files: List[str], input_format: str, sink, report: "RayPredictReport", skip_invalid: bool,
-                 id_key: Optional[str], bar) -> None:
+    def __init__(
+        self,
+        files: List[str],
+        input_format: str,
+        sink,
+        report: "RayPredictReport",
+        skip_invalid: bool,
+        id_key: Optional[str],
+        bar,
+    ) -> None:
         self.files, self.input_format, self.sink, self.report = files, input_format, sink, report
         self.skip_invalid, self.id_key, self.bar = skip_invalid, id_key, bar
         self.last_line: Dict[int, int] = {}  # file -> the last line written
@@ -129,8 +153,9 @@ class Collector:
             for row in zip(*(list(column) for column in columns)):
                 self.add(int(file), *row)
 
-    def add(self, file: int, line: int, kind: int, n: int, output: str, doc_id: str, n_entities: int,
-            n_relations: int) -> None:
+    def add(
+        self, file: int, line: int, kind: int, n: int, output: str, doc_id: str, n_entities: int, n_relations: int
+    ) -> None:
         report = self.report
         if kind == FAILED:
             raise OSError(str(output))
@@ -153,8 +178,10 @@ class Collector:
         if self.id_key is not None:
             if doc_id in self.ids:
                 first_file, first_line = self.ids[doc_id]
-                raise ValueError(f"{self.files[file]}: {where} {line}: the id {doc_id} ({self.id_key!r}) is also the "
-                                 f"id of {self.files[first_file]} {where} {first_line}; ids must be unique")
+                raise ValueError(
+                    f"{self.files[file]}: {where} {line}: the id {doc_id} ({self.id_key!r}) is also the "
+                    f"id of {self.files[first_file]} {where} {first_line}; ids must be unique"
+                )
             self.ids[doc_id] = (file, int(line))
         self.sink.add(str(output))
         report.n_docs += 1
@@ -164,9 +191,14 @@ class Collector:
 
     def finish(self) -> None:
         """RAISES: ValueError if a file's docs did not all come back."""
-        missing = [(i, self.counts.get(i, 0), self.expected.get(i)) for i in range(len(self.files))
-                   if i not in self.expected or self.counts.get(i, 0) != self.expected[i]]
+        missing = [
+            (i, self.counts.get(i, 0), self.expected.get(i))
+            for i in range(len(self.files))
+            if i not in self.expected or self.counts.get(i, 0) != self.expected[i]
+        ]
         if missing:
             i, got, want = missing[0]
-            raise ValueError(f"{self.files[i]}: {got} of {want if want is not None else 'its'} docs came back from "
-                             f"the Ray actors ({len(missing)} files incomplete); no output written")
+            raise ValueError(
+                f"{self.files[i]}: {got} of {want if want is not None else 'its'} docs came back from "
+                f"the Ray actors ({len(missing)} files incomplete); no output written"
+            )

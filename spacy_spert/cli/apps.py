@@ -1,5 +1,6 @@
 """Commands that run a trained pipeline: ``predict`` (also on Ray),
 ``render`` and ``serve``."""
+
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -12,7 +13,6 @@ from .util import app, fail, user_errors
 
 @app.command("predict")
 def predict_cli(
-    # fmt: off
     model: str = Arg(..., help="Pipeline directory or package name", show_default=False),
     input_path: str = Arg(..., help="Input: .jsonl, .spacy, a text file or a folder of .txt files (Ray: .jsonl or .parquet files, a folder of them, any path Ray can read)", show_default=False),
     output_path: Path = Arg(..., help="Output: .jsonl or .spacy (see --format)", show_default=False),
@@ -32,8 +32,7 @@ def predict_cli(
     gpus_per_actor: float = Opt(0.0, "--gpus-per-actor", help="Ray: GPUs per actor (0.5: two actors share one)"),
     id_key: Optional[str] = Opt(None, "--id-key", help="Ray: a field every doc has, unique (checked)"),
     quantize: bool = Opt(False, "--quantize", help="CPU only: int8 dynamic quantization of the encoder's linear layers (faster; see docs/serving-and-scale.md)"),
-    # fmt: on
-):
+):  # fmt: skip
     """Tag a corpus; write JSONL or .spacy.
 
     Runs MODEL over every doc of INPUT and writes one output doc per input
@@ -54,24 +53,59 @@ def predict_cli(
     from ..apps.predict import predict
 
     if engine == "ray":
-        return _predict_ray_cli(model, input_path, output_path, output_format=output_format, batch_size=batch_size,
-                                text_key=text_key, skip_invalid=skip_invalid, spans_key=spans_key, address=address,
-                                num_actors=num_actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-                                id_key=id_key, local_only={"--buffer-size": buffer_size != 2048,
-                                                           "--n-process": n_process != 1, "--gpu-id": gpu_id != -1,
-                                                           "--lines": lines, "--quantize": quantize})
+        return _predict_ray_cli(
+            model,
+            input_path,
+            output_path,
+            output_format=output_format,
+            batch_size=batch_size,
+            text_key=text_key,
+            skip_invalid=skip_invalid,
+            spans_key=spans_key,
+            address=address,
+            num_actors=num_actors,
+            cpus_per_actor=cpus_per_actor,
+            gpus_per_actor=gpus_per_actor,
+            id_key=id_key,
+            local_only={
+                "--buffer-size": buffer_size != 2048,
+                "--n-process": n_process != 1,
+                "--gpu-id": gpu_id != -1,
+                "--lines": lines,
+                "--quantize": quantize,
+            },
+        )
     if engine != "local":
         fail(f"unknown --engine {engine!r} (choose local or ray)", status=2)
-    ray_only = {"--address": address is not None, "--num-actors": num_actors != 2, "--cpus-per-actor": cpus_per_actor != 1,
-                "--gpus-per-actor": gpus_per_actor != 0, "--id-key": id_key is not None}
+    ray_only = {
+        "--address": address is not None,
+        "--num-actors": num_actors != 2,
+        "--cpus-per-actor": cpus_per_actor != 1,
+        "--gpus-per-actor": gpus_per_actor != 0,
+        "--id-key": id_key is not None,
+    }
     if any(ray_only.values()):
         fail(f"{', '.join(k for k, v in ray_only.items() if v)}: only with --engine ray", status=2)
     with user_errors():
-        report = predict(model, input_path, output_path, output_format=output_format, batch_size=batch_size,
-                         buffer_size=buffer_size, n_process=n_process, gpu_id=gpu_id, text_key=text_key,
-                         lines=lines, skip_invalid=skip_invalid, spans_key=spans_key, quantize=quantize)
-    msg.good(f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
-             f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s)")
+        report = predict(
+            model,
+            input_path,
+            output_path,
+            output_format=output_format,
+            batch_size=batch_size,
+            buffer_size=buffer_size,
+            n_process=n_process,
+            gpu_id=gpu_id,
+            text_key=text_key,
+            lines=lines,
+            skip_invalid=skip_invalid,
+            spans_key=spans_key,
+            quantize=quantize,
+        )
+    msg.good(
+        f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
+        f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s)"
+    )
     if report.skipped:
         msg.warn(f"Skipped {len(report.skipped)} invalid lines or files:")
         for skipped in report.skipped:
@@ -84,19 +118,28 @@ def _predict_ray_cli(model: str, input_path: str, output_path: Path, *, local_on
 
     if any(local_only.values()):
         fail(f"{', '.join(k for k, v in local_only.items() if v)}: not with --engine ray", status=2)
-    options = dict(output_format=kwargs["output_format"], batch_size=kwargs["batch_size"],
-                   text_key=kwargs["text_key"], skip_invalid=kwargs["skip_invalid"], spans_key=kwargs["spans_key"],
-                   address=kwargs["address"], num_actors=kwargs["num_actors"],
-                   num_cpus_per_actor=kwargs["cpus_per_actor"], num_gpus_per_actor=kwargs["gpus_per_actor"],
-                   id_key=kwargs["id_key"])
+    options = dict(
+        output_format=kwargs["output_format"],
+        batch_size=kwargs["batch_size"],
+        text_key=kwargs["text_key"],
+        skip_invalid=kwargs["skip_invalid"],
+        spans_key=kwargs["spans_key"],
+        address=kwargs["address"],
+        num_actors=kwargs["num_actors"],
+        num_cpus_per_actor=kwargs["cpus_per_actor"],
+        num_gpus_per_actor=kwargs["gpus_per_actor"],
+        id_key=kwargs["id_key"],
+    )
     with user_errors():
         try:
             report = predict_ray(model, input_path, output_path, **options)
         except ImportError as e:
             fail(str(e))
-    msg.good(f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
-             f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s) with "
-             f"{report.n_actors} Ray actors")
+    msg.good(
+        f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
+        f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s) with "
+        f"{report.n_actors} Ray actors"
+    )
     if report.duplicates:
         msg.info(f"Dropped {report.duplicates} docs that came back twice (retried after a failure)")
     if report.skipped:
@@ -107,7 +150,6 @@ def _predict_ray_cli(model: str, input_path: str, output_path: Path, *, local_on
 
 @app.command("render")
 def render_cli(
-    # fmt: off
     source: str = Arg(..., help="predict's JSONL output or a .spacy file; with --text: a pipeline; with --model: any input of predict", show_default=False),
     output_path: Path = Arg(..., help="HTML file to write", show_default=False),
     text: Optional[List[str]] = Opt(None, "--text", help="A text to tag with the pipeline SOURCE (repeatable)"),
@@ -117,8 +159,7 @@ def render_cli(
     split: str = Opt("auto", "--split", help="Figures per sentence (auto: when the docs have sentences) or paragraph (auto, paragraph, none)"),
     max_width: int = Opt(960, "--max-width", help="Width of a row of text in px"),
     table: bool = Opt(True, "--table/--no-table", help="Add a table of the entities and relations"),
-    # fmt: on
-):
+):  # fmt: skip
     """Draw entities and relations as HTML.
 
     Writes one standalone HTML page that shows each doc's text with its
@@ -131,14 +172,22 @@ def render_cli(
     from ..apps.render import render_file
 
     with user_errors():
-        n = render_file(source, output_path, model=model, texts=text, spans_key=spans_key, text_key=text_key,
-                        split=split, max_width=max_width, table=table)
+        n = render_file(
+            source,
+            output_path,
+            model=model,
+            texts=text,
+            spans_key=spans_key,
+            text_key=text_key,
+            split=split,
+            max_width=max_width,
+            table=table,
+        )
     msg.good(f"Wrote {n} docs to {output_path}")
 
 
 @app.command("serve")
 def serve_cli(
-    # fmt: off
     model: str = Arg(..., help="Pipeline directory or package name", show_default=False),
     host: str = Opt("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all; the default: this machine only)"),
     port: int = Opt(8000, "--port", "-p", help="Port"),
@@ -152,8 +201,7 @@ def serve_cli(
     keep_alive_timeout: float = Opt(5.0, "--keep-alive-timeout", help="Seconds an idle connection stays open"),
     spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
-    # fmt: on
-):
+):  # fmt: skip
     """Serve a web page and a JSON API.
 
     Loads MODEL once and serves, with uvicorn: a page (/) with a text box
@@ -170,9 +218,20 @@ def serve_cli(
 
     with user_errors():
         try:
-            serve(model, host=host, port=port, spans_key=spans_key, max_chars=max_chars, max_texts=max_texts,
-                  batch_size=batch_size, batch_chars=batch_chars, max_form_fields=max_form_fields,
-                  head_timeout=head_timeout, body_timeout=body_timeout, keep_alive_timeout=keep_alive_timeout,
-                  gpu_id=gpu_id)
+            serve(
+                model,
+                host=host,
+                port=port,
+                spans_key=spans_key,
+                max_chars=max_chars,
+                max_texts=max_texts,
+                batch_size=batch_size,
+                batch_chars=batch_chars,
+                max_form_fields=max_form_fields,
+                head_timeout=head_timeout,
+                body_timeout=body_timeout,
+                keep_alive_timeout=keep_alive_timeout,
+                gpu_id=gpu_id,
+            )
         except ImportError as e:
             fail(str(e))

@@ -1,5 +1,6 @@
 """Commands that bring data in: ``convert`` (SpERT JSON) and ``import``
 (Prodigy, brat, Label Studio)."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -12,14 +13,12 @@ from .util import app, fail, user_errors
 
 @app.command("convert")
 def convert_cli(
-    # fmt: off
     input_path: Path = Arg(..., help="SpERT JSON file to read", show_default=False),
     output_path: Path = Arg(..., help=".spacy file to write", show_default=False),
     types: Optional[Path] = Opt(None, "--types", metavar="TYPES.json", help="SpERT types file; entity/relation types not in it are errors"),
     spans_key: str = Opt("sc", "--spans-key", help="Span group for the entities"),
     lang: str = Opt("en", "--lang", help="Language code for the vocab"),
-    # fmt: on
-):
+):  # fmt: skip
     """Convert a SpERT JSON file to a .spacy file.
 
     The JSON file is a list of {tokens, entities, relations} records; the
@@ -36,7 +35,6 @@ def convert_cli(
 
 @app.command("import")
 def import_cli(
-    # fmt: off
     fmt: str = Arg(..., metavar="FORMAT", help="The annotation tool: prodigy, brat or label-studio", show_default=False),
     input_path: Path = Arg(..., help="Prodigy JSONL (db-out), brat folder of .txt + .ann, or Label Studio JSON export", show_default=False),
     output_path: Path = Arg(..., help=".spacy file to write", show_default=False),
@@ -47,8 +45,7 @@ def import_cli(
     strict: bool = Opt(False, "--strict", help="Fail on entities not on token boundaries instead of expanding them"),
     types: Optional[Path] = Opt(None, "--types", metavar="TYPES.json", help="SpERT types file; entity/relation types not in it are errors"),
     text_key: str = Opt("text", "--text-key", help="Label Studio: the key of the text in a task's data"),
-    # fmt: on
-):
+):  # fmt: skip
     """Import Prodigy, brat or Label Studio data.
 
     Reads the entity and relation annotations of rel.manual (Prodigy),
@@ -63,8 +60,18 @@ def import_cli(
     if fmt not in FORMATS:
         fail(f"unknown FORMAT {fmt!r} (choose {', '.join(FORMATS)})", status=2)
     with user_errors():
-        report = import_file(fmt, input_path, output_path, lang=lang, model=model, spans_key=spans_key,
-                             strict=strict, split_sentences=split_sentences, types_path=types, text_key=text_key)
+        report = import_file(
+            fmt,
+            input_path,
+            output_path,
+            lang=lang,
+            model=model,
+            spans_key=spans_key,
+            strict=strict,
+            split_sentences=split_sentences,
+            types_path=types,
+            text_key=text_key,
+        )
     for level, text in report.messages():
         if level == "text":
             typer.echo(text)

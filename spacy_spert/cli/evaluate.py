@@ -1,4 +1,5 @@
 """``evaluate``: score a pipeline on gold data."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -11,13 +12,11 @@ from .util import app, user_errors
 
 @app.command("evaluate")
 def evaluate_cli(
-    # fmt: off
     model: str = Arg(..., help="Pipeline directory or package name", show_default=False),
     data_path: Path = Arg(..., help=".spacy file (or folder) with gold annotation", show_default=False),
     output: Optional[Path] = Opt(None, "--output", "-o", help="JSON file for all scores", dir_okay=False),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
-    # fmt: on
-):
+):  # fmt: skip
     """Score a pipeline; print SpERT's table.
 
     Runs spaCy's evaluate (same JSON as `spacy evaluate`) and prints SpERT's NER and relation P/R/F1, micro and macro, relations in

@@ -2,6 +2,7 @@
 write goes to a temporary file next to the output and is renamed into place at
 the end, so that a reader (or a rerun that checks whether the output exists)
 never sees a half-written file."""
+
 import errno
 import os
 import secrets

@@ -3,6 +3,7 @@ engine): JSON lines, plain text files or folders of ``.txt`` files, and
 ``.spacy`` files, as (text or Doc, fields) items, with every bad line or file
 an :class:`InvalidInput` that names the file and line. The input kinds are
 described in :mod:`spacy_spert.apps.predict`."""
+
 import json
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
@@ -68,7 +69,9 @@ def parse_jsonl_line(raw: bytes, source: str, line: int, text_key: str = "text")
         if not isinstance(obj, dict):
             raise InvalidInput(source, f"expected a JSON object, got {json_type(obj)}", line)
         if text_key not in obj:
-            raise InvalidInput(source, f"no field {text_key!r} (the text key; fields: {', '.join(obj) or 'none'})", line)
+            raise InvalidInput(
+                source, f"no field {text_key!r} (the text key; fields: {', '.join(obj) or 'none'})", line
+            )
         if not isinstance(obj[text_key], str):
             raise InvalidInput(source, f"field {text_key!r} must be a string, got {json_type(obj[text_key])}", line)
     except InvalidInput as e:
@@ -155,8 +158,9 @@ def input_items(path: Path, nlp: Language, text_key: str, lines: bool) -> Iterat
     return read_jsonl(path, text_key) if path.suffix == ".jsonl" else read_spacy_file(path, nlp)
 
 
-def valid_items(items: Iterable[Union[Item, InvalidInput]], skip_invalid: bool,
-                skipped: List[InvalidInput]) -> Iterator[Item]:
+def valid_items(
+    items: Iterable[Union[Item, InvalidInput]], skip_invalid: bool, skipped: List[InvalidInput]
+) -> Iterator[Item]:
     """The valid docs of ``items``: a problem is raised, or with
     ``skip_invalid`` appended to ``skipped`` and left out.
 

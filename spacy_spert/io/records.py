@@ -5,6 +5,7 @@ defined here only: :func:`doc_to_record` writes it, :func:`output_record`
 adds a JSONL line's carried fields, and :func:`check_record` checks one that
 was read back (the pydantic models of ``spacy_spert.apps.serve.schema`` only
 document it for OpenAPI)."""
+
 from typing import Any, Dict, List, Optional
 
 from spacy.language import Language
@@ -86,8 +87,17 @@ def doc_to_record(doc: Doc, spans_key: str = "sc") -> Dict[str, Any]:
     def add(start: int, end: int, label: str, score: Optional[float]) -> int:
         span = doc[start:end]
         index.add(start, end, label, len(entities))
-        entities.append({"start": span.start_char, "end": span.end_char, "token_start": start, "token_end": end,
-                         "label": label, "score": score, "text": span.text})
+        entities.append(
+            {
+                "start": span.start_char,
+                "end": span.end_char,
+                "token_start": start,
+                "token_end": end,
+                "label": label,
+                "score": score,
+                "text": span.text,
+            }
+        )
         return len(entities) - 1
 
     for i, span in enumerate(group):
@@ -100,8 +110,12 @@ def doc_to_record(doc: Doc, spans_key: str = "sc") -> Dict[str, Any]:
         return found
 
     relations = [
-        {"head": endpoint(rel, "head"), "tail": endpoint(rel, "tail"), "label": rel["label"],
-         "score": float(rel.get("score", 1.0))}
+        {
+            "head": endpoint(rel, "head"),
+            "tail": endpoint(rel, "tail"),
+            "label": rel["label"],
+            "score": float(rel.get("score", 1.0)),
+        }
         for rel in doc._.get(RELATIONS_ATTR)
     ]
     return {"text": doc.text, "entities": entities, "relations": relations}
@@ -161,8 +175,10 @@ def check_record(record: Any) -> None:
             if key not in ent:
                 raise ValueError(f"{where}: no field '{key}'")
         if not (_is_int(ent["start"]) and _is_int(ent["end"]) and 0 <= ent["start"] < ent["end"] <= len(text)):
-            raise ValueError(f"{where}: 'start'/'end' = {ent['start']!r}/{ent['end']!r} is not a span of a text "
-                             f"of {len(text)} characters")
+            raise ValueError(
+                f"{where}: 'start'/'end' = {ent['start']!r}/{ent['end']!r} is not a span of a text "
+                f"of {len(text)} characters"
+            )
         if not isinstance(ent["label"], str):
             raise ValueError(f"{where}: 'label' must be a string")
         if not _is_score(ent.get("score")):

@@ -25,6 +25,7 @@ whitespace information, so ``doc.has_unknown_spaces`` is True and spaCy's
 one-line :class:`ConversionError` that names the file, the record index and
 the field.
 """
+
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
@@ -96,9 +97,7 @@ def read_types(path: PathLike) -> SpertTypes:
             if not name.strip():
                 raise ConversionError(source, "a type name must not be empty", field=f"{kind}.{name}")
             if not isinstance(info, dict):
-                raise ConversionError(
-                    source, f"must be an object, got {json_type(info)}", field=f"{kind}.{name}"
-                )
+                raise ConversionError(source, f"must be an object, got {json_type(info)}", field=f"{kind}.{name}")
             if kind == "relations":
                 flag = info.get("symmetric", False)
                 if not isinstance(flag, bool):
@@ -125,9 +124,7 @@ def read_records(path: PathLike, source: Optional[str] = None) -> List[Any]:
     source = str(path) if source is None else source
     data = load_json(path, source)
     if not isinstance(data, list):
-        raise ConversionError(
-            source, f"expected a JSON list of records, got {json_type(data)}"
-        )
+        raise ConversionError(source, f"expected a JSON list of records, got {json_type(data)}")
     return data
 
 
@@ -166,9 +163,7 @@ def _check_record(
             yield where, item
 
     if not isinstance(record, dict):
-        raise fail(
-            f"must be an object with 'tokens', 'entities' and 'relations', got {json_type(record)}"
-        )
+        raise fail(f"must be an object with 'tokens', 'entities' and 'relations', got {json_type(record)}")
     for key in ("tokens", "entities", "relations"):
         if key not in record:
             raise fail("missing (every record needs 'tokens', 'entities' and 'relations')", key)
@@ -192,9 +187,7 @@ def _check_record(
         if end <= start:
             raise fail(f"end ({end}) must be greater than start ({start})", f"{where}.end")
         if end > len(tokens):
-            raise fail(
-                f"end ({end}) is past the end of the record ({len(tokens)} tokens)", f"{where}.end"
-            )
+            raise fail(f"end ({end}) is past the end of the record ({len(tokens)} tokens)", f"{where}.end")
         checked_ents.append((start, end, label))
 
     checked_rels: List[Tuple[int, int, str]] = []
@@ -203,9 +196,7 @@ def _check_record(
         label, head, tail = rel["type"], rel["head"], rel["tail"]
         for key, value in (("head", head), ("tail", tail)):
             if not is_int(value):
-                raise fail(
-                    f"must be an integer index into 'entities', got {show(value)}", f"{where}.{key}"
-                )
+                raise fail(f"must be an integer index into 'entities', got {show(value)}", f"{where}.{key}")
             if not 0 <= value < len(checked_ents):
                 raise fail(
                     f"entity index {value} does not exist (record has {len(checked_ents)} entities)",
@@ -403,5 +394,4 @@ def read_docbin(path: PathLike, vocab: Optional[Vocab] = None) -> List[Doc]:
     install_extensions()
     if vocab is None:
         vocab = spacy.blank("en").vocab
-    return list(DocBin().from_disk(path).get_docs(vocab))
-
+    return list(DocBin().from_disk(Path(path)).get_docs(vocab))

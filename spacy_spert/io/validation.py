@@ -1,6 +1,7 @@
 """What every reader of input data shares: the one-line error that names the
 file, record or line and field (:class:`ConversionError`), and the small
 helpers that describe a JSON value in such a message."""
+
 import json
 import os
 from pathlib import Path

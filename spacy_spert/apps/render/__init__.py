@@ -45,6 +45,7 @@ drawing and the colours), ``markup.py`` (one doc's HTML, the tables, the
 style sheet); this module: :func:`render` (pages and Jupyter) and the files
 (:func:`read_records`, :func:`render_file`).
 """
+
 import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
@@ -110,8 +111,12 @@ def render(
     if isinstance(docs, (Doc, dict)):
         docs = [docs]
     palette = Colors(colors)
-    parts = [render_doc(doc, spans_key=spans_key, split=split, direction=direction, max_width=max_width,
-                        colors=palette, table=table) for doc in docs]  # type: ignore[arg-type]
+    parts = [
+        render_doc(
+            doc, spans_key=spans_key, split=split, direction=direction, max_width=max_width, colors=palette, table=table
+        )
+        for doc in docs
+    ]
     markup = f'<div class="spert-render">{STYLE}{"".join(parts)}</div>'
     if page:
         markup = TPL_PAGE.format(content=markup, lang="en", dir="ltr").strip()
@@ -206,7 +211,7 @@ def render_file(
     if texts:
         if model is not None:
             raise ValueError("pass either texts (tagged by the pipeline SOURCE) or --model (to tag the file SOURCE)")
-        nlp = spacy.load(source)
+        nlp = spacy.load(source_path)
         key = spans_key or spert_spans_key(nlp)
         docs = list(nlp.pipe(texts))
     elif model is not None:
@@ -222,8 +227,10 @@ def render_file(
         key = spans_key or "sc"
         docs = list(DocBin().from_disk(source_path).get_docs(spacy.blank("xx").vocab))
     else:
-        raise ValueError(f"{source}: expected predict's JSONL output (.jsonl) or a .spacy file; to tag texts, "
-                         "pass a pipeline with --text, or the input with --model")
+        raise ValueError(
+            f"{source}: expected predict's JSONL output (.jsonl) or a .spacy file; to tag texts, "
+            "pass a pipeline with --text, or the input with --model"
+        )
     markup = render(docs, spans_key=key, page=True, jupyter=False, **options) or ""
     with atomic_output(output_path) as f:
         f.write(markup.encode("utf8"))

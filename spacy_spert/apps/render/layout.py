@@ -4,6 +4,7 @@ units joined into figures where an entity or relation crosses them
 (:func:`group_figures`), and each figure laid out in rows (:class:`Layout`):
 words wrapped at the row width and put in visual (bidi) order, entity bars
 stacked in slots, arcs on levels above the text."""
+
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
@@ -96,8 +97,9 @@ class Figure:
     relations: List[int] = field(default_factory=list)
 
 
-def split_units(record: Dict[str, Any], sentences: Optional[Sequence[Tuple[int, int]]],
-                split: str) -> List[Tuple[int, int]]:
+def split_units(
+    record: Dict[str, Any], sentences: Optional[Sequence[Tuple[int, int]]], split: str
+) -> List[Tuple[int, int]]:
     """The units a record's text is cut into, before figures are joined.
 
     record (Dict[str, Any]): The record.
@@ -115,7 +117,7 @@ def split_units(record: Dict[str, Any], sentences: Optional[Sequence[Tuple[int, 
         return [(s, e) for s, e in sentences if text[s:e].strip()] or [(0, len(text))]
     units, start = [], 0
     for m in _BLANK_LINE.finditer(text):
-        if text[start:m.start()].strip():
+        if text[start : m.start()].strip():
             units.append((start, m.start()))
         start = m.end()
     if text[start:].strip() or not units:
@@ -181,7 +183,9 @@ class Layout:
     def __init__(self, record: Dict[str, Any], figure: Figure, max_width: float, direction: str) -> None:
         self.record, self.figure = record, figure
         text = record["text"]
-        self.rtl = (direction == "rtl") or (direction == "auto" and strong_direction(text[figure.start:figure.end]) == "rtl")
+        self.rtl = (direction == "rtl") or (
+            direction == "auto" and strong_direction(text[figure.start : figure.end]) == "rtl"
+        )
         self.pieces = self._pieces(text, figure, max_width)
         self.width = max([p.x + p.width for p in self.pieces], default=0.0)
         self._reorder()
@@ -191,20 +195,25 @@ class Layout:
         self._place_rows()
 
     def _pieces(self, text: str, figure: Figure, max_width: float) -> List[Piece]:
-        cuts = sorted({b for e in figure.entities for b in (self.record["entities"][e]["start"],
-                                                            self.record["entities"][e]["end"])})
+        cuts = sorted(
+            {
+                b
+                for e in figure.entities
+                for b in (self.record["entities"][e]["start"], self.record["entities"][e]["end"])
+            }
+        )
         max_cols = max(int(max_width // CHAR_W), 8)
         space = CHAR_W
         pieces: List[Piece] = []
         row, x, prev_end = 0, 0.0, figure.start
         for m in _WORD.finditer(text, figure.start, figure.end):
-            gap = text[prev_end:m.start()]
+            gap = text[prev_end : m.start()]
             prev_end = m.end()
             if "\n" in gap and pieces:
                 row, x = row + 1, 0.0
             new_word = True
             lo = bisect_right(cuts, m.start())
-            bounds = [m.start(), *cuts[lo:bisect_left(cuts, m.end())], m.end()]
+            bounds = [m.start(), *cuts[lo : bisect_left(cuts, m.end())], m.end()]
             for start, end in pairwise(bounds):
                 for s, e in _chunks(text, start, end, max_cols):
                     width = columns(text[s:e]) * CHAR_W
@@ -233,7 +242,7 @@ class Layout:
             for i, d in enumerate(dirs):
                 if d is None:
                     before = next((x for x in reversed(dirs[:i]) if x is not None), own)
-                    after = next((x for x in dirs[i + 1:] if x is not None), own)
+                    after = next((x for x in dirs[i + 1 :] if x is not None), own)
                     resolved[i] = before if before == after else own
             # Runs against the figure's direction are reversed, then the whole
             # row is mirrored for a right-to-left figure.

@@ -1,6 +1,7 @@
 """The HTML of one doc or record: its figures (:func:`render_doc`) and the
 tables of its entities and relations (:func:`render_table`), with the style
 sheet they share (:data:`STYLE`)."""
+
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from spacy.tokens import Doc
@@ -39,27 +40,27 @@ def render_table(record: Dict[str, Any]) -> str:
 
     def ent_text(i: int) -> str:
         ent = entities[i]
-        return f'<bdi>{shown(text[ent["start"]:ent["end"]])}</bdi>'
+        return f"<bdi>{shown(text[ent['start'] : ent['end']])}</bdi>"
 
     rows = [
-        f'<tr><td>{i}</td><td>{ent_text(i)}</td><td>{shown(e["label"])}</td>'
+        f"<tr><td>{i}</td><td>{ent_text(i)}</td><td>{shown(e['label'])}</td>"
         f'<td class="score">{score_text(e.get("score"))}</td><td>{e["start"]}\u2013{e["end"]}</td></tr>'
         for i, e in enumerate(entities)
     ]
     out = [
         f'<table class="spert-entities"><caption>Entities ({len(entities)})</caption>'
-        '<thead><tr><th>#</th><th>text</th><th>label</th><th>score</th><th>characters</th></tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table>'
+        "<thead><tr><th>#</th><th>text</th><th>label</th><th>score</th><th>characters</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
     ]
     rows = [
-        f'<tr><td>{ent_text(r["head"])}</td><td>{shown(r["label"])}</td><td>{ent_text(r["tail"])}</td>'
+        f"<tr><td>{ent_text(r['head'])}</td><td>{shown(r['label'])}</td><td>{ent_text(r['tail'])}</td>"
         f'<td class="score">{score_text(r.get("score"))}</td></tr>'
         for r in record["relations"]
     ]
     out.append(
         f'<table class="spert-relations"><caption>Relations ({len(record["relations"])})</caption>'
-        '<thead><tr><th>head</th><th>relation</th><th>tail</th><th>score</th></tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table>'
+        "<thead><tr><th>head</th><th>relation</th><th>tail</th><th>score</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
     return "".join(out)
 
@@ -76,8 +77,16 @@ def _as_record(doc: DocLike, spans_key: str) -> Tuple[Dict[str, Any], Optional[L
     return doc, None, title if isinstance(title, str) else None
 
 
-def render_doc(doc: DocLike, *, spans_key: str = "sc", split: str = "auto", direction: str = "auto",
-               max_width: float = 960, colors: Optional[Dict[str, str]] = None, table: bool = False) -> str:
+def render_doc(
+    doc: DocLike,
+    *,
+    spans_key: str = "sc",
+    split: str = "auto",
+    direction: str = "auto",
+    max_width: float = 960,
+    colors: Optional[Union[Dict[str, str], Colors]] = None,
+    table: bool = False,
+) -> str:
     """The HTML of one doc or record: its title, one ``<figure>`` per sentence
     or paragraph and, with ``table``, the tables. See :func:`render`."""
     from spacy.displacy.templates import TPL_TITLE
@@ -93,8 +102,10 @@ def render_doc(doc: DocLike, *, spans_key: str = "sc", split: str = "auto", dire
         out.append(TPL_TITLE.format(title=shown(title)).strip())
     for figure in group_figures(record, split_units(record, sentences, split)):
         layout = Layout(record, figure, max_width, direction)
-        out.append(f'<figure class="spert-figure" dir="{"rtl" if layout.rtl else "ltr"}">'
-                   f'{figure_svg(layout, record, palette)}</figure>')
+        out.append(
+            f'<figure class="spert-figure" dir="{"rtl" if layout.rtl else "ltr"}">'
+            f"{figure_svg(layout, record, palette)}</figure>"
+        )
     if table:
         out.append(render_table(record))
     out.append("</div>")

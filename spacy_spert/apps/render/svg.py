@@ -2,6 +2,7 @@
 entity bars with their label tabs, and the arcs with their labels, each
 entity and arc a ``<g>`` with its data and a tooltip; and the entity colours
 (:class:`Colors`, displaCy's)."""
+
 import html
 import zlib
 from bisect import bisect_right
@@ -29,8 +30,20 @@ __all__ = ["Colors", "figure_svg"]
 
 FONT_FAMILY = "ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, 'Liberation Mono', monospace"
 # Colours for labels displaCy has no colour for, chosen by a hash of the label.
-PALETTE = ("#aa9cfc", "#7aecec", "#feca74", "#ff9561", "#bfeeb7", "#c887fb", "#9cc9cc", "#ffeb80",
-           "#ff8197", "#f0d0ff", "#bfe1d9", "#e4e7d2")
+PALETTE = (
+    "#aa9cfc",
+    "#7aecec",
+    "#feca74",
+    "#ff9561",
+    "#bfeeb7",
+    "#c887fb",
+    "#9cc9cc",
+    "#ffeb80",
+    "#ff8197",
+    "#f0d0ff",
+    "#bfe1d9",
+    "#e4e7d2",
+)
 ARC_COLOR = "#444"
 
 
@@ -90,12 +103,14 @@ def figure_svg(layout: Layout, record: Dict[str, Any], colors: Colors) -> str:
         out.append(
             f'<g class="spert-entity" data-entity="{e}" data-label="{shown(ent["label"])}" '
             f'data-score="{score_text(score)}" data-start="{ent["start"]}" data-end="{ent["end"]}">'
-            f'<title>{shown(text[ent["start"]:ent["end"]])}: {shown(tag)}</title>'
+            f"<title>{shown(text[ent['start'] : ent['end']])}: {shown(tag)}</title>"
         )
         for seg in segs:
             y = layout.text_top(seg.row) + TEXT_H + seg.slot * SLOT_H
-            out.append(f'<rect x="{_fmt(seg.x0 - 1)}" y="{_fmt(y)}" width="{_fmt(seg.x1 - seg.x0 + 2)}" height="4" '
-                       f'fill="{html.escape(color)}"/>')
+            out.append(
+                f'<rect x="{_fmt(seg.x0 - 1)}" y="{_fmt(y)}" width="{_fmt(seg.x1 - seg.x0 + 2)}" height="4" '
+                f'fill="{html.escape(color)}"/>'
+            )
             if seg.first:
                 tab = len(tag) * LABEL_CHAR_W + 2 * LABEL_PAD
                 tx = seg.x1 - tab + 1 if layout.rtl else seg.x0 - 1
@@ -126,8 +141,8 @@ def figure_svg(layout: Layout, record: Dict[str, Any], colors: Colors) -> str:
         out.append(
             f'<g class="spert-arc" data-relation="{r}" data-head="{rel["head"]}" data-tail="{rel["tail"]}" '
             f'data-label="{shown(rel["label"])}" data-score="{score_text(rel.get("score"))}">'
-            f'<title>{shown(text[head["start"]:head["end"]])} \u2192 {shown(tag)} \u2192 '
-            f'{shown(text[tail["start"]:tail["end"]])}</title>'
+            f"<title>{shown(text[head['start'] : head['end']])} \u2192 {shown(tag)} \u2192 "
+            f"{shown(text[tail['start'] : tail['end']])}</title>"
         )
         for part in parts:
             out.append(_arc_part(layout, part, tag))
@@ -144,18 +159,24 @@ def _arc_part(layout: Layout, part: ArcPart, tag: str) -> str:
     r = min(RADIUS, abs(xb - xa) / 2)
     d = []
     if part.a_end:
-        d.append(f"M{_fmt(xa)},{_fmt(bottom)} L{_fmt(xa)},{_fmt(y + r)} Q{_fmt(xa)},{_fmt(y)} {_fmt(xa + sign * r)},{_fmt(y)}")
+        d.append(
+            f"M{_fmt(xa)},{_fmt(bottom)} L{_fmt(xa)},{_fmt(y + r)} Q{_fmt(xa)},{_fmt(y)} {_fmt(xa + sign * r)},{_fmt(y)}"
+        )
     else:
         d.append(f"M{_fmt(xa)},{_fmt(y)}")
     if part.b_end:
-        d.append(f"L{_fmt(xb - sign * r)},{_fmt(y)} Q{_fmt(xb)},{_fmt(y)} {_fmt(xb)},{_fmt(y + r)} L{_fmt(xb)},{_fmt(bottom)}")
+        d.append(
+            f"L{_fmt(xb - sign * r)},{_fmt(y)} Q{_fmt(xb)},{_fmt(y)} {_fmt(xb)},{_fmt(y + r)} L{_fmt(xb)},{_fmt(bottom)}"
+        )
     else:
         d.append(f"L{_fmt(xb)},{_fmt(y)}")
     out = [f'<path d="{" ".join(d)}" fill="none" stroke="{ARC_COLOR}" stroke-width="1.5"/>']
     for at, on in ((xa, part.arrow_a), (xb, part.arrow_b)):
         if on:
-            out.append(f'<path class="spert-arrowhead" d="M{_fmt(at - 4)},{_fmt(bottom - 7)} L{_fmt(at + 4)},'
-                       f'{_fmt(bottom - 7)} L{_fmt(at)},{_fmt(bottom)} Z" fill="{ARC_COLOR}"/>')
+            out.append(
+                f'<path class="spert-arrowhead" d="M{_fmt(at - 4)},{_fmt(bottom - 7)} L{_fmt(at + 4)},'
+                f'{_fmt(bottom - 7)} L{_fmt(at)},{_fmt(bottom)} Z" fill="{ARC_COLOR}"/>'
+            )
     mid = part.label_x
     w = part.label_width
     out.append(

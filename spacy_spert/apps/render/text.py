@@ -2,6 +2,7 @@
 symbols (:func:`shown`, which also escapes), the columns of monospace text
 (:func:`columns`), the direction of a piece of text (:func:`strong_direction`)
 and the label-and-score tags of entities and arcs."""
+
 import html
 import re
 import unicodedata

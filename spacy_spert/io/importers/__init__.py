@@ -16,6 +16,7 @@ Each reader yields the annotated texts as :class:`~.common.Item` records;
 (offsets mapped onto tokens, sentence splitting, skipped texts, what the
 output Docs hold, one-line errors), described in its docstring.
 """
+
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 

@@ -14,6 +14,7 @@
 
 The policies shared with the other formats are in :mod:`.common`.
 """
+
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
@@ -56,7 +57,9 @@ def read_brat(path: Path, report: ImportReport) -> Iterator[Item]:
             text = txt_path.read_bytes().decode("utf-8")
             lines = [line.rstrip("\r") for line in ann_path.read_bytes().decode("utf-8").split("\n")]
         except UnicodeDecodeError as e:
-            raise ConversionError(ann_source, f"{txt_path.name} or {ann_path.name} is not valid UTF-8 text: {e}") from None
+            raise ConversionError(
+                ann_source, f"{txt_path.name} or {ann_path.name} is not valid UTF-8 text: {e}"
+            ) from None
         if not text.strip():
             report.skipped["empty texts"] += 1
             continue
@@ -72,6 +75,7 @@ def _brat_item(item: Item, lines: List[str], report: ImportReport) -> Item:
     triggers = set()
     relations = []
     for n, line in enumerate(lines, 1):
+
         def fail(problem: str, name: Optional[str] = None, n=n) -> ConversionError:
             return ConversionError(item.source, problem, line=n, field=name)
 
@@ -88,16 +92,17 @@ def _brat_item(item: Item, lines: List[str], report: ImportReport) -> Item:
         elif kind == "R":
             args = parts[1].split() if len(parts) > 1 else []
             if len(args) != 3 or not all(":" in arg for arg in args[1:]):
-                raise fail(f"a relation is TYPE Arg1:ID Arg2:ID, got {show(parts[1] if len(parts) > 1 else '')}",
-                           "arguments")
+                raise fail(
+                    f"a relation is TYPE Arg1:ID Arg2:ID, got {show(parts[1] if len(parts) > 1 else '')}", "arguments"
+                )
             relations.append((n, args[0], [arg.split(":", 1)[1] for arg in args[1:]]))
             others.add(ann_id)
         elif kind == "E":
             report.dropped["events"] += 1
             others.add(ann_id)
-            trigger = parts[1].split()[0].split(":", 1) if len(parts) > 1 and parts[1].strip() else []
-            if len(trigger) == 2:
-                triggers.add(trigger[1])
+            trigger_arg = parts[1].split()[0].split(":", 1) if len(parts) > 1 and parts[1].strip() else []
+            if len(trigger_arg) == 2:
+                triggers.add(trigger_arg[1])
         elif kind in _BRAT_KINDS:
             report.dropped[_BRAT_KINDS[kind]] += 1
             if kind != "*":
@@ -117,12 +122,13 @@ def _brat_item(item: Item, lines: List[str], report: ImportReport) -> Item:
             if arg not in entities and arg not in others:
                 raise item.error(f"{arg} is not defined in this file", "arguments", line=n)
             ends.append(kept.get(arg))
-        if None in ends:
+        head, tail = ends
+        if head is None or tail is None:
             report.dropped["relations with a left-out argument"] += 1
-        elif ends[0] == ends[1]:
+        elif head == tail:
             raise item.error("Arg1 and Arg2 are the same entity; a relation needs two", "arguments", line=n)
         else:
-            item.relations.append(Relation(ends[0], ends[1], label, "type", line=n))
+            item.relations.append(Relation(head, tail, label, "type", line=n))
     return item
 
 

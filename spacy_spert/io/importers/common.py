@@ -30,9 +30,10 @@ Policies shared by the three formats:
   naming the file, the record (JSON) or line (JSONL, ``.ann``) and the
   field; nothing is written then.
 """
+
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, cast
 
 import spacy
 from spacy.language import Language
@@ -228,8 +229,9 @@ def _align(item: Item, doc: Doc, ent: Entity, strict: bool, report: ImportReport
     module docstring for the policy)."""
     text = doc.text
     if not 0 <= ent.start < ent.end <= len(text):
-        raise item.error(f"{ent.start}-{ent.end} is not a span of the text ({len(text)} characters)", ent.field,
-                         ent.line)
+        raise item.error(
+            f"{ent.start}-{ent.end} is not a span of the text ({len(text)} characters)", ent.field, ent.line
+        )
     start, end = ent.start, ent.end
     while start < end and text[start].isspace():
         start += 1
@@ -240,7 +242,8 @@ def _align(item: Item, doc: Doc, ent: Entity, strict: bool, report: ImportReport
     report.trimmed += (start, end) != (ent.start, ent.end)
     span = doc.char_span(start, end)
     if span is None:
-        span = doc.char_span(start, end, alignment_mode="expand")
+        # Never None: the offsets were checked against the text above.
+        span = cast(Span, doc.char_span(start, end, alignment_mode="expand"))
         if strict:
             raise item.error(
                 f"{show(text[start:end])} ({start}-{end}) does not fall on token boundaries: the tokens are "
@@ -262,8 +265,9 @@ def _align(item: Item, doc: Doc, ent: Entity, strict: bool, report: ImportReport
     return span.start, span.end
 
 
-def item_docs(item: Item, pipeline: Pipeline, spans_key: str, strict: bool, types: Optional[SpertTypes],
-               report: ImportReport) -> List[Doc]:
+def item_docs(
+    item: Item, pipeline: Pipeline, spans_key: str, strict: bool, types: Optional[SpertTypes], report: ImportReport
+) -> List[Doc]:
     """The Docs of one annotated text (one, or one per sentence).
 
     item (Item): The text and its annotations.
@@ -278,12 +282,17 @@ def item_docs(item: Item, pipeline: Pipeline, spans_key: str, strict: bool, type
         not in ``types``.
     """
     if types is not None:
-        for known, kind, annotations in ((types.entities, "entity", item.entities),
-                                         (types.relations, "relation", item.relations)):
+        for known, kind, annotations in (
+            (types.entities, "entity", item.entities),
+            (types.relations, "relation", item.relations),
+        ):
             for ann in annotations:
                 if ann.label not in known:
-                    raise item.error(f"unknown {kind} type {show(ann.label)} (the types file has: "
-                                     f"{', '.join(known)})", ann.label_field, ann.line)
+                    raise item.error(
+                        f"unknown {kind} type {show(ann.label)} (the types file has: {', '.join(known)})",
+                        ann.label_field,
+                        ann.line,
+                    )
     doc = item.doc if item.doc is not None else pipeline.make_doc(item.text)
     spans = [_align(item, doc, ent, strict, report) for ent in item.entities]
     segments = pipeline.segments(doc, spans)
@@ -291,19 +300,32 @@ def item_docs(item: Item, pipeline: Pipeline, spans_key: str, strict: bool, type
     for first, last in segments:
         tokens = doc[first:last]
         out = Doc(pipeline.vocab, words=[t.text for t in tokens], spaces=[bool(t.whitespace_) for t in tokens])
-        kept = {i: Span(out, start - first, end - first, label=ent.label)
-                for i, ((start, end), ent) in enumerate(zip(spans, item.entities)) if first <= start < last}
+        kept = {
+            i: Span(out, start - first, end - first, label=ent.label)
+            for i, ((start, end), ent) in enumerate(zip(spans, item.entities))
+            if first <= start < last
+        }
         out.spans[spans_key] = SpanGroup(out, name=spans_key, spans=list(kept.values()))
-        out._.set(RELATIONS_ATTR, [make_relation(kept[rel.head], kept[rel.tail], rel.label)
-                                   for rel in item.relations if rel.head in kept and rel.tail in kept])
+        out._.set(
+            RELATIONS_ATTR,
+            [
+                make_relation(kept[rel.head], kept[rel.tail], rel.label)
+                for rel in item.relations
+                if rel.head in kept and rel.tail in kept
+            ],
+        )
         out.user_data["orig_id"] = item.orig_id
         docs.append(out)
         report.docs += 1
         report.entities += len(kept)
         report.relations += len(out._.get(RELATIONS_ATTR))
-    crossing = sum(1 for rel in item.relations if not any(
-        first <= spans[rel.head][0] < last and first <= spans[rel.tail][0] < last
-        for first, last in segments))
+    crossing = sum(
+        1
+        for rel in item.relations
+        if not any(
+            first <= spans[rel.head][0] < last and first <= spans[rel.tail][0] < last for first, last in segments
+        )
+    )
     if crossing:
         report.dropped["relations across sentence boundaries"] += crossing
     return docs

@@ -18,6 +18,7 @@
 
 The policies shared with the other formats are in :mod:`.common`.
 """
+
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -41,6 +42,7 @@ def read_label_studio(path: Path, source: str, report: ImportReport, text_key: s
             source, f"expected a list of tasks (Label Studio's JSON export, not JSON-MIN), got {json_type(tasks)}"
         )
     for i, task in enumerate(tasks):
+
         def fail(problem: str, name: Optional[str] = None, i=i) -> ConversionError:
             return ConversionError(source, problem, record=i, field=name)
 
@@ -101,8 +103,10 @@ def _label_studio_result(item: Item, result: List[Any], fail: Fail, where: str, 
             hint = ""
             if any(ord(c) > 0xFFFF for c in item.text):
                 hint = " (the text has characters outside the Basic Multilingual Plane: offsets in UTF-16 units?)"
-            raise fail(f"is {show(given)}, the text has {show(item.text[start:end])} at {start}-{end}{hint}",
-                       f"{at}.value.text")
+            raise fail(
+                f"is {show(given)}, the text has {show(item.text[start:end])} at {start}-{end}{hint}",
+                f"{at}.value.text",
+            )
         if res_id is not None:
             regions[str(res_id)] = len(item.entities)
         item.entities.extend(Entity(start, end, label, f"{at}.value", f"{at}.value.labels") for label in labels)
@@ -115,15 +119,15 @@ def _label_studio_result(item: Item, result: List[Any], fail: Fail, where: str, 
             ends.append(regions[region])
         direction = get_field(res, "direction", "str", fail, at, default="right")
         if direction not in ("right", "left", "bi"):
-            raise fail(f"must be \"right\", \"left\" or \"bi\", got {show(direction)}", f"{at}.direction")
+            raise fail(f'must be "right", "left" or "bi", got {show(direction)}', f"{at}.direction")
         labels = get_field(res, "labels", "list", fail, at, default=[])
-        if None in ends:
+        head, tail = ends
+        if head is None or tail is None:
             report.dropped["relations with a left-out argument"] += 1
             continue
         if not labels:
             report.dropped["relations without a label"] += 1
             continue
-        head, tail = ends
         if head == tail:
             raise fail("from_id and to_id are the same region; a relation needs two entities", at)
         chars = [item.entities[e][:2] for e in (head, tail)]  # (start, end)

@@ -17,6 +17,7 @@
 
 The policies shared with the other formats are in :mod:`.common`.
 """
+
 import json
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -58,7 +59,7 @@ def read_prodigy(path: Path, source: str, report: ImportReport, vocab: Vocab) ->
             raise fail(f"must be an object (a Prodigy task), got {json_type(task)}")
         answer = get_field(task, "answer", "str", fail)
         if answer not in ("accept", "reject", "ignore"):
-            raise fail(f"must be \"accept\", \"reject\" or \"ignore\", got {show(answer)}", "answer")
+            raise fail(f'must be "accept", "reject" or "ignore", got {show(answer)}', "answer")
         if answer != "accept":
             report.skipped[f"'{answer}' answers"] += 1
             continue
@@ -84,13 +85,13 @@ def read_prodigy(path: Path, source: str, report: ImportReport, vocab: Vocab) ->
             if not isinstance(rel, dict):
                 raise fail(f"must be an object with 'head', 'child' and 'label', got {json_type(rel)}", where)
             label = get_field(rel, "label", "label", fail, where)
-            ends = [_prodigy_endpoint(rel, side, item, span_tokens, fail, where) for side in ("head", "child")]
-            if None in ends:
+            head, tail = (_prodigy_endpoint(rel, side, item, span_tokens, fail, where) for side in ("head", "child"))
+            if head is None or tail is None:
                 report.dropped["relations with an argument that is not a labelled span"] += 1
-            elif ends[0] == ends[1]:
+            elif head == tail:
                 raise fail("head and child are the same span; a relation needs two entities", where)
             else:
-                item.relations.append(Relation(ends[0], ends[1], label, f"{where}.label"))
+                item.relations.append(Relation(head, tail, label, f"{where}.label"))
         yield item
 
 
@@ -99,8 +100,9 @@ def _prodigy_doc(task: Dict[str, Any], text: str, fail: Fail, vocab: Vocab) -> D
     tokens = get_field(task, "tokens", "list", fail)
     for k, token in enumerate(tokens):
         if not isinstance(token, dict):
-            raise fail(f"must be an object with 'text', 'start', 'end' and 'ws', got {json_type(token)}",
-                       f"tokens[{k}]")
+            raise fail(
+                f"must be an object with 'text', 'start', 'end' and 'ws', got {json_type(token)}", f"tokens[{k}]"
+            )
     words = [get_field(t, "text", "word", fail, f"tokens[{k}]") for k, t in enumerate(tokens)]
     spaces = [get_field(t, "ws", "bool", fail, f"tokens[{k}]") for k, t in enumerate(tokens)]
     doc = Doc(vocab, words=words, spaces=spaces)
@@ -117,20 +119,23 @@ def _prodigy_doc(task: Dict[str, Any], text: str, fail: Fail, vocab: Vocab) -> D
     return doc
 
 
-def _prodigy_endpoint(rel: Dict[str, Any], side: str, item: Item, span_tokens: List[Any], fail: Fail,
-                      where: str) -> Optional[int]:
+def _prodigy_endpoint(
+    rel: Dict[str, Any], side: str, item: Item, span_tokens: List[Any], fail: Fail, where: str
+) -> Optional[int]:
     """The index in ``item.entities`` of a relation's head or child, or None
     if it is no labelled span of the task."""
     span = get_field(rel, f"{side}_span", "object", fail, where, default=None)
     if span is not None:
         start, end = (get_field(span, key, "int", fail, f"{where}.{side}_span") for key in ("start", "end"))
         label = span.get("label")
-        found = [i for i, e in enumerate(item.entities)
-                 if (e.start, e.end) == (start, end) and label in (None, e.label)]
+        found = [
+            i for i, e in enumerate(item.entities) if (e.start, e.end) == (start, end) and label in (None, e.label)
+        ]
     else:
         token = get_field(rel, side, "int", fail, where)
-        if not 0 <= token < len(item.doc):
-            raise fail(f"token {token} does not exist (the task has {len(item.doc)} tokens)", f"{where}.{side}")
+        n_tokens = len(item.doc) if item.doc is not None else 0  # Prodigy tasks always have their tokens
+        if not 0 <= token < n_tokens:
+            raise fail(f"token {token} does not exist (the task has {n_tokens} tokens)", f"{where}.{side}")
         known = [(i, t) for i, t in enumerate(span_tokens) if t is not None]
         found = [i for i, (_first, end) in known if end - 1 == token] or [
             i for i, (first, end) in known if first <= token < end

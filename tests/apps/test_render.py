@@ -5,6 +5,7 @@ or paragraph joined where a relation crosses them, rows that wrap (an arc
 across rows in two parts), right-to-left layout, escaping of every text,
 control characters, a 20,000-token doc, Jupyter, record errors naming the
 field, and the command from predict's JSONL, a .spacy file and a model."""
+
 import json
 import re
 import sys
@@ -13,13 +14,13 @@ from html.parser import HTMLParser
 
 import pytest
 import spacy
-from spacy.tokens import Doc, DocBin, SpanGroup
+from spacy.tokens import DocBin, SpanGroup
 from typer.testing import CliRunner
 
 from spacy_spert import doc_to_record, make_relation, render
-from spacy_spert.cli import app
 from spacy_spert.apps.render import check_record, render_table
 from spacy_spert.apps.render.layout import CHAR_W
+from spacy_spert.cli import app
 
 TEXT = "Priya Raman, an analyst at Kestrel Labs, lives in Tampere."
 TEXTS = ["Mary Smith works for Acme Corp in Paris .", "John Doe lives in London ."]
@@ -41,7 +42,7 @@ RECORD = {
 class Elements(HTMLParser):
     """Every element with its attributes and its own text; checks nesting."""
 
-    VOID = {"meta", "br", "rect", "path", "img", "input"}
+    VOID = frozenset({"meta", "br", "rect", "path", "img", "input"})
 
     def __init__(self, markup):
         super().__init__(convert_charrefs=True)
@@ -83,9 +84,17 @@ def test_entities_with_labels_scores_and_stacked_overlaps():
     page = Elements(render(RECORD))
     groups = page.find("g", "spert-entity")
     assert [(g["data-label"], g["data-score"]) for g in groups] == [
-        ("Peop", "0.92"), ("Org", "0.95"), ("Loc", "0.94"), ("Other", "0.41")]
+        ("Peop", "0.92"),
+        ("Org", "0.95"),
+        ("Loc", "0.94"),
+        ("Other", "0.41"),
+    ]
     assert [e["text"] for e in page.find("text", "spert-entity-label")] == [
-        "Peop 0.92", "Org 0.95", "Loc 0.94", "Other 0.41"]
+        "Peop 0.92",
+        "Org 0.95",
+        "Loc 0.94",
+        "Other 0.41",
+    ]
     # The nested "Kestrel" entity is drawn in a second slot, below "Kestrel Labs".
     bars = [e for e in page.elements if e["tag"] == "rect" and e.get("height") == "4"]
     y = {float(b["y"]) for b in bars}
@@ -98,7 +107,9 @@ def test_relations_are_directed_labelled_arcs():
     page = Elements(markup)
     arcs = page.find("g", "spert-arc")
     assert [(a["data-head"], a["data-tail"], a["data-label"], a["data-score"]) for a in arcs] == [
-        ("0", "1", "Work_For", "0.99"), ("0", "2", "Live_In", "0.98")]
+        ("0", "1", "Work_For", "0.99"),
+        ("0", "2", "Live_In", "0.98"),
+    ]
     assert [e["text"] for e in page.find("text", "spert-arc-label")] == ["Work_For 0.99", "Live_In 0.98"]
     # One arrowhead per arc, at the tail: its tip is above the tail entity's words.
     tips = re.findall(r'class="spert-arrowhead" d="M[\d.]+,[\d.]+ L[\d.]+,[\d.]+ L([\d.]+),', markup)
@@ -116,7 +127,9 @@ def test_doc_and_its_record_render_the_same():
     doc = nlp(TEXT)
     spans = [doc.char_span(e["start"], e["end"], label=e["label"]) for e in RECORD["entities"]]
     doc.spans["sc"] = SpanGroup(doc, name="sc", spans=spans, attrs={"scores": [e["score"] for e in RECORD["entities"]]})
-    doc._.relations = [make_relation(spans[r["head"]], spans[r["tail"]], r["label"], r["score"]) for r in RECORD["relations"]]
+    doc._.relations = [
+        make_relation(spans[r["head"]], spans[r["tail"]], r["label"], r["score"]) for r in RECORD["relations"]
+    ]
     assert render(doc) == render(doc_to_record(doc))
     assert render(doc) == render(dict(RECORD, entities=doc_to_record(doc)["entities"]))
 
@@ -137,14 +150,21 @@ def test_one_figure_per_sentence_joined_where_a_relation_crosses():
     doc, ents = sentence_doc()
     doc._.relations = [make_relation(ents[3], ents[4], "Live_In", 0.8)]
     assert Elements(render(doc)).find("figure").__len__() == 3
-    doc._.relations = [make_relation(ents[1], ents[2], "OrgBased_In", 0.7), make_relation(ents[3], ents[4], "Live_In", 0.8)]
+    doc._.relations = [
+        make_relation(ents[1], ents[2], "OrgBased_In", 0.7),
+        make_relation(ents[3], ents[4], "Live_In", 0.8),
+    ]
     figures = Elements(render(doc)).find("figure")
     assert len(figures) == 2  # sentences 1 and 2 joined by OrgBased_In
     assert len(Elements(render(doc, split="none")).find("figure")) == 1
 
 
 def test_paragraphs_of_a_record():
-    record = {"text": "Anna Lee works for Acme.\n\n  \nBo Li lives in Lund.\nNext line.", "entities": [], "relations": []}
+    record = {
+        "text": "Anna Lee works for Acme.\n\n  \nBo Li lives in Lund.\nNext line.",
+        "entities": [],
+        "relations": [],
+    }
     page = Elements(render(record))
     assert len(page.find("figure")) == 2
     # A single newline starts a new row within the figure.
@@ -159,7 +179,7 @@ def test_rows_wrap_and_cross_row_arcs_are_drawn_in_two_parts():
     assert len(row_ys) >= 3
     for w in page.find("text", "spert-word"):
         assert float(w["x"]) + float(w["textlength"]) <= 200 + 1e-6
-    live_in = [a for a in page.find("g", "spert-arc") if a["data-label"] == "Live_In"][0]
+    live_in = next(a for a in page.find("g", "spert-arc") if a["data-label"] == "Live_In")
     part_labels = re.findall(r'data-label="Live_In".*?</g>', markup)[0].count('class="spert-arc-label"')
     assert part_labels == 2 and live_in["data-tail"] == "2"
 
@@ -167,7 +187,11 @@ def test_rows_wrap_and_cross_row_arcs_are_drawn_in_two_parts():
 def test_right_to_left_figure():
     text = "\u05de\u05e8\u05d9 \u05e2\u05d5\u05d1\u05d3\u05ea \u05d1 Acme Corp \u05d1\u05e4\u05e8\u05d9\u05d6 ."
     start = text.index("Acme")
-    record = {"text": text, "entities": [{"start": start, "end": start + 9, "label": "Org", "score": 0.5}], "relations": []}
+    record = {
+        "text": text,
+        "entities": [{"start": start, "end": start + 9, "label": "Org", "score": 0.5}],
+        "relations": [],
+    }
     page = Elements(render(record))
     assert page.find("figure")[0]["dir"] == "rtl"
     x = [(w["text"], float(w["x"])) for w in page.find("text", "spert-word")]
@@ -177,14 +201,20 @@ def test_right_to_left_figure():
     assert Elements(render(dict(RECORD))).find("figure")[0]["dir"] == "ltr"
 
 
-@pytest.mark.parametrize("text", [
-    "<script>alert(1)</script> & \"quotes\" 'single' </svg></figure>",
-    "</textarea><img src=x onerror=alert(1)>",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<script>alert(1)</script> & \"quotes\" 'single' </svg></figure>",
+        "</textarea><img src=x onerror=alert(1)>",
+    ],
+)
 def test_every_text_is_escaped(text):
-    record = {"text": text, "entities": [{"start": 0, "end": 8, "label": "<b>L</b>", "score": 0.5}],
-              "relations": [{"head": 0, "tail": 0, "label": "</text><script>x</script>", "score": 0.5}],
-              "title": "<i>title</i>"}
+    record = {
+        "text": text,
+        "entities": [{"start": 0, "end": 8, "label": "<b>L</b>", "score": 0.5}],
+        "relations": [{"head": 0, "tail": 0, "label": "</text><script>x</script>", "score": 0.5}],
+        "title": "<i>title</i>",
+    }
     markup = render(record, table=True, page=True)
     page = Elements(markup)
     assert not page.find("script") and not page.find("img") and not page.find("b") and not page.find("i")
@@ -206,10 +236,14 @@ def test_long_doc_of_20000_tokens():
     nlp.add_pipe("sentencizer")
     doc = nlp(" ".join(["Anna Lee works for Acme in Oslo ."] * 2500))
     assert len(doc) == 20_000
-    ents = [doc[i:i + 2] for i in range(0, len(doc), 8)]
-    doc.spans["sc"] = SpanGroup(doc, name="sc", spans=[doc.char_span(s.start_char, s.end_char, label="Peop") for s in ents],
-                                attrs={"scores": [0.9] * len(ents)})
-    doc._.relations = [make_relation(doc[i:i + 2], doc[i + 5:i + 6], "Live_In", 0.8) for i in range(0, len(doc), 8)]
+    ents = [doc[i : i + 2] for i in range(0, len(doc), 8)]
+    doc.spans["sc"] = SpanGroup(
+        doc,
+        name="sc",
+        spans=[doc.char_span(s.start_char, s.end_char, label="Peop") for s in ents],
+        attrs={"scores": [0.9] * len(ents)},
+    )
+    doc._.relations = [make_relation(doc[i : i + 2], doc[i + 5 : i + 6], "Live_In", 0.8) for i in range(0, len(doc), 8)]
     markup = render(doc)
     page = Elements(markup)
     assert len(page.find("figure")) == 2500
@@ -255,17 +289,32 @@ def test_table():
     assert len(rows) == 2 + 4 + 2
 
 
-@pytest.mark.parametrize("record,message", [
-    ([], "must be a JSON object"),
-    ({"entities": [], "relations": []}, "no field 'text'"),
-    ({"text": "a b", "relations": []}, "no field 'entities'"),
-    ({"text": "a b", "entities": {}, "relations": []}, "field 'entities' must be a list"),
-    ({"text": "a b", "entities": [{"start": 0, "end": 9, "label": "X"}], "relations": []}, "entities[0]: 'start'/'end' = 0/9"),
-    ({"text": "a b", "entities": [{"start": 0, "end": 1}], "relations": []}, "entities[0]: no field 'label'"),
-    ({"text": "a b", "entities": [{"start": 0, "end": 1, "label": "X", "score": "high"}], "relations": []}, "entities[0]: 'score'"),
-    ({"text": "a b", "entities": [{"start": 0, "end": 1, "label": "X"}], "relations": [{"head": 0, "tail": 1, "label": "R"}]},
-     "relations[0]: 'tail' = 1 is not an index"),
-])
+@pytest.mark.parametrize(
+    "record,message",
+    [
+        ([], "must be a JSON object"),
+        ({"entities": [], "relations": []}, "no field 'text'"),
+        ({"text": "a b", "relations": []}, "no field 'entities'"),
+        ({"text": "a b", "entities": {}, "relations": []}, "field 'entities' must be a list"),
+        (
+            {"text": "a b", "entities": [{"start": 0, "end": 9, "label": "X"}], "relations": []},
+            "entities[0]: 'start'/'end' = 0/9",
+        ),
+        ({"text": "a b", "entities": [{"start": 0, "end": 1}], "relations": []}, "entities[0]: no field 'label'"),
+        (
+            {"text": "a b", "entities": [{"start": 0, "end": 1, "label": "X", "score": "high"}], "relations": []},
+            "entities[0]: 'score'",
+        ),
+        (
+            {
+                "text": "a b",
+                "entities": [{"start": 0, "end": 1, "label": "X"}],
+                "relations": [{"head": 0, "tail": 1, "label": "R"}],
+            },
+            "relations[0]: 'tail' = 1 is not an index",
+        ),
+    ],
+)
 def test_record_errors_name_the_field(record, message):
     with pytest.raises(ValueError) as e:
         check_record(record)

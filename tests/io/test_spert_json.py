@@ -6,6 +6,7 @@ two entity types and an entity pair with two relation types (record 2), an
 integer and a string orig_id, a record without orig_id and one without
 entities.
 """
+
 import copy
 import json
 import os
@@ -31,7 +32,7 @@ from spacy_spert.io.spert_json import (
 )
 from spacy_spert.relations import make_relation
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 SMALL = DATA / "spert_small.json"
 SMALL_TYPES = DATA / "spert_small_types.json"
 
@@ -145,10 +146,24 @@ def test_convert_file_other_spans_key(tmp_path, nlp):
 def test_corpus_keeps_gold_tokenization(tmp_path, nlp):
     records = small_records()
     # Tokens that spaCy's tokenizer would split or merge differently.
-    records[0]["tokens"] = ["Maria", "Lopez's", "co-founder", "joined", "Acme", "Robotics",
-                            "in", "Lyon", "(", "France", ")."]
-    records[0]["entities"] = [{"type": "Peop", "start": 0, "end": 2}, {"type": "Org", "start": 4, "end": 6},
-                              {"type": "Loc", "start": 7, "end": 8}]
+    records[0]["tokens"] = [
+        "Maria",
+        "Lopez's",
+        "co-founder",
+        "joined",
+        "Acme",
+        "Robotics",
+        "in",
+        "Lyon",
+        "(",
+        "France",
+        ").",
+    ]
+    records[0]["entities"] = [
+        {"type": "Peop", "start": 0, "end": 2},
+        {"type": "Org", "start": 4, "end": 6},
+        {"type": "Loc", "start": 7, "end": 8},
+    ]
     path = tmp_path / "in.json"
     path.write_text(json.dumps(records), encoding="utf8")
     out = tmp_path / "train.spacy"
@@ -159,7 +174,9 @@ def test_corpus_keeps_gold_tokenization(tmp_path, nlp):
         assert [t.text for t in eg.predicted] == record["tokens"]
         assert [t.text for t in eg.reference] == record["tokens"]
     assert [(s.start, s.end, s.label_) for s in examples[0].reference.spans["sc"]] == [
-        (0, 2, "Peop"), (4, 6, "Org"), (7, 8, "Loc")
+        (0, 2, "Peop"),
+        (4, 6, "Org"),
+        (7, 8, "Loc"),
     ]
     # Without the gold tokens spaCy would tokenize differently, so this test can fail.
     assert [t.text for t in nlp.make_doc(examples[0].reference.text)] != records[0]["tokens"]
@@ -184,8 +201,16 @@ def test_docs_to_records_adds_missing_entities(nlp):
     doc.spans["sc"] = [Span(doc, 0, 1, "Peop")]
     doc._.relations = [
         make_relation(Span(doc, 0, 1, "Peop"), Span(doc, 3, 4, "Org"), "Work_For", 0.75),
-        {"head_start": 3, "head_end": 4, "tail_start": 5, "tail_end": 6,
-         "label": "OrgBased_In", "score": 0.5, "head_label": "Org", "tail_label": "Loc"},
+        {
+            "head_start": 3,
+            "head_end": 4,
+            "tail_start": 5,
+            "tail_end": 6,
+            "label": "OrgBased_In",
+            "score": 0.5,
+            "head_label": "Org",
+            "tail_label": "Loc",
+        },
         # No labels: resolved by boundaries to the existing entity 0 and 1.
         {"head_start": 0, "head_end": 1, "tail_start": 3, "tail_end": 4, "label": "Kill"},
     ]
@@ -210,10 +235,15 @@ def test_docs_to_records_adds_missing_entities(nlp):
 def test_identical_entities_resolve_to_the_first(nlp):
     """Two entities with the same boundaries and type are both kept, but a
     relation only records spans, so on export it points at the first of them."""
-    record = {"tokens": ["Ann", "met", "Bo"],
-              "entities": [{"type": "Peop", "start": 0, "end": 1}, {"type": "Peop", "start": 0, "end": 1},
-                           {"type": "Peop", "start": 2, "end": 3}],
-              "relations": [{"type": "Kill", "head": 1, "tail": 2}]}
+    record = {
+        "tokens": ["Ann", "met", "Bo"],
+        "entities": [
+            {"type": "Peop", "start": 0, "end": 1},
+            {"type": "Peop", "start": 0, "end": 1},
+            {"type": "Peop", "start": 2, "end": 3},
+        ],
+        "relations": [{"type": "Kill", "head": 1, "tail": 2}],
+    }
     [doc] = records_to_docs([record], nlp.vocab)
     assert len(doc.spans["sc"]) == 3
     [back] = docs_to_records([doc])
@@ -235,8 +265,13 @@ def test_empty_tokens_give_an_empty_doc(tmp_path, nlp):
 
 
 def test_labels_free_without_types(nlp):
-    records = [{"tokens": ["a", "b", "c"], "entities": [{"type": "Anything", "start": 0, "end": 1},
-               {"type": "Else", "start": 1, "end": 3}], "relations": [{"type": "R-1", "head": 1, "tail": 0}]}]
+    records = [
+        {
+            "tokens": ["a", "b", "c"],
+            "entities": [{"type": "Anything", "start": 0, "end": 1}, {"type": "Else", "start": 1, "end": 3}],
+            "relations": [{"type": "R-1", "head": 1, "tail": 0}],
+        }
+    ]
     docs = records_to_docs(records, nlp.vocab)
     assert [s.label_ for s in docs[0].spans["sc"]] == ["Anything", "Else"]
     assert docs[0]._.relations[0]["label"] == "R-1"
@@ -357,37 +392,79 @@ MALFORMED = [
     ("entity_end_float", _set([1, "entities", 1, "end"], 4.0), 1, "entities[1].end", "integer", False),
     ("entity_start_bool", _set([2, "entities", 0, "start"], False), 2, "entities[0].start", "integer", False),
     ("entity_start_negative", _set([0, "entities", 0, "start"], -1), 0, "entities[0].start", "negative", False),
-    ("entity_end_equals_start", _set([2, "entities", 2, "end"], 2), 2, "entities[2].end",
-     "end (2) must be greater than start (2)", False),
-    ("entity_end_before_start", _set([0, "entities", 1, "end"], 1), 0, "entities[1].end",
-     "end (1) must be greater than start (3)", False),
+    (
+        "entity_end_equals_start",
+        _set([2, "entities", 2, "end"], 2),
+        2,
+        "entities[2].end",
+        "end (2) must be greater than start (2)",
+        False,
+    ),
+    (
+        "entity_end_before_start",
+        _set([0, "entities", 1, "end"], 1),
+        0,
+        "entities[1].end",
+        "end (1) must be greater than start (3)",
+        False,
+    ),
     ("entity_end_past_tokens", _set([1, "entities", 2, "end"], 10), 1, "entities[2].end", "9 tokens", False),
     ("relations_not_list", _set([0, "relations"], "none"), 0, "relations", "list", False),
     ("relation_not_object", _set([2, "relations", 1], [1, 3]), 2, "relations[1]", "object", False),
     ("relation_missing_type", _set([0, "relations", 2, "type"], DELETE), 0, "relations[2].type", "missing", False),
     ("relation_missing_head", _set([1, "relations", 0, "head"], DELETE), 1, "relations[0].head", "missing", False),
     ("relation_missing_tail", _set([2, "relations", 3, "tail"], DELETE), 2, "relations[3].tail", "missing", False),
-    ("relation_head_out_of_range", _set([0, "relations", 0, "head"], 7), 0, "relations[0].head",
-     "entity index 7 does not exist (record has 3 entities)", False),
-    ("relation_tail_negative", _set([2, "relations", 0, "tail"], -1), 2, "relations[0].tail",
-     "entity index -1 does not exist (record has 4 entities)", False),
+    (
+        "relation_head_out_of_range",
+        _set([0, "relations", 0, "head"], 7),
+        0,
+        "relations[0].head",
+        "entity index 7 does not exist (record has 3 entities)",
+        False,
+    ),
+    (
+        "relation_tail_negative",
+        _set([2, "relations", 0, "tail"], -1),
+        2,
+        "relations[0].tail",
+        "entity index -1 does not exist (record has 4 entities)",
+        False,
+    ),
     ("relation_head_string", _set([1, "relations", 1, "head"], "2"), 1, "relations[1].head", "integer", False),
     ("relation_head_equals_tail", _set([0, "relations", 1, "tail"], 1), 0, "relations[1].tail", "same entity", False),
     ("orig_id_list", _set([1, "orig_id"], ["uoft", 7]), 1, "orig_id", "string or an integer", False),
-    ("unknown_entity_type", _set([2, "entities", 1, "type"], "Company"), 2, "entities[1].type",
-     'unknown entity type "Company"', True),
-    ("unknown_relation_type", _set([1, "relations", 1, "type"], "Part_Of"), 1, "relations[1].type",
-     'unknown relation type "Part_Of"', True),
+    (
+        "unknown_entity_type",
+        _set([2, "entities", 1, "type"], "Company"),
+        2,
+        "entities[1].type",
+        'unknown entity type "Company"',
+        True,
+    ),
+    (
+        "unknown_relation_type",
+        _set([1, "relations", 1, "type"], "Part_Of"),
+        1,
+        "relations[1].type",
+        'unknown relation type "Part_Of"',
+        True,
+    ),
 ]
 
 # Files that are broken as a whole: (case id, file content, what the message says after "error: FILE: ").
 BROKEN_FILES = [
-    ("broken_json", '[{"tokens": ["a"], "entities": [], "relations": []},\n  {"tokens": ["b"]',
-     "not valid JSON: Expecting ',' delimiter: line 2 column 19"),
+    (
+        "broken_json",
+        '[{"tokens": ["a"], "entities": [], "relations": []},\n  {"tokens": ["b"]',
+        "not valid JSON: Expecting ',' delimiter: line 2 column 19",
+    ),
     ("trailing_comma", '[{"tokens": ["a"], "entities": [], "relations": []},]', "not valid JSON: "),
     ("empty_file", "", "not valid JSON: Expecting value: line 1 column 1"),
-    ("top_level_object", '{"tokens": ["a"], "entities": [], "relations": []}',
-     "expected a JSON list of records, got an object"),
+    (
+        "top_level_object",
+        '{"tokens": ["a"], "entities": [], "relations": []}',
+        "expected a JSON list of records, got an object",
+    ),
     ("latin1", b'[{"tokens": ["caf\xe9"], "entities": [], "relations": []}]', "not valid UTF-8 text"),
 ]
 
@@ -453,7 +530,10 @@ def _run_cli_batch(jobs, logdir):
     codes = json.loads(runner.stdout.strip().splitlines()[-1])
     return [
         subprocess.CompletedProcess(
-            spec["args"], code, Path(spec["out"]).read_text(encoding="utf8"), Path(spec["err"]).read_text(encoding="utf8")
+            spec["args"],
+            code,
+            Path(spec["out"]).read_text(encoding="utf8"),
+            Path(spec["err"]).read_text(encoding="utf8"),
         )
         for spec, code in zip(specs, codes)
     ]
@@ -510,6 +590,9 @@ def _assert_one_line_error(result, workdir, *parts):
     assert sorted(os.listdir(workdir)) == sorted(p for p in os.listdir(workdir) if p.endswith(".json"))
 
 
+# The command-line tests run real processes (a module fixture starts one per
+# case, ~10 s); test_malformed_in_process covers the same cases in-process.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case_id,record,field,detail", [(c[0], c[2], c[3], c[4]) for c in MALFORMED], ids=[c[0] for c in MALFORMED]
 )
@@ -521,6 +604,7 @@ def test_cli_malformed_record(error_runs, case_id, record, field, detail):
     _assert_one_line_error(result, workdir, *parts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id,message", [(c[0], c[2]) for c in BROKEN_FILES], ids=[c[0] for c in BROKEN_FILES])
 def test_cli_broken_file(error_runs, case_id, message):
     workdir, result = error_runs[case_id]
@@ -568,8 +652,10 @@ def spawned(tmp_path_factory):
     records[2]["entities"][2]["end"] = 2
     (bad_dir / "bad.json").write_text(json.dumps(records), encoding="utf8")
     jobs = {
-        "ok": (["convert", str(SMALL), "sub/dir/small.spacy", "--types", str(SMALL_TYPES), "--spans-key", "gold"],
-               ok_dir),
+        "ok": (
+            ["convert", str(SMALL), "sub/dir/small.spacy", "--types", str(SMALL_TYPES), "--spans-key", "gold"],
+            ok_dir,
+        ),
         "bad": (["convert", "bad.json", "out.spacy"], bad_dir),
     }
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
@@ -577,6 +663,7 @@ def spawned(tmp_path_factory):
         return {name: (jobs[name][1], future.result()) for name, future in futures.items()}
 
 
+@pytest.mark.slow
 def test_cli_success(spawned, nlp):
     workdir, result = spawned["ok"]
     assert result.returncode == 0, result.stderr
@@ -611,7 +698,11 @@ def test_conll04_dev_smoke(tmp_path, nlp):
     assert sum(len(doc._.relations) for doc in docs) == 343
     assert {s.label_ for doc in docs for s in doc.spans["sc"]} == {"Loc", "Org", "Peop", "Other"}
     assert {r["label"] for doc in docs for r in doc._.relations} == {
-        "Work_For", "Kill", "OrgBased_In", "Live_In", "Located_In"
+        "Work_For",
+        "Kill",
+        "OrgBased_In",
+        "Live_In",
+        "Located_In",
     }
     records = json.loads(dev.read_text(encoding="utf8"))
     for record in records:

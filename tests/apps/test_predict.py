@@ -3,6 +3,7 @@ schema against doc.spans / doc._.relations, every input and output format,
 input order and carried fields, the length-sorted buffer against plain
 nlp.pipe, n_process 2, invalid lines, and that an error or interruption
 leaves no output file."""
+
 import json
 from pathlib import Path
 
@@ -89,15 +90,29 @@ def test_record_matches_spans_and_relations(nlp):
         group = doc.spans["sc"]
         assert record["text"] == doc.text
         assert record["entities"] == [
-            {"start": span.start_char, "end": span.end_char, "token_start": span.start, "token_end": span.end,
-             "label": span.label_, "score": float(score), "text": span.text}
+            {
+                "start": span.start_char,
+                "end": span.end_char,
+                "token_start": span.start,
+                "token_end": span.end,
+                "label": span.label_,
+                "score": float(score),
+                "text": span.text,
+            }
             for span, score in zip(group, group.attrs["scores"])
         ]
         spans = list(group)
         assert [
-            {"head_start": spans[r["head"]].start, "head_end": spans[r["head"]].end,
-             "tail_start": spans[r["tail"]].start, "tail_end": spans[r["tail"]].end, "label": r["label"],
-             "score": r["score"], "head_label": spans[r["head"]].label_, "tail_label": spans[r["tail"]].label_}
+            {
+                "head_start": spans[r["head"]].start,
+                "head_end": spans[r["head"]].end,
+                "tail_start": spans[r["tail"]].start,
+                "tail_end": spans[r["tail"]].end,
+                "label": r["label"],
+                "score": r["score"],
+                "head_label": spans[r["head"]].label_,
+                "tail_label": spans[r["tail"]].label_,
+            }
             for r in record["relations"]
         ] == list(doc._.relations)
         json.dumps(record)  # JSON-safe
@@ -116,8 +131,11 @@ def test_record_of_relation_endpoint_that_is_no_entity():
     doc.spans["sc"] = SpanGroup(doc, name="sc", spans=[anna])  # no scores: gold
     acme_as_loc = doc[4:5]
     acme_as_loc.label_ = "Loc"
-    doc._.relations = [make_relation(anna, acme, "Work_For", 0.9), make_relation(acme, oslo, "OrgBased_In"),
-                       make_relation(anna, acme_as_loc, "Live_In")]
+    doc._.relations = [
+        make_relation(anna, acme, "Work_For", 0.9),
+        make_relation(acme, oslo, "OrgBased_In"),
+        make_relation(anna, acme_as_loc, "Live_In"),
+    ]
     record = doc_to_record(doc)
     assert record["entities"] == [
         {"start": 0, "end": 8, "token_start": 0, "token_end": 2, "label": "Peop", "score": None, "text": "Anna Lee"},
@@ -179,14 +197,13 @@ def test_pipe_by_length_keeps_order_and_output(nlp, expected, buffer_size, batch
     assert [i for i, _ in out] == list(range(len(TEXTS)))
     assert_same_records([record for _, record in out], expected)
     for start in range(0, len(TEXTS), buffer_size):
-        chunk = TEXTS[start:start + buffer_size]
-        assert seen[start:start + buffer_size] == sorted(chunk, key=len)
+        chunk = TEXTS[start : start + buffer_size]
+        assert seen[start : start + buffer_size] == sorted(chunk, key=len)
 
 
 def test_pipe_by_length_default_yields_docs_and_contexts(nlp):
     out = list(pipe_by_length(nlp, [("Anna Lee .", "a"), ("", "b")], buffer_size=2))
     assert [(doc.text, context) for doc, context in out] == [("Anna Lee .", "a"), ("", "b")]
-
 
 
 @pytest.mark.parametrize("bad", ["boom in the middle", "boom at the end"])
@@ -207,7 +224,7 @@ def test_pipe_by_length_never_drops_a_doc(bad):
     texts = ["a", "b c", bad, "d e f", "g"] if "middle" in bad else ["a", "b c", "d e f", "g", bad]
     out = []
     with pytest.raises(ValueError, match=f"no doc for input doc {texts.index(bad) + 1} "):
-        for doc, i in pipe_by_length(nlp, [(t, i) for i, t in enumerate(texts)], batch_size=1, buffer_size=2):
+        for _doc, i in pipe_by_length(nlp, [(t, i) for i, t in enumerate(texts)], batch_size=1, buffer_size=2):
             out.append(i)
     assert out == list(range(texts.index(bad)))
 
@@ -224,8 +241,9 @@ def test_jsonl_in_jsonl_out(nlp, expected, tmp_path):
     path.write_text(path.read_text() + "\n  \n", encoding="utf8")
     report = predict(nlp, path, tmp_path / "out.jsonl", batch_size=2, buffer_size=3)
     lines = read_jsonl(tmp_path / "out.jsonl")
-    assert [list(line) for line in lines] == [["id", "text", "meta", "entities", "relations"]] + \
-        [["id", "text", "meta", "entities", "relations"]] * (len(TEXTS) - 1)
+    assert [list(line) for line in lines] == [["id", "text", "meta", "entities", "relations"]] + [
+        ["id", "text", "meta", "entities", "relations"]
+    ] * (len(TEXTS) - 1)
     assert [(line["id"], line["meta"]) for line in lines] == [(i, {"k": [i]}) for i in range(len(TEXTS))]
     assert_same_records(lines, expected)
     assert lines[1]["entities"] == [] and lines[3]["entities"] == [] and lines[3]["text"] == "   "
@@ -252,8 +270,11 @@ def test_text_files(nlp, expected, tmp_path):
     (folder / "notes.md").write_text("not a doc", encoding="utf8")
     predict(nlp, folder, tmp_path / "out.jsonl")
     lines = read_jsonl(tmp_path / "out.jsonl")
-    assert [(line["file"], line["text"]) for line in lines] == [("a.txt", TEXTS[2]), ("b.txt", TEXTS[0]),
-                                                                ("sub/c.txt", TEXTS[4])]
+    assert [(line["file"], line["text"]) for line in lines] == [
+        ("a.txt", TEXTS[2]),
+        ("b.txt", TEXTS[0]),
+        ("sub/c.txt", TEXTS[4]),
+    ]
     assert_same_records(lines, [expected[2], expected[0], expected[4]])
 
     predict(nlp, folder / "b.txt", tmp_path / "one.jsonl")
@@ -322,8 +343,11 @@ def test_bad_line_is_an_error_naming_the_line(model_dir, tmp_path, bad, message)
 
 def test_skip_invalid_counts_and_lists_lines(model_dir, tmp_path):
     path = tmp_path / "in.jsonl"
-    path.write_bytes(b'{"text": "Anna Lee ."}\n' + b"".join(bad.replace(b"\n", b"\n\n") for bad, _ in BAD_LINES)
-                     + b'{"text": "John Doe ."}\n')
+    path.write_bytes(
+        b'{"text": "Anna Lee ."}\n'
+        + b"".join(bad.replace(b"\n", b"\n\n") for bad, _ in BAD_LINES)
+        + b'{"text": "John Doe ."}\n'
+    )
     result = invoke("predict", model_dir, path, tmp_path / "out.jsonl", "--skip-invalid")
     assert result.exit_code == 0, result.output
     assert [line["text"] for line in read_jsonl(tmp_path / "out.jsonl")] == ["Anna Lee .", "John Doe ."]
@@ -372,15 +396,17 @@ def test_interrupted_run_leaves_no_output(nlp, tmp_path, monkeypatch, exception)
 
 
 def test_argument_errors(model_dir, nlp, tmp_path):
-    assert invoke("predict", model_dir, tmp_path / "missing.jsonl", tmp_path / "o.jsonl").stderr == \
-        f"error: {tmp_path / 'missing.jsonl'}: No such file or directory\n"
+    assert (
+        invoke("predict", model_dir, tmp_path / "missing.jsonl", tmp_path / "o.jsonl").stderr
+        == f"error: {tmp_path / 'missing.jsonl'}: No such file or directory\n"
+    )
     path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}])
     result = invoke("predict", model_dir, path, tmp_path / "o.x", "--format", "csv")
     assert result.exit_code == 1 and "unknown output format 'csv'" in result.stderr
     with pytest.raises(ValueError, match="one doc per line"):
         predict(nlp, path, tmp_path / "o.jsonl", lines=True)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InvalidInput, match="no .txt files"):
+    with pytest.raises(InvalidInput, match=r"no \.txt files"):
         predict(nlp, tmp_path / "empty", tmp_path / "o.jsonl")
     assert no_leftovers(tmp_path, "in.jsonl", "empty")
 
@@ -390,8 +416,9 @@ def test_argument_errors(model_dir, nlp, tmp_path):
 
 def test_cli_predict(model_dir, expected, tmp_path):
     path = write_jsonl(tmp_path / "in.jsonl", [{"text": text} for text in TEXTS])
-    result = invoke("predict", model_dir, path, tmp_path / "out" / "tagged.jsonl", "--batch-size", "3",
-                    "--buffer-size", "4")
+    result = invoke(
+        "predict", model_dir, path, tmp_path / "out" / "tagged.jsonl", "--batch-size", "3", "--buffer-size", "4"
+    )
     assert result.exit_code == 0, result.output
     n_entities, n_relations = entities_and_relations(expected)
     assert f"Wrote {len(TEXTS)} docs ({n_entities} entities, {n_relations} relations)" in result.stdout
@@ -429,14 +456,38 @@ def test_throughput_command_writes_results(model_dir, nlp, tiny_bert, tmp_path):
     results = tmp_path / "results" / "tp.json"
     from research.cli import app as research_app
 
-    result = runner.invoke(research_app, [str(a) for a in ("throughput", model_dir, corpus, "--results", results, "--n-docs", "20", "--batch-sizes", "1,4",
-                    "--batch-size", "4", "--buffer-size", "8", "--repeats", "1", "--seed", "3")])
+    result = runner.invoke(
+        research_app,
+        [
+            str(a)
+            for a in (
+                "throughput",
+                model_dir,
+                corpus,
+                "--results",
+                results,
+                "--n-docs",
+                "20",
+                "--batch-sizes",
+                "1,4",
+                "--batch-size",
+                "4",
+                "--buffer-size",
+                "8",
+                "--repeats",
+                "1",
+                "--seed",
+                "3",
+            )
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(results.read_text())
     assert data["n_docs"] == 20 and data["seed"] == 3 and list(data["nlp_pipe_docs_per_s"]) == ["1", "4"]
     assert data["output"]["same_output"] and data["output"]["n_entities"] > 0
-    assert data["ratio"] == pytest.approx(data["predict"]["docs_per_s"] / max(data["nlp_pipe_docs_per_s"].values()),
-                                          abs=1e-3)
+    assert data["ratio"] == pytest.approx(
+        data["predict"]["docs_per_s"] / max(data["nlp_pipe_docs_per_s"].values()), abs=1e-3
+    )
     assert len(data["ratio_by_round"]) == 1 and data["transformer"] == str(tiny_bert)
     assert "cpus" in data["machine"] and "spacy" in data["versions"]
     assert results.with_suffix(".md").read_text() in result.stdout

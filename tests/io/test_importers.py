@@ -5,6 +5,7 @@ Each test writes small files in the documented shape of the tool's output
 export) and checks what comes out exactly: tokens, entities with labels and
 token offsets, relations with labels, head and tail, and the report.
 """
+
 import json
 
 import pytest
@@ -12,8 +13,8 @@ import spacy
 from typer.testing import CliRunner
 
 from spacy_spert.cli import app
-from spacy_spert.io.spert_json import ConversionError, docs_to_records, read_docbin
 from spacy_spert.io.importers import import_docs, import_file
+from spacy_spert.io.spert_json import ConversionError, docs_to_records, read_docbin
 
 runner = CliRunner()
 NLP = spacy.blank("en")
@@ -25,8 +26,10 @@ def ents(doc, key="sc"):
 
 
 def rels(doc):
-    return [(r["head_start"], r["head_end"], r["tail_start"], r["tail_end"], r["label"], r["head_label"],
-             r["tail_label"]) for r in doc._.relations]
+    return [
+        (r["head_start"], r["head_end"], r["tail_start"], r["tail_end"], r["label"], r["head_label"], r["tail_label"])
+        for r in doc._.relations
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -39,16 +42,43 @@ def prodigy_task(text, spans, relations=(), answer="accept", by_index=()):
     ``relations`` as (head span, child span, label) with head_span/child_span,
     ``by_index`` as (head token, child token, label) without them."""
     doc = NLP.make_doc(text)
-    tokens = [{"text": t.text, "start": t.idx, "end": t.idx + len(t), "id": t.i, "ws": bool(t.whitespace_)}
-              for t in doc]
-    span_dicts = [{"text": doc[s : e + 1].text, "start": doc[s].idx, "end": doc[e].idx + len(doc[e]),
-                   "token_start": s, "token_end": e, "type": "span", "label": label} for s, e, label in spans]
-    rel_dicts = [{"head": span_dicts[h]["token_end"], "child": span_dicts[c]["token_end"], "label": label,
-                  "head_span": span_dicts[h], "child_span": span_dicts[c], "color": "#c5bdf4"}
-                 for h, c, label in relations]
+    tokens = [
+        {"text": t.text, "start": t.idx, "end": t.idx + len(t), "id": t.i, "ws": bool(t.whitespace_)} for t in doc
+    ]
+    span_dicts = [
+        {
+            "text": doc[s : e + 1].text,
+            "start": doc[s].idx,
+            "end": doc[e].idx + len(doc[e]),
+            "token_start": s,
+            "token_end": e,
+            "type": "span",
+            "label": label,
+        }
+        for s, e, label in spans
+    ]
+    rel_dicts = [
+        {
+            "head": span_dicts[h]["token_end"],
+            "child": span_dicts[c]["token_end"],
+            "label": label,
+            "head_span": span_dicts[h],
+            "child_span": span_dicts[c],
+            "color": "#c5bdf4",
+        }
+        for h, c, label in relations
+    ]
     rel_dicts += [{"head": h, "child": c, "label": label} for h, c, label in by_index]
-    return {"text": text, "_input_hash": 1, "_task_hash": 2, "tokens": tokens, "spans": span_dicts,
-            "relations": rel_dicts, "_view_id": "relations", "answer": answer}
+    return {
+        "text": text,
+        "_input_hash": 1,
+        "_task_hash": 2,
+        "tokens": tokens,
+        "spans": span_dicts,
+        "relations": rel_dicts,
+        "_view_id": "relations",
+        "answer": answer,
+    }
 
 
 def write_jsonl(path, tasks):
@@ -64,8 +94,14 @@ def write_brat(folder, name, text, ann):
 
 
 def ls_region(rid, text, start, end, *labels):
-    return {"id": rid, "from_name": "label", "to_name": "text", "type": "labels", "origin": "manual",
-            "value": {"start": start, "end": end, "text": text[start:end], "labels": list(labels)}}
+    return {
+        "id": rid,
+        "from_name": "label",
+        "to_name": "text",
+        "type": "labels",
+        "origin": "manual",
+        "value": {"start": start, "end": end, "text": text[start:end], "labels": list(labels)},
+    }
 
 
 def ls_relation(from_id, to_id, *labels, direction="right"):
@@ -73,8 +109,15 @@ def ls_relation(from_id, to_id, *labels, direction="right"):
 
 
 def ls_task(task_id, text, result, **extra):
-    annotation = {"id": 100 + task_id, "completed_by": 1, "result": result, "was_cancelled": False,
-                  "ground_truth": False, "lead_time": 3.2, "task": task_id}
+    annotation = {
+        "id": 100 + task_id,
+        "completed_by": 1,
+        "result": result,
+        "was_cancelled": False,
+        "ground_truth": False,
+        "lead_time": 3.2,
+        "task": task_id,
+    }
     return {"id": task_id, "data": {"text": text}, "annotations": [annotation], "predictions": [], **extra}
 
 
@@ -91,8 +134,12 @@ def test_prodigy_round_trip(tmp_path):
     """Overlapping entities, a relation whose head comes after its tail, a
     relation given by token indices only; only accepted answers."""
     tasks = [
-        prodigy_task(TEXT, [(0, 1, "Peop"), (4, 5, "Org"), (4, 4, "Org"), (7, 7, "Loc")],
-                     relations=[(1, 0, "Employs")], by_index=[(5, 7, "OrgBased_In"), (0, 4, "Knows")]),
+        prodigy_task(
+            TEXT,
+            [(0, 1, "Peop"), (4, 5, "Org"), (4, 4, "Org"), (7, 7, "Loc")],
+            relations=[(1, 0, "Employs")],
+            by_index=[(5, 7, "OrgBased_In"), (0, 4, "Knows")],
+        ),
         prodigy_task("Bob  left .", [(0, 0, "Peop")], answer="reject"),
         prodigy_task("Bob left .", [], answer="ignore"),
         prodigy_task("Eve  met   Bob .", [(0, 0, "Peop"), (4, 4, "Peop")], relations=[(0, 1, "Meets")]),
@@ -117,12 +164,17 @@ def test_prodigy_round_trip(tmp_path):
 def test_prodigy_split_sentences(tmp_path):
     """The task's tokens are split into sentences; a relation across them is counted."""
     text = "Anna Smith works for Acme . She likes Oslo ."
-    task = prodigy_task(text, [(0, 1, "Peop"), (4, 4, "Org"), (6, 6, "Peop"), (8, 8, "Loc")],
-                        relations=[(0, 1, "Work_For"), (2, 3, "Likes"), (2, 0, "Coref")])
+    task = prodigy_task(
+        text,
+        [(0, 1, "Peop"), (4, 4, "Org"), (6, 6, "Peop"), (8, 8, "Loc")],
+        relations=[(0, 1, "Work_For"), (2, 3, "Likes"), (2, 0, "Coref")],
+    )
     docs, report = import_docs("prodigy", write_jsonl(tmp_path / "rel.jsonl", [task]), split_sentences=True)
     assert [doc.text for doc in docs] == ["Anna Smith works for Acme . ", "She likes Oslo ."]
-    assert [rels(doc) for doc in docs] == [[(0, 2, 4, 5, "Work_For", "Peop", "Org")],
-                                           [(0, 1, 2, 3, "Likes", "Peop", "Loc")]]
+    assert [rels(doc) for doc in docs] == [
+        [(0, 2, 4, 5, "Work_For", "Peop", "Org")],
+        [(0, 1, 2, 3, "Likes", "Peop", "Loc")],
+    ]
     assert dict(report.dropped) == {"relations across sentence boundaries": 1}
 
 
@@ -143,16 +195,26 @@ def _mutated(mutate):
     "mutate,message",
     [
         (lambda t: t.pop("answer"), "line 2: field 'answer': missing"),
-        (lambda t: t.update(answer="maybe"), "line 2: field 'answer': must be \"accept\", \"reject\" or \"ignore\""),
+        (lambda t: t.update(answer="maybe"), 'line 2: field \'answer\': must be "accept", "reject" or "ignore"'),
         (lambda t: t.pop("tokens"), "line 2: field 'tokens': missing"),
         (lambda t: t["spans"][1].pop("label"), "line 2: field 'spans[1].label': missing"),
         (lambda t: t["spans"][1].update(start="21"), "line 2: field 'spans[1].start': must be an integer, got \"21\""),
-        (lambda t: t["spans"][1].update(token_end=4),
-         "line 2: field 'spans[1]': token_start/token_end 4/4 do not match the characters 21-30, which are tokens 4/5"),
-        (lambda t: t["relations"].append({"head": 40, "child": 1, "label": "X"}),
-         "line 2: field 'relations[1].head': token 40 does not exist (the task has 9 tokens)"),
-        (lambda t: t["relations"][0].update(label=""), "line 2: field 'relations[0].label': must be a non-empty string"),
-        (lambda t: t["tokens"][1].update(start=6), "line 2: field 'tokens[1].start': token \"Smith\" is at character 5"),
+        (
+            lambda t: t["spans"][1].update(token_end=4),
+            "line 2: field 'spans[1]': token_start/token_end 4/4 do not match the characters 21-30, which are tokens 4/5",
+        ),
+        (
+            lambda t: t["relations"].append({"head": 40, "child": 1, "label": "X"}),
+            "line 2: field 'relations[1].head': token 40 does not exist (the task has 9 tokens)",
+        ),
+        (
+            lambda t: t["relations"][0].update(label=""),
+            "line 2: field 'relations[0].label': must be a non-empty string",
+        ),
+        (
+            lambda t: t["tokens"][1].update(start=6),
+            "line 2: field 'tokens[1].start': token \"Smith\" is at character 5",
+        ),
         (lambda t: t["tokens"][0].update(ws=False), "field 'tokens[1].start'"),
         (lambda t: t.update(relations={}), "line 2: field 'relations': must be a list, got {}"),
     ],
@@ -168,7 +230,7 @@ def test_prodigy_errors(tmp_path, mutate, message):
 
 def test_prodigy_bad_json_line(tmp_path):
     path = tmp_path / "rel.jsonl"
-    path.write_text(json.dumps(prodigy_task("Bob left .", [])) + "\n\n{\"text\": \n", encoding="utf8")
+    path.write_text(json.dumps(prodigy_task("Bob left .", [])) + '\n\n{"text": \n', encoding="utf8")
     with pytest.raises(ConversionError, match=r"rel.jsonl: line 3: not valid JSON: Expecting value \(column 10\)$"):
         import_docs("prodigy", path)
 
@@ -199,16 +261,40 @@ def test_brat_round_trip(tmp_path):
     docs, report = import_docs("brat", tmp_path / "corpus")
     assert [doc.user_data["orig_id"] for doc in docs] == ["doc0", "part1/doc1"]
     assert docs[1].text == BRAT_TEXT
-    assert docs_to_records(docs[1:]) == [{
-        "tokens": ["Anna", "Smith", "works", "for", "Acme", "Corp", "in", "Oslo", ".", "\r\n", "She", "met", "Bob",
-                   "."],
-        "entities": [{"type": "Peop", "start": 0, "end": 2}, {"type": "Org", "start": 4, "end": 6},
-                     {"type": "Org", "start": 4, "end": 5}, {"type": "Loc", "start": 7, "end": 8},
-                     {"type": "Peop", "start": 10, "end": 11}, {"type": "Peop", "start": 12, "end": 13}],
-        "relations": [{"type": "OrgBased_In", "head": 1, "tail": 3}, {"type": "Employed_By", "head": 1, "tail": 0},
-                      {"type": "Meets", "head": 4, "tail": 5}],
-        "orig_id": "part1/doc1",
-    }]
+    assert docs_to_records(docs[1:]) == [
+        {
+            "tokens": [
+                "Anna",
+                "Smith",
+                "works",
+                "for",
+                "Acme",
+                "Corp",
+                "in",
+                "Oslo",
+                ".",
+                "\r\n",
+                "She",
+                "met",
+                "Bob",
+                ".",
+            ],
+            "entities": [
+                {"type": "Peop", "start": 0, "end": 2},
+                {"type": "Org", "start": 4, "end": 6},
+                {"type": "Org", "start": 4, "end": 5},
+                {"type": "Loc", "start": 7, "end": 8},
+                {"type": "Peop", "start": 10, "end": 11},
+                {"type": "Peop", "start": 12, "end": 13},
+            ],
+            "relations": [
+                {"type": "OrgBased_In", "head": 1, "tail": 3},
+                {"type": "Employed_By", "head": 1, "tail": 0},
+                {"type": "Meets", "head": 4, "tail": 5},
+            ],
+            "orig_id": "part1/doc1",
+        }
+    ]
     assert ents(docs[0]) == [] and docs[0]._.relations == []
     assert (report.docs, report.entities, report.relations) == (2, 6, 3)
     assert not report.skipped and not report.dropped
@@ -242,8 +328,14 @@ def test_brat_unrepresentable_annotations_are_counted(tmp_path):
     assert len(docs) == 1
     assert len(docs[0].spans["sc"]) == 6 and len(docs[0]._.relations) == 3  # as without the extra lines
     assert dict(report.dropped) == {
-        "discontinuous entities": 1, "relations with a left-out argument": 2, "events": 1, "event triggers": 1,
-        "attributes": 2, "normalizations": 1, "equivalences": 1, "notes": 1,
+        "discontinuous entities": 1,
+        "relations with a left-out argument": 2,
+        "events": 1,
+        "event triggers": 1,
+        "attributes": 2,
+        "normalizations": 1,
+        "equivalences": 1,
+        "notes": 1,
     }
     assert dict(report.skipped) == {"texts without a .ann file": 1}
 
@@ -251,8 +343,8 @@ def test_brat_unrepresentable_annotations_are_counted(tmp_path):
 @pytest.mark.parametrize(
     "line,message",
     [
-        ("T7\tLoc 34 38\tOsl", "line 10: field 'text': is \"Osl\", the .txt file has \"Oslo\" at 34 38"),
-        ("T7\tLoc 34 38;39 40\tOslo", "line 10: field 'text': is \"Oslo\", the .txt file has \"Oslo \\r\" at"),
+        ("T7\tLoc 34 38\tOsl", 'line 10: field \'text\': is "Osl", the .txt file has "Oslo" at 34 38'),
+        ("T7\tLoc 34 38;39 40\tOslo", 'line 10: field \'text\': is "Oslo", the .txt file has "Oslo \\r" at'),
         ("T7\tLoc 34 x\tOslo", "line 10: field 'offsets': expected START END (or START END;START END)"),
         ("T7\tLoc 34 99\tOslo", "line 10: field 'offsets': 34 99 is not a span of the text (53 characters)"),
         ("T7\tLoc 34 38", "line 10: field 'text': a T line is ID<TAB>TYPE START END<TAB>TEXT"),
@@ -313,7 +405,9 @@ def test_label_studio_round_trip(tmp_path):
         (0, 2, 7, 8, "Works_In", "Peop", "Loc"),
     ]
     assert dict(report.skipped) == {
-        "cancelled annotations": 1, "further annotations of a task (the first is imported)": 1, "empty texts": 1,
+        "cancelled annotations": 1,
+        "further annotations of a task (the first is imported)": 1,
+        "empty texts": 1,
         "tasks without annotations": 1,
     }
     assert dict(report.dropped) == {"relations without a label": 1, "'choices' results": 1}
@@ -324,15 +418,22 @@ def test_label_studio_text_key(tmp_path):
     task = ls_task(1, text, [ls_region("a", text, 0, 3, "Peop")])
     task["data"] = {"sentence": text}
     path = write_json(tmp_path / "export.json", [task])
-    with pytest.raises(ConversionError, match=r"record 0: field 'data.text': missing \(the task's data has: "
-                                              r"\"sentence\"; choose one with --text-key\)"):
+    with pytest.raises(
+        ConversionError,
+        match=r"record 0: field 'data.text': missing \(the task's data has: "
+        r"\"sentence\"; choose one with --text-key\)",
+    ):
         import_docs("label-studio", path)
     docs, _report = import_docs("label-studio", path, text_key="sentence")
     assert ents(docs[0]) == [(0, 1, "Peop")]
 
 
 def _ls_mutated(mutate):
-    result = [ls_region("a", TEXT, 0, 10, "Peop"), ls_region("b", TEXT, 21, 30, "Org"), ls_relation("b", "a", "Employs")]
+    result = [
+        ls_region("a", TEXT, 0, 10, "Peop"),
+        ls_region("b", TEXT, 21, 30, "Org"),
+        ls_relation("b", "a", "Employs"),
+    ]
     task = ls_task(1, TEXT, result)
     mutate(task)
     return task
@@ -341,22 +442,43 @@ def _ls_mutated(mutate):
 @pytest.mark.parametrize(
     "mutate,field,message",
     [
-        (lambda t: t["annotations"][0]["result"][2].update(to_id="zz"), "annotations[0].result[2].to_id",
-         "no region with id \"zz\" in this annotation"),
-        (lambda t: t["annotations"][0]["result"][1]["value"].update(text="Acme"), "annotations[0].result[1].value.text",
-         "is \"Acme\", the text has \"Acme Corp\" at 21-30"),
-        (lambda t: t["annotations"][0]["result"][1]["value"].update(start=21.0), "annotations[0].result[1].value.start",
-         "must be an integer, got 21.0"),
-        (lambda t: t["annotations"][0]["result"][1]["value"].update(labels=[]), "annotations[0].result[1].value.labels",
-         "must be a non-empty list of labels, got []"),
-        (lambda t: t["annotations"][0]["result"][1]["value"].update(end=99), "annotations[0].result[1].value",
-         "21-99 is not a span of the text (40 characters)"),
-        (lambda t: t["annotations"][0]["result"][2].update(direction="up"), "annotations[0].result[2].direction",
-         "must be \"right\", \"left\" or \"bi\""),
-        (lambda t: t["annotations"][0]["result"][2].update(to_id="b"), "annotations[0].result[2]",
-         "from_id and to_id are the same region"),
+        (
+            lambda t: t["annotations"][0]["result"][2].update(to_id="zz"),
+            "annotations[0].result[2].to_id",
+            'no region with id "zz" in this annotation',
+        ),
+        (
+            lambda t: t["annotations"][0]["result"][1]["value"].update(text="Acme"),
+            "annotations[0].result[1].value.text",
+            'is "Acme", the text has "Acme Corp" at 21-30',
+        ),
+        (
+            lambda t: t["annotations"][0]["result"][1]["value"].update(start=21.0),
+            "annotations[0].result[1].value.start",
+            "must be an integer, got 21.0",
+        ),
+        (
+            lambda t: t["annotations"][0]["result"][1]["value"].update(labels=[]),
+            "annotations[0].result[1].value.labels",
+            "must be a non-empty list of labels, got []",
+        ),
+        (
+            lambda t: t["annotations"][0]["result"][1]["value"].update(end=99),
+            "annotations[0].result[1].value",
+            "21-99 is not a span of the text (40 characters)",
+        ),
+        (
+            lambda t: t["annotations"][0]["result"][2].update(direction="up"),
+            "annotations[0].result[2].direction",
+            'must be "right", "left" or "bi"',
+        ),
+        (
+            lambda t: t["annotations"][0]["result"][2].update(to_id="b"),
+            "annotations[0].result[2]",
+            "from_id and to_id are the same region",
+        ),
         (lambda t: t["annotations"][0]["result"][0].pop("type"), "annotations[0].result[0].type", "missing"),
-        (lambda t: t.update(data="text"), "data", "must be an object, got \"text\""),
+        (lambda t: t.update(data="text"), "data", 'must be an object, got "text"'),
     ],
 )
 def test_label_studio_errors(tmp_path, mutate, field, message):
@@ -369,7 +491,7 @@ def test_label_studio_errors(tmp_path, mutate, field, message):
 
 def test_label_studio_json_min_is_refused(tmp_path):
     path = write_json(tmp_path / "export.json", {"text": TEXT, "label": []})
-    with pytest.raises(ConversionError, match="expected a list of tasks .*not JSON-MIN.*, got an object"):
+    with pytest.raises(ConversionError, match=r"expected a list of tasks .*not JSON-MIN.*, got an object"):
         import_docs("label-studio", path)
 
 
@@ -379,21 +501,27 @@ def test_label_studio_json_min_is_refused(tmp_path):
 
 def test_misaligned_span_is_expanded_and_reported(tmp_path):
     text = "Anna Smith works for Acme Corp. in Oslo ."
-    result = [ls_region("a", text, 1, 10, "Peop"), ls_region("b", text, 21, 30, "Org"),
-              ls_region("c", text, 34, 40, "Loc"), ls_relation("b", "c", "OrgBased_In")]
+    result = [
+        ls_region("a", text, 1, 10, "Peop"),
+        ls_region("b", text, 21, 30, "Org"),
+        ls_region("c", text, 34, 40, "Loc"),
+        ls_relation("b", "c", "OrgBased_In"),
+    ]
     path = write_json(tmp_path / "export.json", [ls_task(5, text, result)])
     docs, report = import_docs("label-studio", path)
     assert [span.text for span in docs[0].spans["sc"]] == ["Anna Smith", "Acme Corp.", "Oslo"]
     assert ents(docs[0]) == [(0, 2, "Peop"), (4, 6, "Org"), (7, 8, "Loc")]
     assert rels(docs[0]) == [(4, 6, 7, 8, "OrgBased_In", "Org", "Loc")]
     assert (report.expanded, report.trimmed) == (2, 1)  # "Oslo " loses its space, no expansion needed
-    assert report.examples == [f"{path}, record 0: \"nna Smith\" -> \"Anna Smith\"",
-                               f"{path}, record 0: \"Acme Corp\" -> \"Acme Corp.\""]
+    assert report.examples == [
+        f'{path}, record 0: "nna Smith" -> "Anna Smith"',
+        f'{path}, record 0: "Acme Corp" -> "Acme Corp."',
+    ]
     with pytest.raises(ConversionError) as info:
         import_docs("label-studio", path, strict=True)
     assert str(info.value) == (
         f"{path}: record 0: field 'annotations[0].result[0].value': \"nna Smith\" (1-10) does not fall on token "
-        "boundaries: the tokens are \"Anna Smith\" (0-10); fix the offsets, or leave out --strict to expand it to "
+        'boundaries: the tokens are "Anna Smith" (0-10); fix the offsets, or leave out --strict to expand it to '
         "whole tokens"
     )
 
@@ -406,20 +534,36 @@ def test_whitespace_only_span_is_an_error(tmp_path):
 
 def test_split_sentences_counts_crossing_relations(tmp_path):
     text = "Anna Smith works for Acme Corp in Oslo.\n\nShe met Bob. Bob Jones\nand Eve left."
-    ann = ["T1\tPeop 0 10\tAnna Smith", "T2\tOrg 21 30\tAcme Corp", "T3\tPeop 41 44\tShe", "T4\tPeop 49 52\tBob",
-           "T5\tPeop 54 63\tBob Jones",
-           "R1\tWork_For Arg1:T1 Arg2:T2", "R2\tMeets Arg1:T3 Arg2:T4", "R3\tCoref Arg1:T3 Arg2:T1",
-           "R4\tMeets Arg1:T4 Arg2:T5"]
+    ann = [
+        "T1\tPeop 0 10\tAnna Smith",
+        "T2\tOrg 21 30\tAcme Corp",
+        "T3\tPeop 41 44\tShe",
+        "T4\tPeop 49 52\tBob",
+        "T5\tPeop 54 63\tBob Jones",
+        "R1\tWork_For Arg1:T1 Arg2:T2",
+        "R2\tMeets Arg1:T3 Arg2:T4",
+        "R3\tCoref Arg1:T3 Arg2:T1",
+        "R4\tMeets Arg1:T4 Arg2:T5",
+    ]
     write_brat(tmp_path / "c", "d", text, ann)
     whole, report = import_docs("brat", tmp_path / "c")
     assert len(whole) == 1 and len(whole[0]._.relations) == 4
     docs, report = import_docs("brat", tmp_path / "c", split_sentences=True)
-    assert [doc.text for doc in docs] == ["Anna Smith works for Acme Corp in Oslo.\n\n", "She met Bob. ",
-                                          "Bob Jones\nand Eve left."]
-    assert [ents(doc) for doc in docs] == [[(0, 2, "Peop"), (4, 6, "Org")], [(0, 1, "Peop"), (2, 3, "Peop")],
-                                           [(0, 2, "Peop")]]
-    assert [rels(doc) for doc in docs] == [[(0, 2, 4, 6, "Work_For", "Peop", "Org")],
-                                           [(0, 1, 2, 3, "Meets", "Peop", "Peop")], []]
+    assert [doc.text for doc in docs] == [
+        "Anna Smith works for Acme Corp in Oslo.\n\n",
+        "She met Bob. ",
+        "Bob Jones\nand Eve left.",
+    ]
+    assert [ents(doc) for doc in docs] == [
+        [(0, 2, "Peop"), (4, 6, "Org")],
+        [(0, 1, "Peop"), (2, 3, "Peop")],
+        [(0, 2, "Peop")],
+    ]
+    assert [rels(doc) for doc in docs] == [
+        [(0, 2, 4, 6, "Work_For", "Peop", "Org")],
+        [(0, 1, 2, 3, "Meets", "Peop", "Peop")],
+        [],
+    ]
     assert dict(report.dropped) == {"relations across sentence boundaries": 2}
     assert (report.docs, report.entities, report.relations) == (3, 5, 2)
     assert [doc.user_data["orig_id"] for doc in docs] == ["d", "d", "d"]
@@ -429,7 +573,10 @@ def test_split_keeps_an_entity_across_a_boundary_whole(tmp_path):
     text = "It was Yahoo! Labs that won."
     ann = write_brat(tmp_path, "d", text, ["T1\tOrg 7 18\tYahoo! Labs"])
     nlp = spacy.blank("en")
-    assert [s.text for s in nlp.add_pipe("sentencizer")(nlp.make_doc(text)).sents] == ["It was Yahoo!", "Labs that won."]
+    assert [s.text for s in nlp.add_pipe("sentencizer")(nlp.make_doc(text)).sents] == [
+        "It was Yahoo!",
+        "Labs that won.",
+    ]
     docs, _report = import_docs("brat", ann, split_sentences=True)
     assert [doc.text for doc in docs] == [text]
     assert ents(docs[0]) == [(2, 5, "Org")]
@@ -444,11 +591,17 @@ def test_model_tokenizer_and_sentence_splitter(tmp_path):
     nlp.add_pipe("sentencizer", config={"punct_chars": [";"]})
     nlp.to_disk(tmp_path / "pipeline")
     text = "Anna works for AcmeCorp really; in Oslo."
-    ann = write_brat(tmp_path, "d", text, ["T1\tPeop 0 4\tAnna", "T2\tOrg 15 19\tAcme", "T3\tLoc 35 39\tOslo",
-                                           "R1\tWork_For Arg1:T1 Arg2:T2"])
+    ann = write_brat(
+        tmp_path,
+        "d",
+        text,
+        ["T1\tPeop 0 4\tAnna", "T2\tOrg 15 19\tAcme", "T3\tLoc 35 39\tOslo", "R1\tWork_For Arg1:T1 Arg2:T2"],
+    )
     docs, report = import_docs("brat", ann, model=str(tmp_path / "pipeline"), split_sentences=True)
-    assert [[t.text for t in doc] for doc in docs] == [["Anna", "works", "for", "Acme", "Corp", "really", ";"],
-                                                       ["in", "Oslo", "."]]
+    assert [[t.text for t in doc] for doc in docs] == [
+        ["Anna", "works", "for", "Acme", "Corp", "really", ";"],
+        ["in", "Oslo", "."],
+    ]
     assert [ents(doc) for doc in docs] == [[(0, 1, "Peop"), (3, 4, "Org")], [(1, 2, "Loc")]]
     assert report.expanded == 0
     assert not docs[0].has_annotation("SENT_START")
@@ -458,12 +611,17 @@ def test_model_tokenizer_and_sentence_splitter(tmp_path):
 
 def test_types_file(tmp_path):
     types = write_json(tmp_path / "types.json", {"entities": {"Peop": {}, "Org": {}}, "relations": {"Work_For": {}}})
-    ann = write_brat(tmp_path / "c", "d", "Anna works for Acme .", ["T1\tPeop 0 4\tAnna", "T2\tOrg 15 19\tAcme",
-                                                                   "R1\tEmploys Arg1:T2 Arg2:T1"])
+    ann = write_brat(
+        tmp_path / "c",
+        "d",
+        "Anna works for Acme .",
+        ["T1\tPeop 0 4\tAnna", "T2\tOrg 15 19\tAcme", "R1\tEmploys Arg1:T2 Arg2:T1"],
+    )
     with pytest.raises(ConversionError) as info:
         import_docs("brat", ann, types_path=types)
-    assert str(info.value) == (f"{ann}: line 3: field 'type': unknown relation type \"Employs\" (the types file has: "
-                               "Work_For)")
+    assert str(info.value) == (
+        f"{ann}: line 3: field 'type': unknown relation type \"Employs\" (the types file has: Work_For)"
+    )
 
 
 def test_nothing_to_import(tmp_path):
@@ -491,18 +649,29 @@ def invoke(*args):
 
 
 def test_cli_each_format(tmp_path):
-    jsonl = write_jsonl(tmp_path / "rel.jsonl", [prodigy_task(TEXT, [(0, 1, "Peop"), (4, 5, "Org")], [(1, 0, "E")]),
-                                                 prodigy_task(TEXT, [], answer="reject")])
+    jsonl = write_jsonl(
+        tmp_path / "rel.jsonl",
+        [prodigy_task(TEXT, [(0, 1, "Peop"), (4, 5, "Org")], [(1, 0, "E")]), prodigy_task(TEXT, [], answer="reject")],
+    )
     write_brat(tmp_path / "brat", "d", BRAT_TEXT, BRAT_ANN + ["T9\tOrg 21 25;26 30\tAcme Corp"])
     result = [ls_region("a", TEXT, 0, 9, "Peop"), ls_region("b", TEXT, 21, 30, "Org"), ls_relation("b", "a", "E")]
     export = write_json(tmp_path / "export.json", [ls_task(1, TEXT, result)])
     for fmt, source, expected in [
         ("prodigy", jsonl, ["Imported docs: 1, entities: 2, relations: 1", "skipped: 1 'reject' answers"]),
-        ("brat", tmp_path / "brat", ["Imported docs: 2, entities: 6, relations: 3",
-                                     "left out: 1 discontinuous entities"]),
-        ("label-studio", export, ["Imported docs: 1, entities: 2, relations: 1",
-                                  "1 entities not on token boundaries, expanded to whole tokens",
-                                  f"{export}, record 0: \"Anna Smit\" -> \"Anna Smith\""]),
+        (
+            "brat",
+            tmp_path / "brat",
+            ["Imported docs: 2, entities: 6, relations: 3", "left out: 1 discontinuous entities"],
+        ),
+        (
+            "label-studio",
+            export,
+            [
+                "Imported docs: 1, entities: 2, relations: 1",
+                "1 entities not on token boundaries, expanded to whole tokens",
+                f'{export}, record 0: "Anna Smit" -> "Anna Smith"',
+            ],
+        ),
     ]:
         output = tmp_path / f"{fmt}.spacy"
         options = ["--split-sentences"] if fmt == "brat" else []
@@ -520,7 +689,7 @@ def test_cli_error_leaves_no_output(tmp_path):
     output = tmp_path / "out.spacy"
     res = invoke("brat", tmp_path / "brat", output)
     assert res.exit_code == 1
-    assert res.stderr == (f"error: {ann}: line 10: field 'text': is \"Osl\", the .txt file has \"Oslo\" at 34 38\n")
+    assert res.stderr == (f'error: {ann}: line 10: field \'text\': is "Osl", the .txt file has "Oslo" at 34 38\n')
     assert sorted(p.name for p in tmp_path.iterdir()) == ["brat"]
     output.write_bytes(b"old")  # an existing output stays as it was
     assert invoke("brat", tmp_path / "brat", output).exit_code == 1

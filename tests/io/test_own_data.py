@@ -2,6 +2,7 @@
 (assets/own_data: a Label Studio export of demo sentences): import -> train
 -> predict, with the README's commands (the tiny random BERT stands in for
 the encoder, and training is one short epoch)."""
+
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from spacy.tokens import DocBin
 import spacy_spert  # noqa: F401
 from spacy_spert.io.importers import import_file
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OWN = REPO_ROOT / "assets" / "own_data"
 
 
@@ -47,12 +48,34 @@ def run(*args: str, cwd: Path) -> str:
 def test_walkthrough_import_train_predict(tiny_bert, tmp_path):
     run("-m", "spacy_spert", "import", "label-studio", str(OWN / "train.json"), "corpus/own/train.spacy", cwd=tmp_path)
     run("-m", "spacy_spert", "import", "label-studio", str(OWN / "dev.json"), "corpus/own/dev.spacy", cwd=tmp_path)
-    run("-m", "spacy", "train", str(REPO_ROOT / "configs" / "spert.cfg"), "--output", "training/own",
-        "--paths.train", "corpus/own/train.spacy", "--paths.dev", "corpus/own/dev.spacy",
-        "--encoder.name", str(tiny_bert), "--training.max_epochs", "1", "--training.batcher.size", "8",
-        cwd=tmp_path)
-    run("-m", "spacy_spert", "predict", "training/own/model-last", str(OWN / "texts.jsonl"), "predictions.jsonl",
-        cwd=tmp_path)
+    run(
+        "-m",
+        "spacy",
+        "train",
+        str(REPO_ROOT / "configs" / "spert.cfg"),
+        "--output",
+        "training/own",
+        "--paths.train",
+        "corpus/own/train.spacy",
+        "--paths.dev",
+        "corpus/own/dev.spacy",
+        "--encoder.name",
+        str(tiny_bert),
+        "--training.max_epochs",
+        "1",
+        "--training.batcher.size",
+        "8",
+        cwd=tmp_path,
+    )
+    run(
+        "-m",
+        "spacy_spert",
+        "predict",
+        "training/own/model-last",
+        str(OWN / "texts.jsonl"),
+        "predictions.jsonl",
+        cwd=tmp_path,
+    )
     inputs = [json.loads(line) for line in (OWN / "texts.jsonl").read_text(encoding="utf8").splitlines()]
     outputs = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text(encoding="utf8").splitlines()]
     assert [(o["id"], o["text"]) for o in outputs] == [(i["id"], i["text"]) for i in inputs]

@@ -4,6 +4,7 @@ single-process `predict` (JSONL and Parquet, with 1 and 2 actors), an actor
 killed in mid-run still gives every doc exactly once, invalid lines give
 `predict`'s errors, and the CLI. Needs the `ray` extra (the `test` extra
 installs it)."""
+
 import json
 import os
 import sys
@@ -14,9 +15,12 @@ import spacy
 import torch
 from typer.testing import CliRunner
 
-from spacy_spert.cli import app
 from spacy_spert.apps.predict import predict
+from spacy_spert.cli import app
 from spacy_spert.io.jsonl import InvalidInput
+
+# Every test here shares a local Ray cluster and actors (tens of seconds in all).
+pytestmark = pytest.mark.slow
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install 'spacy-spert[ray]'")
 pytest.importorskip("ray.data", reason="the Ray engine needs Ray Data: pip install 'spacy-spert[ray]'")
@@ -68,8 +72,9 @@ def assert_same_lines(got, want, tolerance=1e-5):
         for key in ("entities", "relations"):
             assert [{**x, "score": None} for x in g[key]] == [{**x, "score": None} for x in w[key]], g["text"]
             assert [x["score"] for x in g[key]] == pytest.approx([x["score"] for x in w[key]], abs=tolerance)
-        assert {k: v for k, v in g.items() if k not in ("entities", "relations")} == \
-            {k: v for k, v in w.items() if k not in ("entities", "relations")}
+        assert {k: v for k, v in g.items() if k not in ("entities", "relations")} == {
+            k: v for k, v in w.items() if k not in ("entities", "relations")
+        }
 
 
 def test_two_actors_give_what_predict_gives(cluster, model_dir, corpus, tmp_path):
@@ -114,8 +119,15 @@ def test_killed_actor_every_doc_exactly_once(cluster, model_dir, corpus, tmp_pat
     crashing = type("CrashOnceHere", (CrashOnce,), {"marker": str(marker)})
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
-        report = predict_ray(model_dir, path, tmp_path / "out.jsonl", num_actors=2, rows_per_task=16, batch_size=4,
-                             predictor_class=crashing)
+        report = predict_ray(
+            model_dir,
+            path,
+            tmp_path / "out.jsonl",
+            num_actors=2,
+            rows_per_task=16,
+            batch_size=4,
+            predictor_class=crashing,
+        )
     finally:
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert marker.exists(), "the actor should have crashed once"
@@ -131,14 +143,15 @@ def test_parquet_in_and_out(cluster, model_dir, corpus, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path, expected = corpus
+    _, expected = corpus
     want = [json.loads(line) for line in expected.decode("utf8").splitlines()]
     rows = [{"id": line["id"], "text": line["text"]} for line in want]
     (tmp_path / "in").mkdir()
     pq.write_table(pa.Table.from_pylist(rows[:50]), tmp_path / "in" / "part-0.parquet")
     pq.write_table(pa.Table.from_pylist(rows[50:]), tmp_path / "in" / "part-1.parquet")
-    report = predict_ray(model_dir, tmp_path / "in", tmp_path / "out.parquet", num_actors=1, rows_per_task=64,
-                         id_key="id")
+    report = predict_ray(
+        model_dir, tmp_path / "in", tmp_path / "out.parquet", num_actors=1, rows_per_task=64, id_key="id"
+    )
     got = pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert report.n_docs == N_DOCS and report.n_files == 2
     assert_same_lines(got, [{k: v for k, v in line.items() if k != "meta"} for line in want])
@@ -153,17 +166,29 @@ def test_invalid_lines_as_predict_reports_them(cluster, model_dir, tmp_path):
     local = predict(model_dir, path, tmp_path / "local.jsonl", skip_invalid=True)
     report = predict_ray(model_dir, path, tmp_path / "out.jsonl", num_actors=1, skip_invalid=True)
     assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
-    assert [str(e) for e in report.skipped] == [str(e) for e in local.skipped] == [
-        f"{path}: line 2: no field 'text' (the text key; fields: txt)",
-        f"{path}: line 4: field 'text' must be a string, got a number"]
+    assert (
+        [str(e) for e in report.skipped]
+        == [str(e) for e in local.skipped]
+        == [
+            f"{path}: line 2: no field 'text' (the text key; fields: txt)",
+            f"{path}: line 4: field 'text' must be a string, got a number",
+        ]
+    )
 
 
 def chunk(file, lines, kinds, outputs=None, ids=None, n=None):
     """An output chunk row of the actors, as the driver receives it."""
     k = len(lines)
-    return {"file": [file], "line": [lines], "kind": [kinds], "n": [n or [0] * k],
-            "output": [outputs or [json.dumps({"text": str(x)}) for x in lines]], "id": [ids or [""] * k],
-            "n_entities": [[1] * k], "n_relations": [[0] * k]}
+    return {
+        "file": [file],
+        "line": [lines],
+        "kind": [kinds],
+        "n": [n or [0] * k],
+        "output": [outputs or [json.dumps({"text": str(x)}) for x in lines]],
+        "id": [ids or [""] * k],
+        "n_entities": [[1] * k],
+        "n_relations": [[0] * k],
+    }
 
 
 class NoBar:
@@ -188,8 +213,13 @@ def test_collector_checks_every_doc_once(tmp_path):
     from spacy_spert.apps.ray_output import DOC, END_OF_FILE, INVALID
 
     c, f, report = collector(tmp_path)
-    for batch in (chunk(0, [1, 2], [DOC, DOC]), chunk(0, [1, 2], [DOC, DOC]), chunk(0, [4], [DOC]),
-                  chunk(0, [5], [END_OF_FILE], n=[3]), chunk(1, [1], [END_OF_FILE], n=[0])):
+    for batch in (
+        chunk(0, [1, 2], [DOC, DOC]),
+        chunk(0, [1, 2], [DOC, DOC]),
+        chunk(0, [4], [DOC]),
+        chunk(0, [5], [END_OF_FILE], n=[3]),
+        chunk(1, [1], [END_OF_FILE], n=[0]),
+    ):
         c.add_batch(batch)
     c.finish()
     f.close()
@@ -221,22 +251,49 @@ def test_cli_engine_ray(cluster, model_dir, corpus, tmp_path):
     engine are usage errors."""
     path, expected = corpus
     runner = CliRunner()
-    result = runner.invoke(app, ["predict", str(model_dir), str(path), str(tmp_path / "out.jsonl"), "--engine", "ray",
-                                 "--num-actors", "1", "--id-key", "id"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(model_dir),
+            str(path),
+            str(tmp_path / "out.jsonl"),
+            "--engine",
+            "ray",
+            "--num-actors",
+            "1",
+            "--id-key",
+            "id",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"Wrote {N_DOCS} docs" in result.stdout and "with 1 Ray actors" in result.stdout
-    assert_same_lines(read_jsonl(tmp_path / "out.jsonl"),
-                      [json.loads(line) for line in expected.decode("utf8").splitlines()])
-    result = runner.invoke(app, ["predict", str(model_dir), str(path), str(tmp_path / "x.jsonl"), "--engine", "ray",
-                                 "--n-process", "2"])
+    assert_same_lines(
+        read_jsonl(tmp_path / "out.jsonl"), [json.loads(line) for line in expected.decode("utf8").splitlines()]
+    )
+    result = runner.invoke(
+        app, ["predict", str(model_dir), str(path), str(tmp_path / "x.jsonl"), "--engine", "ray", "--n-process", "2"]
+    )
     assert result.exit_code == 2 and "--n-process: not with --engine ray" in result.stderr
     result = runner.invoke(app, ["predict", str(model_dir), str(path), str(tmp_path / "x.jsonl"), "--num-actors", "3"])
     assert result.exit_code == 2 and "--num-actors: only with --engine ray" in result.stderr
-    result = runner.invoke(app, ["predict", str(model_dir), str(tmp_path / "missing.jsonl"), str(tmp_path / "x.jsonl"),
-                                 "--engine", "ray"])
+    result = runner.invoke(
+        app, ["predict", str(model_dir), str(tmp_path / "missing.jsonl"), str(tmp_path / "x.jsonl"), "--engine", "ray"]
+    )
     assert result.exit_code == 1 and result.stderr.startswith("error: ") and "missing.jsonl" in result.stderr
-    result = runner.invoke(app, ["predict", str(tmp_path / "no_model"), str(path), str(tmp_path / "x.jsonl"),
-                                 "--engine", "ray", "--num-actors", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(tmp_path / "no_model"),
+            str(path),
+            str(tmp_path / "x.jsonl"),
+            "--engine",
+            "ray",
+            "--num-actors",
+            "1",
+        ],
+    )
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith("error: a Ray actor on ") and "could not load the pipeline" in result.stderr
     assert "no_model" in result.stderr and "E050" in result.stderr
@@ -254,8 +311,24 @@ def test_ray_throughput_command_writes_results(cluster, model_dir, tmp_path):
     results = tmp_path / "results" / "ray.json"
     from research.cli import app as research_app
 
-    result = CliRunner().invoke(research_app, ["ray-throughput", str(model_dir), str(corpus), "--results", str(results),
-                                      "--n-docs", "30", "--actors", "1", "--repeats", "1", "--seed", "3"])
+    result = CliRunner().invoke(
+        research_app,
+        [
+            "ray-throughput",
+            str(model_dir),
+            str(corpus),
+            "--results",
+            str(results),
+            "--n-docs",
+            "30",
+            "--actors",
+            "1",
+            "--repeats",
+            "1",
+            "--seed",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(results.read_text())
     assert data["n_docs"] == 30 and data["seed"] == 3 and data["ray_num_cpus"] == 2 and list(data["ray"]) == ["1"]
@@ -327,10 +400,14 @@ def test_gpu_actor_gives_what_predict_gives(cluster, model_dir, corpus, tmp_path
     path, expected = corpus
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
-        report = predict_ray(model_dir, path, tmp_path / "out.jsonl", num_actors=1, num_gpus_per_actor=1,
-                             predictor_class=OnGpu)
+        report = predict_ray(
+            model_dir, path, tmp_path / "out.jsonl", num_actors=1, num_gpus_per_actor=1, predictor_class=OnGpu
+        )
     finally:
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert report.n_docs == N_DOCS
-    assert_same_lines(read_jsonl(tmp_path / "out.jsonl"),
-                      [json.loads(line) for line in expected.decode("utf8").splitlines()], tolerance=1e-4)
+    assert_same_lines(
+        read_jsonl(tmp_path / "out.jsonl"),
+        [json.loads(line) for line in expected.decode("utf8").splitlines()],
+        tolerance=1e-4,
+    )
