@@ -10,7 +10,8 @@ must match) and the "boundaries" mode (entity types ignored).
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from spacy_spert.pipeline.scorer import AVERAGES, METRIC_LABELS, SCORE_NAMES
+from ..io.files import check_output_path
+from ..pipeline.scorer import AVERAGES, METRIC_LABELS, SCORE_NAMES
 
 
 def evaluate(
@@ -23,10 +24,12 @@ def evaluate(
     output (Optional[Path]): A JSON file for all scores (folders are created).
     gpu_id (int): The GPU, -1 for the CPU.
     RETURNS (Dict[str, Any]): The scores, fractions in [0, 1].
+    RAISES: ValueError if ``output`` is the gold file or the pipeline (nothing is read).
     """
     from spacy.cli.evaluate import evaluate as spacy_evaluate
 
     if output is not None:
+        check_output_path(output, data_path, model)
         Path(output).parent.mkdir(parents=True, exist_ok=True)
     return spacy_evaluate(str(model), Path(data_path), output=output, use_gpu=gpu_id, silent=True)
 

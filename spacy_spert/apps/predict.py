@@ -52,7 +52,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.util import minibatch
 
-from ..io.files import atomic_output
+from ..io.files import atomic_output, check_output_path
 from ..io.jsonl import InvalidInput, input_items, valid_items
 from ..io.records import FIELDS_KEY, doc_to_record, output_record, spert_spans_key
 
@@ -212,6 +212,7 @@ def predict(
     """
     from tqdm import tqdm
 
+    check_output_path(output_path, input_path, None if isinstance(model, Language) else model)
     output_format = output_format or ("spacy" if Path(output_path).suffix == ".spacy" else "jsonl")
     if output_format not in FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; expected one of: {', '.join(FORMATS)}")

@@ -59,7 +59,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from thinc.api import get_current_ops, set_current_ops
 
-from ..io.files import atomic_output
+from ..io.files import atomic_output, check_output_path
 from ..io.jsonl import InvalidInput, parse_jsonl_line
 from ..io.records import output_record, spert_spans_key
 from .predict import DEFAULT_BATCH_SIZE, PredictReport, pipe_by_length
@@ -370,6 +370,7 @@ def predict_ray(
 
     # Local paths absolute: Ray's workers need not share the driver's working directory.
     inputs = [_absolute(p) for p in ([input_paths] if isinstance(input_paths, (str, Path)) else input_paths)]
+    check_output_path(output_path, *inputs, model)
     model = _absolute(model)
     output_format = output_format or _format_of(str(output_path))
     if output_format not in OUTPUT_FORMATS:

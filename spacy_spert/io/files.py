@@ -8,7 +8,7 @@ import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import Any, BinaryIO, Iterator, Union
 
 
 @contextmanager
@@ -50,3 +50,30 @@ def write_atomic(data: bytes, output_path: Path) -> None:
     readers never see a partial file."""
     with atomic_output(output_path) as f:
         f.write(data)
+
+
+def check_output_path(output_path: Union[str, "os.PathLike[str]"], *input_paths: Any) -> None:
+    """Refuse an output that is one of the inputs, before anything is read:
+    the same path, another path to the same file (a symbolic or hard link,
+    ``..``), checked by the files' device and inode where both exist. Every
+    command that writes a file calls this first, so that no output replaces
+    its own input (a gold corpus, an annotation export, predictions).
+
+    output_path (str / Path): The file to write.
+    input_paths: The files (or folders) the command reads; None and inputs
+        that are not local paths (e.g. a Ray URI) are skipped.
+    RAISES: ValueError naming both paths.
+    """
+    output = Path(output_path)
+    for input_path in input_paths:
+        if input_path is None or not isinstance(input_path, (str, os.PathLike)) or "://" in str(input_path):
+            continue
+        source = Path(input_path)
+        same = output.resolve() == source.resolve()
+        if not same and output.exists() and source.exists():
+            same = os.path.samefile(output, source)
+        if same:
+            raise ValueError(
+                f"the output {output} is the input {source} (the same file): choose another output path, "
+                "nothing was written"
+            )

@@ -34,7 +34,7 @@ from spacy.tokens import Doc, DocBin, Span, SpanGroup
 from spacy.vocab import Vocab
 
 from ..relations import RELATIONS_ATTR, EntityIndex, install_extensions, make_relation
-from .files import write_atomic
+from .files import check_output_path, write_atomic
 from .validation import ConversionError, PathLike, is_int, json_type, load_json, show
 
 __all__ = [
@@ -367,10 +367,12 @@ def convert_file(
     spans_key (str): The span group for the entities.
     lang (str): The language code for ``spacy.blank(lang).vocab``.
     RETURNS (int): The number of docs written.
-    RAISES: ConversionError (a ValueError) for invalid data, naming the file,
+    RAISES: ValueError if the output is the input or the types file (before
+        anything is read); ConversionError (a ValueError) for invalid data, naming the file,
         record and field; ValueError for an unknown ``lang``; OSError if a file
         cannot be read or written.
     """
+    check_output_path(output_path, input_path, types_path)
     types = read_types(types_path) if types_path is not None else None
     source = str(input_path)
     records = read_records(input_path, source)

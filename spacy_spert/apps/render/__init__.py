@@ -202,9 +202,11 @@ def render_file(
     import spacy
     from spacy.tokens import DocBin
 
-    from ...io.files import atomic_output
+    from ...io.files import atomic_output, check_output_path
     from ...io.jsonl import input_items, valid_items
     from ...io.records import spert_spans_key
+
+    check_output_path(output_path, source, model)
 
     source_path = Path(source)
     docs: List[DocLike]

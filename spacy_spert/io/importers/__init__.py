@@ -23,7 +23,7 @@ from typing import Any, List, Optional, Tuple
 from spacy.tokens import Doc, DocBin
 
 from ...relations import install_extensions
-from ..files import write_atomic
+from ..files import check_output_path, write_atomic
 from ..spert_json import read_types
 from ..validation import ConversionError, PathLike
 from .brat import read_brat
@@ -104,7 +104,9 @@ def import_file(fmt: str, input_path: PathLike, output_path: PathLike, **options
     unchanged).
 
     RETURNS (ImportReport): What was written, skipped and left out.
+    RAISES: ValueError if the output is one of the inputs (before anything is read).
     """
+    check_output_path(output_path, input_path, options.get("types_path"), options.get("model"))
     docs, report = import_docs(fmt, input_path, **options)
     write_atomic(DocBin(store_user_data=True, docs=docs).to_bytes(), Path(output_path))
     return report
