@@ -300,6 +300,46 @@ def test_brat_round_trip(tmp_path):
     assert not report.skipped and not report.dropped
 
 
+def test_brat_duplicates_are_merged_and_counted(tmp_path):
+    """A T line repeated under another id is one entity (relations through
+    either id reach it); a repeated R line is one relation; the report counts
+    both."""
+    ann = [
+        *BRAT_ANN,
+        "T7\tPeop 0 10\tAnna Smith",  # T1 again
+        "R4\tOrgBased_In Arg1:T2 Arg2:T4",  # R1 again
+        "R5\tEmployed_By Arg1:T2 Arg2:T7",  # R2 through the duplicate id
+    ]
+    write_brat(tmp_path, "doc1", BRAT_TEXT, ann)
+    docs, report = import_docs("brat", tmp_path)
+    plain, _ = import_docs("brat", write_brat(tmp_path / "plain", "doc1", BRAT_TEXT, BRAT_ANN))
+    assert docs_to_records(docs) == docs_to_records(plain)
+    assert report.merged == {"entities": 1, "relations": 2}
+    assert ("warn", "merged: 1 duplicate entities") in report.messages()
+    assert ("warn", "merged: 2 duplicate relations") in report.messages()
+
+
+def test_brat_byte_order_mark_is_read_without_it(tmp_path):
+    """Notepad's UTF-8 files start with U+FEFF: in the .ann it is dropped; in
+    the .txt it becomes a space, since brat counts it in the offsets."""
+    folder = tmp_path / "bom"
+    write_brat(folder, "doc1", BRAT_TEXT, BRAT_ANN)
+    (folder / "doc1.ann").write_bytes(b"\xef\xbb\xbf" + (folder / "doc1.ann").read_bytes())
+    docs, report = import_docs("brat", folder)
+    plain, _ = import_docs("brat", write_brat(tmp_path / "plain", "doc1", BRAT_TEXT, BRAT_ANN))
+    assert docs_to_records(docs) == docs_to_records(plain)
+    assert report.byte_order_marks == 1
+    shifted = [line.split("\t") for line in BRAT_ANN]
+    for parts in shifted:
+        if parts[0].startswith("T"):
+            label, start, end = parts[1].split()
+            parts[1] = f"{label} {int(start) + 1} {int(end) + 1}"
+    write_brat(tmp_path / "txt_bom", "doc1", "\ufeff" + BRAT_TEXT, ["\t".join(parts) for parts in shifted])
+    docs, report = import_docs("brat", tmp_path / "txt_bom")
+    assert docs[0].text == " " + BRAT_TEXT and report.byte_order_marks == 1
+    assert [(s.text, s.label_) for s in docs[0].spans["sc"]] == [(s.text, s.label_) for s in plain[0].spans["sc"]]
+
+
 def test_brat_one_ann_file(tmp_path):
     """One .ann file as input, here with Windows line ends."""
     ann = write_brat(tmp_path, "doc1", BRAT_TEXT, [line + "\r" for line in BRAT_ANN])

@@ -16,11 +16,12 @@ The policies shared with the other formats are in :mod:`.common`.
 """
 
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..validation import ConversionError, show
 from .common import Entity, Fail, ImportReport, Item, Relation
 
+BOM = "\ufeff"
 _BRAT_KINDS = {"A": "attributes", "M": "attributes", "N": "normalizations", "*": "equivalences", "#": "notes"}
 
 
@@ -55,11 +56,20 @@ def read_brat(path: Path, report: ImportReport) -> Iterator[Item]:
         try:
             # newline="" semantics: brat counts "\r\n" as two characters.
             text = txt_path.read_bytes().decode("utf-8")
-            lines = [line.rstrip("\r") for line in ann_path.read_bytes().decode("utf-8").split("\n")]
+            ann_text = ann_path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as e:
             raise ConversionError(
                 ann_source, f"{txt_path.name} or {ann_path.name} is not valid UTF-8 text: {e}"
             ) from None
+        # A byte order mark (Notepad writes one) is not annotation: brat
+        # counts it as the text's first character, so a space keeps the offsets.
+        if text.startswith(BOM):
+            text = " " + text[1:]
+            report.byte_order_marks += 1
+        if ann_text.startswith(BOM):
+            ann_text = ann_text[1:]
+            report.byte_order_marks += 1
+        lines = [line.rstrip("\r") for line in ann_text.split("\n")]
         if not text.strip():
             report.skipped["empty texts"] += 1
             continue
@@ -74,6 +84,7 @@ def _brat_item(item: Item, lines: List[str], report: ImportReport) -> Item:
     others = set()  # ids of events and of annotations that are not entities
     triggers = set()
     relations = []
+    first_of: Dict[Tuple[int, int, str], int] = {}  # (start, end, type) -> index of its first T line
     for n, line in enumerate(lines, 1):
 
         def fail(problem: str, name: Optional[str] = None, n=n) -> ConversionError:
@@ -88,7 +99,15 @@ def _brat_item(item: Item, lines: List[str], report: ImportReport) -> Item:
         if kind == "T":
             if len(parts) < 3:
                 raise fail("a T line is ID<TAB>TYPE START END<TAB>TEXT", "text")
-            entities[ann_id] = _brat_entity(item, parts, n, fail, report)
+            index = _brat_entity(item, parts, n, fail, report)
+            if index is not None:
+                ent = item.entities[index]
+                first = first_of.setdefault((ent.start, ent.end, ent.label), index)
+                if first != index:  # the same entity again: one entity, both ids
+                    item.entities.pop()
+                    report.merged["entities"] += 1
+                    index = first
+            entities[ann_id] = index
         elif kind == "R":
             args = parts[1].split() if len(parts) > 1 else []
             if len(args) != 3 or not all(":" in arg for arg in args[1:]):
@@ -113,9 +132,11 @@ def _brat_item(item: Item, lines: List[str], report: ImportReport) -> Item:
         if entities.get(trigger) is not None:
             report.dropped["event triggers"] += 1
             entities[trigger] = None
-    kept = {ann_id: index for ann_id, index in entities.items() if index is not None}
-    item.entities = [item.entities[index] for index in kept.values()]
-    kept = {ann_id: k for k, ann_id in enumerate(kept)}
+    kept_indices = sorted({index for index in entities.values() if index is not None})
+    position = {index: k for k, index in enumerate(kept_indices)}
+    item.entities = [item.entities[index] for index in kept_indices]
+    kept = {ann_id: position[index] for ann_id, index in entities.items() if index is not None}
+    seen = set()
     for n, label, args in relations:
         ends = []
         for arg in args:
@@ -127,7 +148,10 @@ def _brat_item(item: Item, lines: List[str], report: ImportReport) -> Item:
             report.dropped["relations with a left-out argument"] += 1
         elif head == tail:
             raise item.error("Arg1 and Arg2 are the same entity; a relation needs two", "arguments", line=n)
+        elif (head, tail, label) in seen:
+            report.merged["relations"] += 1
         else:
+            seen.add((head, tail, label))
             item.relations.append(Relation(head, tail, label, "type", line=n))
     return item
 

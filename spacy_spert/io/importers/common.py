@@ -58,6 +58,10 @@ class ImportReport:
         ``"FILE, record N: 'text' -> 'token text'"``.
     skipped (Counter): Records (or annotations) not imported by design, by reason.
     dropped (Counter): Annotations that cannot be represented, by kind.
+    merged (Counter): Duplicate annotations (same type and offsets or
+        arguments) merged into the first, by kind.
+    byte_order_marks (int): Files that started with a UTF-8 byte order mark
+        (U+FEFF, as Notepad writes), read without it.
     """
 
     docs: int = 0
@@ -68,6 +72,8 @@ class ImportReport:
     examples: List[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
+    merged: Counter = field(default_factory=Counter)
+    byte_order_marks: int = 0
 
     def messages(self) -> List[Tuple[str, str]]:
         """The summary as (level, text) lines; level is a wasabi ``msg``
@@ -78,6 +84,11 @@ class ImportReport:
         if self.expanded:
             lines.append(("warn", f"{self.expanded} entities not on token boundaries, expanded to whole tokens, e.g."))
             lines.extend(("text", f"  {example}") for example in self.examples)
+        if self.byte_order_marks:
+            lines.append(
+                ("info", f"{self.byte_order_marks} files started with a byte order mark (U+FEFF), read without it")
+            )
+        lines.extend(("warn", f"merged: {n} duplicate {what}") for what, n in sorted(self.merged.items()))
         lines.extend(("info", f"skipped: {n} {what}") for what, n in sorted(self.skipped.items()))
         lines.extend(("warn", f"left out: {n} {what}") for what, n in sorted(self.dropped.items()))
         return lines
