@@ -45,12 +45,15 @@ def test_page_shows_entities_arcs_and_table(driver, url, reference, tmp_path):  
     assert dom["scripts"] == 0 and driver.execute_script("return window.pwned === undefined")
     # Every entity: its label and score on the page, a bar under its words.
     got = sorted((int(e["start"]), int(e["end"]), e["label"], e["tag"]) for e in dom["entities"])
-    assert got == sorted((e["start"], e["end"], e["label"], f"{e['label']} {e['score']:.2f}") for e in want["entities"])
+    assert got == sorted(
+        (e["start"], e["end"], e["label"], f"\u2068{e['label']}\u2069 {e['score']:.2f}") for e in want["entities"]
+    )
     assert all(e["bars"] >= 2 for e in dom["entities"])  # bar + label tab
     # Every relation: an arc from its head to its tail, labelled with its score, with one arrowhead.
     got = sorted((int(a["head"]), int(a["tail"]), a["label"], tuple(a["tags"]), a["arrowheads"]) for a in dom["arcs"])
     assert got == sorted(
-        (r["head"], r["tail"], r["label"], (f"{r['label']} {r['score']:.2f}",), 1) for r in want["relations"]
+        (r["head"], r["tail"], r["label"], (f"\u2068{r['label']}\u2069 {r['score']:.2f}",), 1)
+        for r in want["relations"]
     )
     # The table.
     assert len(dom["rows"]) == len(want["entities"]) and len(dom["relationRows"]) == len(want["relations"])

@@ -89,11 +89,12 @@ def test_entities_with_labels_scores_and_stacked_overlaps():
         ("Loc", "0.94"),
         ("Other", "0.41"),
     ]
+    # Each label is a bidi isolate (FSI ... PDI), so it cannot reorder its score.
     assert [e["text"] for e in page.find("text", "spert-entity-label")] == [
-        "Peop 0.92",
-        "Org 0.95",
-        "Loc 0.94",
-        "Other 0.41",
+        "\u2068Peop\u2069 0.92",
+        "\u2068Org\u2069 0.95",
+        "\u2068Loc\u2069 0.94",
+        "\u2068Other\u2069 0.41",
     ]
     # The nested "Kestrel" entity is drawn in a second slot, below "Kestrel Labs".
     bars = [e for e in page.elements if e["tag"] == "rect" and e.get("height") == "4"]
@@ -110,7 +111,10 @@ def test_relations_are_directed_labelled_arcs():
         ("0", "1", "Work_For", "0.99"),
         ("0", "2", "Live_In", "0.98"),
     ]
-    assert [e["text"] for e in page.find("text", "spert-arc-label")] == ["Work_For 0.99", "Live_In 0.98"]
+    assert [e["text"] for e in page.find("text", "spert-arc-label")] == [
+        "\u2068Work_For\u2069 0.99",
+        "\u2068Live_In\u2069 0.98",
+    ]
     # One arrowhead per arc, at the tail: its tip is above the tail entity's words.
     tips = re.findall(r'class="spert-arrowhead" d="M[\d.]+,[\d.]+ L[\d.]+,[\d.]+ L([\d.]+),', markup)
     assert len(tips) == 2
@@ -369,3 +373,22 @@ def test_command_with_a_model(tmp_path, small_model_dir, reference):
 @pytest.fixture(scope="module")
 def reference(small_model_dir):
     return spacy.load(small_model_dir)
+
+
+def test_a_bidi_override_in_a_label_cannot_reorder_its_score():
+    """A label holding U+202E (right-to-left override) stays inside its
+    isolate in the SVG tags and a <bdi> in the tables, so "0.90" is not shown
+    as "09.0"."""
+    record = {
+        "text": "Anna works for Acme .",
+        "entities": [
+            {"start": 0, "end": 4, "label": "Pe\u202eop", "score": 0.9},
+            {"start": 15, "end": 19, "label": "Org", "score": 0.8},
+        ],
+        "relations": [{"head": 0, "tail": 1, "label": "Work\u202e_For", "score": 0.9}],
+    }
+    markup = render(record, table=True)
+    page = Elements(markup)
+    assert next(e["text"] for e in page.find("text", "spert-entity-label")) == "\u2068Pe\u202eop\u2069 0.90"
+    assert [e["text"] for e in page.find("text", "spert-arc-label")] == ["\u2068Work\u202e_For\u2069 0.90"]
+    assert "<td><bdi>Pe\u202eop</bdi></td>" in markup and "<td><bdi>Work\u202e_For</bdi></td>" in markup

@@ -43,7 +43,7 @@ def render_table(record: Dict[str, Any]) -> str:
         return f"<bdi>{shown(text[ent['start'] : ent['end']])}</bdi>"
 
     rows = [
-        f"<tr><td>{i}</td><td>{ent_text(i)}</td><td>{shown(e['label'])}</td>"
+        f"<tr><td>{i}</td><td>{ent_text(i)}</td><td><bdi>{shown(e['label'])}</bdi></td>"
         f'<td class="score">{score_text(e.get("score"))}</td><td>{e["start"]}\u2013{e["end"]}</td></tr>'
         for i, e in enumerate(entities)
     ]
@@ -53,7 +53,7 @@ def render_table(record: Dict[str, Any]) -> str:
         f"<tbody>{''.join(rows)}</tbody></table>"
     ]
     rows = [
-        f"<tr><td>{ent_text(r['head'])}</td><td>{shown(r['label'])}</td><td>{ent_text(r['tail'])}</td>"
+        f"<tr><td>{ent_text(r['head'])}</td><td><bdi>{shown(r['label'])}</bdi></td><td>{ent_text(r['tail'])}</td>"
         f'<td class="score">{score_text(r.get("score"))}</td></tr>'
         for r in record["relations"]
     ]

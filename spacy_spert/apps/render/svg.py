@@ -24,7 +24,7 @@ from .layout import (
     Layout,
     Segment,
 )
-from .text import label_tag, score_text, shown
+from .text import label_tag, score_text, shown, shown_tag
 
 __all__ = ["Colors", "figure_svg"]
 
@@ -98,12 +98,13 @@ def figure_svg(layout: Layout, record: Dict[str, Any], colors: Colors) -> str:
     for e, segs in segs_by_entity.items():
         ent = entities[e]
         color = colors(ent["label"])
-        tag = label_tag(ent["label"], ent.get("score"))
+        tag = label_tag(ent["label"], ent.get("score"))  # its length sizes the tab
         score = ent.get("score")
+        shown_label = shown_tag(ent["label"], score)
         out.append(
             f'<g class="spert-entity" data-entity="{e}" data-label="{shown(ent["label"])}" '
             f'data-score="{score_text(score)}" data-start="{ent["start"]}" data-end="{ent["end"]}">'
-            f"<title>{shown(text[ent['start'] : ent['end']])}: {shown(tag)}</title>"
+            f"<title>{shown(text[ent['start'] : ent['end']])}: {shown_label}</title>"
         )
         for seg in segs:
             y = layout.text_top(seg.row) + TEXT_H + seg.slot * SLOT_H
@@ -118,7 +119,7 @@ def figure_svg(layout: Layout, record: Dict[str, Any], colors: Colors) -> str:
                     f'<rect x="{_fmt(tx)}" y="{_fmt(y)}" width="{_fmt(tab)}" height="{SLOT_H - 3}" rx="3" '
                     f'fill="{html.escape(color)}"/><text class="spert-entity-label" x="{_fmt(tx + LABEL_PAD)}" '
                     f'y="{_fmt(y + SLOT_H - 6)}" font-size="{LABEL_SIZE}" font-weight="bold" fill="#000" '
-                    f'textLength="{_fmt(len(tag) * LABEL_CHAR_W)}" lengthAdjust="spacingAndGlyphs">{shown(tag)}</text>'
+                    f'textLength="{_fmt(len(tag) * LABEL_CHAR_W)}" lengthAdjust="spacingAndGlyphs">{shown_label}</text>'
                 )
         out.append("</g>")
     # Words.
@@ -137,11 +138,11 @@ def figure_svg(layout: Layout, record: Dict[str, Any], colors: Colors) -> str:
     for r, parts in by_relation.items():
         rel = relations[r]
         head, tail = entities[rel["head"]], entities[rel["tail"]]
-        tag = label_tag(rel["label"], rel.get("score"))
+        tag = shown_tag(rel["label"], rel.get("score"))
         out.append(
             f'<g class="spert-arc" data-relation="{r}" data-head="{rel["head"]}" data-tail="{rel["tail"]}" '
             f'data-label="{shown(rel["label"])}" data-score="{score_text(rel.get("score"))}">'
-            f"<title>{shown(text[head['start'] : head['end']])} \u2192 {shown(tag)} \u2192 "
+            f"<title>{shown(text[head['start'] : head['end']])} \u2192 {tag} \u2192 "
             f"{shown(text[tail['start'] : tail['end']])}</title>"
         )
         for part in parts:
@@ -152,6 +153,7 @@ def figure_svg(layout: Layout, record: Dict[str, Any], colors: Colors) -> str:
 
 
 def _arc_part(layout: Layout, part: ArcPart, tag: str) -> str:
+    """One drawn part of an arc with its label tag (``tag``: already escaped, see shown_tag)."""
     bottom = layout.text_top(part.row) - ARC_GAP
     y = bottom - part.level * LEVEL_H + LEVEL_H / 2 - 2
     xa, xb = part.xa, part.xb
@@ -183,6 +185,6 @@ def _arc_part(layout: Layout, part: ArcPart, tag: str) -> str:
         f'<rect x="{_fmt(mid - w / 2)}" y="{_fmt(y - 7)}" width="{_fmt(w)}" height="14" rx="3" fill="#fff" '
         f'stroke="{ARC_COLOR}" stroke-width="0.5"/><text class="spert-arc-label" x="{_fmt(mid - w / 2 + LABEL_PAD)}" '
         f'y="{_fmt(y + 4)}" font-size="{LABEL_SIZE}" fill="{ARC_COLOR}" textLength="{_fmt(w - 2 * LABEL_PAD)}" '
-        f'lengthAdjust="spacingAndGlyphs">{shown(tag)}</text>'
+        f'lengthAdjust="spacingAndGlyphs">{tag}</text>'
     )
     return "".join(out)

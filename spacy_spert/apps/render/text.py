@@ -8,7 +8,7 @@ import re
 import unicodedata
 from typing import Optional
 
-__all__ = ["columns", "label_tag", "score_text", "shown", "strong_direction"]
+__all__ = ["columns", "label_tag", "score_text", "shown", "shown_tag", "strong_direction"]
 
 
 def _shown_char(ch: str) -> str:
@@ -67,3 +67,20 @@ def score_text(score: Optional[float]) -> str:
 def label_tag(label: str, score: Optional[float]) -> str:
     """The tag of an entity or arc: its label and score, e.g. "Org 0.91"."""
     return f"{label} {score_text(score)}".strip()
+
+
+# First-strong isolate and pop directional isolate: what is between them
+# cannot reorder what is around it (Unicode's bidi algorithm closes any
+# override or embedding a label opens at the PDI).
+FSI, PDI = "\u2068", "\u2069"
+
+
+def shown_tag(label: str, score: Optional[float]) -> str:
+    """:func:`label_tag` as shown (escaped, see :func:`shown`), with the label
+    isolated, so that a label in another script or holding bidi controls
+    cannot reorder the score next to it ("0.90" stays "0.90").
+
+    label (str): The label. score (Optional[float]): The score.
+    RETURNS (str): The tag as escaped text.
+    """
+    return shown(f"{FSI}{label}{PDI} {score_text(score)}".rstrip())
