@@ -12,7 +12,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from .records import FIELDS_KEY
-from .validation import json_type
+from .validation import json_type, loads_json
 
 __all__ = [
     "InvalidInput",
@@ -63,9 +63,11 @@ def parse_jsonl_line(raw: bytes, source: str, line: int, text_key: str = "text")
     try:
         text = _decode(raw, source, line)
         try:
-            obj = json.loads(text)
+            obj = loads_json(text)
         except json.JSONDecodeError as e:
             raise InvalidInput(source, f"not valid JSON ({e})", line) from None
+        except ValueError as e:  # loads_json's checks: what could not be written back as JSON
+            raise InvalidInput(source, f"not JSON this reads: {e}", line) from None
         if not isinstance(obj, dict):
             raise InvalidInput(source, f"expected a JSON object, got {json_type(obj)}", line)
         if text_key not in obj:

@@ -3,6 +3,7 @@ file, record or line and field (:class:`ConversionError`), and the small
 helpers that describe a JSON value in such a message."""
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -102,6 +103,78 @@ def load_json(path: PathLike, source: str) -> Any:
     except UnicodeDecodeError as e:
         raise ConversionError(source, f"not valid UTF-8 text: {e}") from None
     try:
-        return json.loads(text)
+        return loads_json(text)
     except json.JSONDecodeError as e:
         raise ConversionError(source, f"not valid JSON: {e}") from None
+    except ValueError as e:  # loads_json's checks
+        raise ConversionError(source, f"not JSON this reads: {e}") from None
+
+
+# Python's default limit of int(str) (sys.get_int_max_str_digits()): a longer
+# integer fails to parse, or the record that carries it fails to be written.
+MAX_INT_DIGITS = 4300
+# Objects and lists in objects and lists: records need a few levels; writing a
+# deeper value back recurses as reading does.
+MAX_JSON_DEPTH = 100
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _checked_int(digits: str) -> int:
+    n = len(digits.lstrip("-"))
+    if n > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {n} digits, more than the limit of {MAX_INT_DIGITS}")
+    return int(digits)
+
+
+def _checked_float(number: str) -> float:
+    value = float(number)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {show(number)} is out of range (beyond about 1.8e308)")
+    return value
+
+
+def loads_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` for input that is carried into JSON output: refuses
+    NaN and Infinity, numbers out of float range, integers over
+    :data:`MAX_INT_DIGITS` digits, values nested deeper than ``max_depth``,
+    and strings or field names with an unpaired surrogate (``"\\ud800"``),
+    which no UTF-8 output can hold.
+
+    text (str): The JSON text.
+    max_depth (int): The most levels of objects and lists.
+    RETURNS (Any): The value.
+    RAISES: ValueError with a one-line reason (json.JSONDecodeError, a
+        ValueError, for text that is not JSON).
+    """
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_int=_checked_int, parse_float=_checked_float)
+    except RecursionError:
+        raise ValueError(f"nested too deeply (more than {max_depth} levels of objects and lists)") from None
+    # Iterative: a recursive walk could reach the recursion limit first.
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_surrogates(item)
+        elif isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise ValueError(f"nested too deeply (more than {max_depth} levels of objects and lists)")
+            if isinstance(item, dict):
+                for key in item:
+                    _check_surrogates(key)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+    return value
+
+
+def _check_surrogates(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"a string with an unpaired surrogate U+{ord(text[e.start]):04X} (at character {e.start})"
+        ) from None

@@ -491,3 +491,30 @@ def test_throughput_command_writes_results(model_dir, nlp, tiny_bert, tmp_path):
     assert len(data["ratio_by_round"]) == 1 and data["transformer"] == str(tiny_bert)
     assert "cpus" in data["machine"] and "spacy" in data["versions"]
     assert results.with_suffix(".md").read_text() in result.stdout
+
+
+HOSTILE_LINES = [
+    (b'{"text": "a", "id": "\\ud800"}\n', "an unpaired surrogate U+D800"),
+    (b'{"text": "a", "n": ' + b"9" * 5000 + b"}\n", "an integer of 5000 digits, more than the limit of 4300"),
+    (b'{"text": "a", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", "nested too deeply"),
+    (b'{"text": "a", "x": NaN}\n', "NaN is not a JSON value"),
+    (b'{"text": "a", "x": -Infinity}\n', "-Infinity is not a JSON value"),
+    (b'{"text": "a", "x": 1e999}\n', 'the number "1e999" is out of range'),
+]
+
+
+@pytest.mark.parametrize("line,message", HOSTILE_LINES, ids=["surrogate", "huge-int", "deep", "nan", "inf", "1e999"])
+def test_hostile_line_is_named_and_skipped(model_dir, tmp_path, line, message):
+    """A line whose values could not be written back as JSON (or read at all)
+    is an error naming the file and line, never a traceback; --skip-invalid
+    skips and lists it, and the output stays valid JSON."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"text": "Anna Lee ."}\n' + line + b'{"text": "John Doe ."}\n')
+    out = tmp_path / "out.jsonl"
+    result = invoke("predict", model_dir, path, out)
+    assert result.exit_code == 1 and not out.exists()
+    assert result.stderr.startswith(f"error: {path}: line 2: ") and message in result.stderr, result.stderr
+    result = invoke("predict", model_dir, path, out, "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x)["text"] for x in out.read_text(encoding="utf8").splitlines()] == ["Anna Lee .", "John Doe ."]
+    assert f"  {path}: line 2: " in result.stdout

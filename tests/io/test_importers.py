@@ -752,3 +752,23 @@ def test_cli_usage_errors(tmp_path):
     assert res.exit_code == 1 and res.stderr == f"error: {tmp_path / 'missing.jsonl'}: No such file or directory\n"
     res = invoke("brat", tmp_path, tmp_path / "out.spacy", "--lang", "xx-nope")
     assert res.exit_code == 1 and "unknown language code 'xx-nope'" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "fmt,name,data,message",
+    [
+        ("prodigy", "p.jsonl", b'{"text": "a", "n": ' + b"9" * 5000 + b"}\n", "p.jsonl: line 1: not JSON this reads"),
+        ("prodigy", "p.jsonl", b'{"text": "a", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", "nested too deeply"),
+        ("label-studio", "ls.json", b"[" * 100_000 + b"]" * 100_000, "ls.json: not JSON this reads: nested too deeply"),
+        ("label-studio", "ls.json", b'[{"data": {"text": "a"}, "x": NaN}]', "NaN is not a JSON value"),
+    ],
+    ids=["prodigy-huge-int", "prodigy-deep", "label-studio-deep", "label-studio-nan"],
+)
+def test_hostile_json_is_named_not_a_traceback(tmp_path, fmt, name, data, message):
+    """Deep nesting, huge integers and non-finite numbers are one-line errors
+    naming the file (and line), never a RecursionError traceback."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ConversionError, match="not JSON this reads") as info:
+        import_docs(fmt, path)
+    assert message in str(info.value) and len(str(info.value).splitlines()) == 1

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from ..validation import ConversionError, json_type, show
+from ..validation import ConversionError, json_type, loads_json, show
 from .common import Entity, Fail, ImportReport, Item, Relation, get_field
 
 
@@ -52,9 +52,11 @@ def read_prodigy(path: Path, source: str, report: ImportReport, vocab: Vocab) ->
             return ConversionError(source, problem, line=n, field=name)
 
         try:
-            task = json.loads(line)
+            task = loads_json(line)
         except json.JSONDecodeError as e:
             raise fail(f"not valid JSON: {e.msg} (column {e.colno})") from None
+        except ValueError as e:  # loads_json's checks
+            raise fail(f"not JSON this reads: {e}") from None
         if not isinstance(task, dict):
             raise fail(f"must be an object (a Prodigy task), got {json_type(task)}")
         answer = get_field(task, "answer", "str", fail)
