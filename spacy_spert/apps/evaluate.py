@@ -29,7 +29,8 @@ def evaluate(
     from spacy.cli.evaluate import evaluate as spacy_evaluate
 
     if output is not None:
-        check_output_path(output, data_path, model)
+        check_output_path(output, data_path, read_suffixes=(".spacy",))  # a folder: its .spacy files are read
+        check_output_path(output, model)
         Path(output).parent.mkdir(parents=True, exist_ok=True)
     return spacy_evaluate(str(model), Path(data_path), output=output, use_gpu=gpu_id, silent=True)
 

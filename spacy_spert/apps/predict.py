@@ -28,12 +28,22 @@ Output (``output_format``, by default from the suffix: ``.spacy`` or JSONL):
 
 Every input doc gives exactly one output doc, empty and whitespace-only texts
 included (with no entities). An invalid input line or file (not UTF-8, not
-JSON, not an object, no text field, a text that is not a string) is an
+JSON, JSON that could not be written back (NaN, Infinity, huge numbers, deep
+nesting, unpaired surrogates), not an object, no text field, a text that is
+not a string, a text longer than ``max_length``) is an
 :class:`~spacy_spert.io.jsonl.InvalidInput` error that names the file and line; with
 ``skip_invalid=True`` it is left out, and listed in the report. The output
 is written to a temporary file next to it and renamed into place at the end
 (:func:`~spacy_spert.io.files.atomic_output`), so an error or Ctrl-C leaves no
 output file.
+
+Long texts: a text over ``max_length`` characters (default: the pipeline's
+``nlp.max_length``, spaCy's 1,000,000 unless changed) is an invalid line, not
+spaCy's error E088. The windows of the transformer bound the model's work per
+window, not the memory of a doc: the transformer's output and spert's
+candidates are kept for the whole doc, about 4 KB a character with a
+MiniLM-L6 encoder (more with wider ones), so a limit stays;
+``max_length`` raises (or lowers) it.
 
 Throughput: :func:`pipe_by_length` reads ``buffer_size`` docs at a time,
 runs them through ``nlp.pipe`` sorted by length (so the transformer's batches
@@ -179,6 +189,7 @@ def predict(
     spans_key: Optional[str] = None,
     progress: Optional[bool] = None,
     quantize: bool = False,
+    max_length: Optional[int] = None,
 ) -> PredictReport:
     """Tag every doc of ``input_path`` with a pipeline and write the results
     to ``output_path`` (see the module docstring for the formats).
@@ -205,6 +216,8 @@ def predict(
     quantize (bool): Quantize the encoder's linear layers to int8 first, for
         faster CPU inference (:func:`spacy_spert.transformer.quantize.quantize`; CPU only,
         and it changes a pipeline passed in).
+    max_length (Optional[int]): The longest text in characters; longer ones
+        are invalid lines (default: the pipeline's ``nlp.max_length``).
     RETURNS (PredictReport): Counts, the skipped lines and the time.
     RAISES: InvalidInput (a ValueError) for an invalid line or file unless
         ``skip_invalid``; ValueError for invalid arguments; OSError if a file
@@ -212,7 +225,8 @@ def predict(
     """
     from tqdm import tqdm
 
-    check_output_path(output_path, input_path, None if isinstance(model, Language) else model)
+    check_output_path(output_path, input_path, read_suffixes=(".txt",))  # a folder: its .txt files are read
+    check_output_path(output_path, None if isinstance(model, Language) else model)
     output_format = output_format or ("spacy" if Path(output_path).suffix == ".spacy" else "jsonl")
     if output_format not in FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; expected one of: {', '.join(FORMATS)}")
@@ -222,7 +236,10 @@ def predict(
         raise ValueError(f"the number of processes must be positive (or -1: one per CPU), got {n_process}")
     if quantize and gpu_id >= 0:
         raise ValueError(f"--quantize is for CPU inference; it cannot run on GPU {gpu_id} (leave out --gpu-id)")
+    if max_length is not None and max_length < 1:
+        raise ValueError(f"the longest text (--max-length) must be at least 1 character, got {max_length}")
     nlp = model if isinstance(model, Language) else _load(model, gpu_id)
+    limit = max_length if max_length is not None else nlp.max_length
     if quantize:
         from ..transformer.quantize import quantize as quantize_pipeline
 
@@ -230,7 +247,7 @@ def predict(
     start = time.perf_counter()
     key = spans_key if spans_key is not None else spert_spans_key(nlp)
     report = PredictReport()
-    items = valid_items(input_items(Path(input_path), nlp, text_key, lines), skip_invalid, report.skipped)
+    items = valid_items(input_items(Path(input_path), nlp, text_key, lines, limit), skip_invalid, report.skipped)
 
     def to_line(doc: Doc, fields: Dict[str, Any]) -> bytes:
         line = output_record(doc, fields, key, text_key)
@@ -246,15 +263,21 @@ def predict(
         return doc
 
     convert = to_line if output_format == "jsonl" else to_doc
-    outputs = pipe_by_length(
-        nlp, items, batch_size=batch_size, buffer_size=buffer_size, n_process=n_process, convert=convert
-    )
-    disable = None if progress is None else not progress
-    with atomic_output(output_path) as f, tqdm(outputs, unit="doc", disable=disable, leave=False) as bar:
-        if output_format == "jsonl":
-            f.writelines(bar)
-        else:
-            f.write(DocBin(store_user_data=True, docs=bar).to_bytes())
+    # The reader refuses texts over `limit`; spaCy's own check must not refuse
+    # the others (a pipeline passed in gets its max_length back).
+    saved_max_length, nlp.max_length = nlp.max_length, max(nlp.max_length, limit)
+    try:
+        outputs = pipe_by_length(
+            nlp, items, batch_size=batch_size, buffer_size=buffer_size, n_process=n_process, convert=convert
+        )
+        disable = None if progress is None else not progress
+        with atomic_output(output_path) as f, tqdm(outputs, unit="doc", disable=disable, leave=False) as bar:
+            if output_format == "jsonl":
+                f.writelines(bar)
+            else:
+                f.write(DocBin(store_user_data=True, docs=bar).to_bytes())
+    finally:
+        nlp.max_length = saved_max_length
     report.seconds = time.perf_counter() - start
     return report
 

@@ -169,6 +169,8 @@ class RayPredictor:
     batch_size (int): Docs per ``nlp.pipe`` batch.
     num_threads (int): Torch threads (the actor's CPUs).
     use_gpu (bool): Run on the GPU Ray gave this actor.
+    max_length (Optional[int]): The longest text (default: the pipeline's
+        ``nlp.max_length``), as for ``predict``.
     """
 
     def __init__(
@@ -183,6 +185,7 @@ class RayPredictor:
         batch_size: int = DEFAULT_BATCH_SIZE,
         num_threads: int = 1,
         use_gpu: bool = False,
+        max_length: Optional[int] = None,
     ) -> None:
         import spacy
         import torch
@@ -206,11 +209,13 @@ class RayPredictor:
         # pipeline CPU tensors. __call__ installs these ops in its thread.
         self.ops = get_current_ops()
         self.spans_key = spans_key if spans_key is not None else spert_spans_key(self.nlp)
+        self.max_length = max_length if max_length is not None else self.nlp.max_length
+        self.nlp.max_length = max(self.nlp.max_length, self.max_length)  # longer texts: invalid lines
 
     def parse(self, raw: bytes, file: int, line: int) -> Union[tuple, InvalidInput]:
         """A doc row's (text, fields), or the problem with it."""
         source = self.files[file]
-        item = parse_jsonl_line(raw, source, line, self.text_key)
+        item = parse_jsonl_line(raw, source, line, self.text_key, self.max_length)
         if not isinstance(item, InvalidInput) and self.id_key is not None and self.id_key not in item[1]:
             item = InvalidInput(source, f"no field {self.id_key!r} (the id key)", line)
         if isinstance(item, InvalidInput) and self.input_format == "parquet":
@@ -320,6 +325,7 @@ def predict_ray(
     spans_key: Optional[str] = None,
     progress: Optional[bool] = None,
     predictor_class: type = RayPredictor,
+    max_length: Optional[int] = None,
 ) -> RayPredictReport:
     """Tag every doc of the input on a Ray cluster and write the results to
     one file on the driver (see the module docstring for the stages, formats
@@ -359,6 +365,8 @@ def predict_ray(
         stderr is a terminal); True also shows Ray Data's progress and logs.
     predictor_class (type): The actor class: :class:`RayPredictor` or a
         subclass (for instance one that records or checks each batch).
+    max_length (Optional[int]): The longest text in characters; longer ones
+        are invalid lines (default: the pipeline's ``nlp.max_length``).
     RETURNS (RayPredictReport): Counts, skipped lines, duplicates, time.
     RAISES: ImportError without Ray; InvalidInput for an invalid line unless
         ``skip_invalid``; ValueError for invalid arguments, duplicate ids or
@@ -370,7 +378,8 @@ def predict_ray(
 
     # Local paths absolute: Ray's workers need not share the driver's working directory.
     inputs = [_absolute(p) for p in ([input_paths] if isinstance(input_paths, (str, Path)) else input_paths)]
-    check_output_path(output_path, *inputs, model)
+    check_output_path(output_path, *inputs, read_suffixes=tuple("." + f for f in INPUT_FORMATS))
+    check_output_path(output_path, model)
     model = _absolute(model)
     output_format = output_format or _format_of(str(output_path))
     if output_format not in OUTPUT_FORMATS:
@@ -384,6 +393,8 @@ def predict_ray(
             f"the number of actors, batch size and rows per task must be at least 1, got {num_actors}, "
             f"{batch_size} and {rows_per_task}"
         )
+    if max_length is not None and max_length < 1:
+        raise ValueError(f"the longest text (--max-length) must be at least 1 character, got {max_length}")
     if num_cpus_per_actor <= 0 or num_gpus_per_actor < 0:
         raise ValueError(
             f"CPUs per actor must be positive and GPUs per actor at least 0, got {num_cpus_per_actor} "
@@ -414,6 +425,7 @@ def predict_ray(
             spans_key=spans_key,
             progress=progress,
             predictor_class=predictor_class,
+            max_length=max_length,
             tqdm=tqdm,
         )
     finally:
@@ -440,6 +452,7 @@ def _run(
     spans_key,
     progress,
     predictor_class,
+    max_length,
     tqdm,
 ) -> RayPredictReport:
     start = time.perf_counter()
@@ -483,6 +496,7 @@ def _run(
                     batch_size=batch_size,
                     num_threads=int(num_cpus_per_actor),
                     use_gpu=num_gpus_per_actor > 0,
+                    max_length=max_length,
                 ),
             )
         )

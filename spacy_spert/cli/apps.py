@@ -24,6 +24,7 @@ def predict_cli(
     text_key: str = Opt("text", "--text-key", help="JSONL field with the text (also the output's)"),
     lines: bool = Opt(False, "--lines", help="Text input: one doc per line, not per file"),
     skip_invalid: bool = Opt(False, "--skip-invalid", help="Leave out invalid lines, list them and go on"),
+    max_length: Optional[int] = Opt(None, "--max-length", help="Longest text in characters; longer ones are invalid lines (default: the pipeline's max_length, 1,000,000 in spaCy; memory grows with a text's length)"),
     spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
     engine: str = Opt("local", "--engine", help="local (this machine) or ray (a Ray cluster: pip install 'spacy-spert[ray]')"),
     address: Optional[str] = Opt(None, "--address", help="Ray: the cluster (auto: the one this machine is in; default: RAY_ADDRESS, else a new local one)"),
@@ -43,8 +44,9 @@ def predict_cli(
     (character and token offsets, label, score, text) and "relations" (head
     and tail as indices into the entities, label, score); a .spacy OUTPUT is
     a DocBin with user data. Docs are run in batches of similar length and
-    written in input order. An invalid line stops the run (error naming file
-    and line, no output) unless --skip-invalid; OUTPUT appears only when
+    written in input order. An invalid line (not UTF-8 or JSON, no text, a
+    text over --max-length, ...) stops the run (error naming file and line,
+    no output) unless --skip-invalid; OUTPUT appears only when
     complete. With --engine ray the docs are tagged by a pool of actors on a
     Ray cluster (Ray Data reads .jsonl or .parquet input) and the driver
     writes the same JSONL lines (or .parquet), in input order, each doc
@@ -61,6 +63,7 @@ def predict_cli(
             batch_size=batch_size,
             text_key=text_key,
             skip_invalid=skip_invalid,
+            max_length=max_length,
             spans_key=spans_key,
             address=address,
             num_actors=num_actors,
@@ -101,6 +104,7 @@ def predict_cli(
             skip_invalid=skip_invalid,
             spans_key=spans_key,
             quantize=quantize,
+            max_length=max_length,
         )
     msg.good(
         f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
@@ -123,6 +127,7 @@ def _predict_ray_cli(model: str, input_path: str, output_path: Path, *, local_on
         batch_size=kwargs["batch_size"],
         text_key=kwargs["text_key"],
         skip_invalid=kwargs["skip_invalid"],
+        max_length=kwargs["max_length"],
         spans_key=kwargs["spans_key"],
         address=kwargs["address"],
         num_actors=kwargs["num_actors"],

@@ -8,7 +8,7 @@ import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Union
+from typing import Any, BinaryIO, Collection, Iterator, Optional, Union
 
 
 @contextmanager
@@ -52,28 +52,69 @@ def write_atomic(data: bytes, output_path: Path) -> None:
         f.write(data)
 
 
-def check_output_path(output_path: Union[str, "os.PathLike[str]"], *input_paths: Any) -> None:
+def check_output_path(
+    output_path: Union[str, "os.PathLike[str]"], *input_paths: Any, read_suffixes: Optional[Collection[str]] = None
+) -> None:
     """Refuse an output that is one of the inputs, before anything is read:
     the same path, another path to the same file (a symbolic or hard link,
     ``..``), checked by the files' device and inode where both exist. Every
     command that writes a file calls this first, so that no output replaces
     its own input (a gold corpus, an annotation export, predictions).
 
+    An input that is a folder stands for the files the command reads in it
+    (at any depth): with ``read_suffixes``, the files with one of these
+    suffixes (``.txt`` of a folder of texts, ``.ann`` and ``.txt`` of brat),
+    so an output with such a suffix inside the folder is refused even before
+    it exists (a rerun would read it); without, every file in it (a pipeline
+    folder: its config, weights, vocab), so an existing file inside is
+    refused and a new one is not.
+
     output_path (str / Path): The file to write.
     input_paths: The files (or folders) the command reads; None and inputs
-        that are not local paths (e.g. a Ray URI) are skipped.
+        that are not local paths (e.g. a Ray URI or a package name) are skipped.
+    read_suffixes (Optional[Collection[str]]): The suffixes of the files the
+        command reads in an input folder; None: every file.
     RAISES: ValueError naming both paths.
     """
     output = Path(output_path)
+    resolved = output.resolve()
     for input_path in input_paths:
         if input_path is None or not isinstance(input_path, (str, os.PathLike)) or "://" in str(input_path):
             continue
         source = Path(input_path)
-        same = output.resolve() == source.resolve()
+        same = resolved == source.resolve()
         if not same and output.exists() and source.exists():
             same = os.path.samefile(output, source)
         if same:
-            raise ValueError(
-                f"the output {output} is the input {source} (the same file): choose another output path, "
-                "nothing was written"
-            )
+            raise ValueError(f"{_same_file(output, source)}: choose another output path, nothing was written")
+        if source.is_dir():
+            _check_folder(output, resolved, source, read_suffixes)
+
+
+def _same_file(output: Path, source: Path) -> str:
+    return f"the output {output} is the input {source} (the same file)"
+
+
+def _check_folder(output: Path, resolved: Path, folder: Path, read_suffixes: Optional[Collection[str]]) -> None:
+    """Refuse an output that is a file ``check_output_path`` counts as read in
+    the input ``folder`` (``resolved``: the output's resolved path)."""
+
+    def read(path: Path) -> bool:
+        return read_suffixes is None or path.suffix in read_suffixes
+
+    inside = resolved.is_relative_to(folder.resolve())
+    same = None
+    if output.is_file():
+        if inside:
+            same = resolved if read(resolved) else None
+        elif output.stat().st_nlink > 1:  # a hard link to a file of the folder?
+            same = next((p for p in folder.rglob("*") if read(p) and p.is_file() and os.path.samefile(output, p)), None)
+    if same is not None:
+        raise ValueError(
+            f"{_same_file(output, same)}, in the input folder {folder}: choose another output path, nothing was written"
+        )
+    if inside and read_suffixes is not None and read(resolved):
+        raise ValueError(
+            f"the output {output} is inside the input folder {folder}, whose {resolved.suffix} files are read "
+            "(as input by the next run): choose another output path, nothing was written"
+        )

@@ -22,6 +22,8 @@ class ConversionError(ValueError):
 
     For line-based input (JSONL, brat ``.ann`` files) ``line`` takes the place
     of ``record``: ``"{source}: line {line}: field '{field}': {problem}"``.
+    A record with an id of its own (a Label Studio task's ``id``, which its
+    interface shows) reads ``"record 3 (id 57)"``.
 
     source (str): The file (path as given) or other input the data came from.
     problem (str): What is wrong.
@@ -29,6 +31,7 @@ class ConversionError(ValueError):
     line (Optional[int]): The line number (from 1) in the file, if any.
     field (Optional[str]): The field within the record (or file), if any,
         e.g. ``"entities[2].end"``.
+    record_id (Optional[str]): The record's own id, if any.
     """
 
     def __init__(
@@ -39,15 +42,17 @@ class ConversionError(ValueError):
         record: Optional[int] = None,
         line: Optional[int] = None,
         field: Optional[str] = None,
+        record_id: Optional[str] = None,
     ) -> None:
         self.source = str(source)
         self.problem = problem
         self.record = record
         self.line = line
         self.field = field
+        self.record_id = record_id
         parts = [self.source]
         if record is not None:
-            parts.append(f"record {record}")
+            parts.append(f"record {record}" + (f" (id {record_id})" if record_id is not None else ""))
         if line is not None:
             parts.append(f"line {line}")
         if field is not None:
@@ -89,6 +94,19 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def decode_error_place(error: UnicodeDecodeError) -> str:
+    """Where a UTF-8 decoding error is, for a message: ``"line 3, byte 7 of
+    the line (0xe9: invalid continuation byte)"``.
+
+    error (UnicodeDecodeError): The error of decoding a whole file.
+    RETURNS (str): The line (from 1), the byte in it (from 1), the byte and why.
+    """
+    data, start = bytes(error.object), error.start
+    line = data.count(b"\n", 0, start) + 1
+    column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+    return f"line {line}, byte {column} of the line (0x{data[start]:02x}: {error.reason})"
+
+
 def load_json(path: PathLike, source: str) -> Any:
     """Read and parse a JSON file.
 
@@ -101,7 +119,7 @@ def load_json(path: PathLike, source: str) -> Any:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ConversionError(source, f"not valid UTF-8 text: {e}") from None
+        raise ConversionError(source, f"not valid UTF-8 text: {decode_error_place(e)}") from None
     try:
         return loads_json(text)
     except json.JSONDecodeError as e:

@@ -518,3 +518,57 @@ def test_hostile_line_is_named_and_skipped(model_dir, tmp_path, line, message):
     assert result.exit_code == 0, result.output
     assert [json.loads(x)["text"] for x in out.read_text(encoding="utf8").splitlines()] == ["Anna Lee .", "John Doe ."]
     assert f"  {path}: line 2: " in result.stdout
+
+
+def test_bad_utf8_names_the_byte(model_dir, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"text": "Anna Lee ."}\n{"text": "caf\xe9"}\n')
+    result = invoke("predict", model_dir, path, tmp_path / "out.jsonl")
+    assert result.stderr == (
+        f"error: {path}: line 2: not UTF-8 text (byte 14 of the line, 0xe9: invalid continuation byte)\n"
+    )
+
+
+def test_long_text_is_named_and_skipped(model_dir, tmp_path):
+    """A text over --max-length is an invalid line in our words (not spaCy's
+    E088 about the parser), skipped and listed under --skip-invalid; the
+    others are written."""
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "Anna Lee ."}, {"text": "John Doe lives in London ."}])
+    out = tmp_path / "out.jsonl"
+    result = invoke("predict", model_dir, path, out, "--max-length", "20")
+    assert result.exit_code == 1 and not out.exists()
+    assert result.stderr == (
+        f"error: {path}: line 2: a text of 26 characters, over the limit of 20 (the pipeline's max_length: memory "
+        "grows with the length of a doc): split the text, or raise the limit (predict --max-length)\n"
+    )
+    result = invoke("predict", model_dir, path, out, "--max-length", "20", "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert [line["text"] for line in read_jsonl(out)] == ["Anna Lee ."]
+    assert f"  {path}: line 2: a text of 26 characters, over the limit of 20" in result.stdout
+    assert invoke("predict", model_dir, path, out, "--max-length", "0").exit_code == 1
+
+
+def test_long_text_follows_the_pipeline_max_length(nlp, tmp_path):
+    """Without max_length the pipeline's nlp.max_length is the limit, in our
+    words; with it the text is processed (spaCy's own check does not fire),
+    and a pipeline passed in keeps its max_length. Text files and --lines
+    too."""
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "John Doe lives in London ."}])
+    saved = nlp.max_length
+    nlp.max_length = 20
+    try:
+        with pytest.raises(InvalidInput, match=r"line 1: a text of 26 characters, over the limit of 20") as info:
+            predict(nlp, path, tmp_path / "out.jsonl")
+        assert "E088" not in str(info.value) and "parser" not in str(info.value)
+        report = predict(nlp, path, tmp_path / "out.jsonl", max_length=100)
+        assert report.n_docs == 1 and nlp.max_length == 20
+        (tmp_path / "texts").mkdir()
+        (tmp_path / "texts" / "a.txt").write_text("John Doe lives in London .\nAnna Lee .\n", encoding="utf8")
+        report = predict(nlp, tmp_path / "texts", tmp_path / "files.jsonl", skip_invalid=True)
+        assert report.n_docs == 0 and [(e.source, e.line) for e in report.skipped] == [
+            (str(tmp_path / "texts" / "a.txt"), None)
+        ]
+        report = predict(nlp, tmp_path / "texts" / "a.txt", tmp_path / "lines.jsonl", lines=True, skip_invalid=True)
+        assert report.n_docs == 1 and [e.line for e in report.skipped] == [1]
+    finally:
+        nlp.max_length = saved

@@ -376,6 +376,21 @@ def test_actor_runs_with_its_ops_in_another_thread(model_dir):
     assert result["kind"] == [[DOC, END_OF_FILE]] and result["n_entities"][0][0] > 0
 
 
+def test_actor_names_hostile_and_long_lines(model_dir):
+    """An actor checks lines as predict does: JSON that could not be written
+    back and texts over max_length are invalid lines with predict's
+    messages, the others are tagged. No cluster needed."""
+    from spacy_spert.apps.ray_output import DOC, INVALID
+
+    predictor = RayPredictor(str(model_dir), files=["in.jsonl"], max_length=20)
+    raws = [b'{"text": "Anna Lee ."}', b'{"text": "a", "x": NaN}', b'{"text": "John Doe lives in London ."}']
+    out = predictor.process(0, [1, 2, 3], [DOC] * 3, raws)
+    assert out["kind"] == [DOC, INVALID, INVALID]
+    assert out["output"][1] == "not JSON this reads: NaN is not a JSON value"
+    assert out["output"][2].startswith("a text of 26 characters, over the limit of 20")
+    assert json.loads(out["output"][0])["text"] == "Anna Lee ." and predictor.nlp.max_length >= 20
+
+
 class OnGpu(RayPredictor):
     """An actor that fails unless its pipeline ran on a CUDA device: the ops
     of the thread that ran it, and the transformer's weights."""

@@ -392,3 +392,39 @@ def test_a_bidi_override_in_a_label_cannot_reorder_its_score():
     assert next(e["text"] for e in page.find("text", "spert-entity-label")) == "\u2068Pe\u202eop\u2069 0.90"
     assert [e["text"] for e in page.find("text", "spert-arc-label")] == ["\u2068Work\u202e_For\u2069 0.90"]
     assert "<td><bdi>Pe\u202eop</bdi></td>" in markup and "<td><bdi>Work\u202e_For</bdi></td>" in markup
+
+
+def test_entity_text_in_a_tooltip_cannot_reorder_the_tag():
+    """The tooltips set the entity text next to the label and score: the text
+    is isolated too, so an override in the text stays inside."""
+    text = "Ann\u202ea works for Acme ."
+    record = {
+        "text": text,
+        "entities": [
+            {"start": 0, "end": 5, "label": "Peop", "score": 0.9},
+            {"start": 16, "end": 20, "label": "Org", "score": 0.8},
+        ],
+        "relations": [{"head": 0, "tail": 1, "label": "Work_For", "score": 0.7}],
+    }
+    page = Elements(render(record))
+    titles = [e["text"] for e in page.find("title")]
+    assert "\u2068Ann\u202ea\u2069: \u2068Peop\u2069 0.90" in titles
+    assert "\u2068Ann\u202ea\u2069 \u2192 \u2068Work_For\u2069 0.70 \u2192 \u2068Acme\u2069" in titles
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        (b'{"text": "a", "entities": [], "relations": [], "x": NaN}', "NaN is not a JSON value"),
+        (b'{"text": "a", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (b'{"text": "\\udc00", "entities": [], "relations": []}', "an unpaired surrogate U+DC00"),
+    ],
+    ids=["nan", "deep", "surrogate"],
+)
+def test_command_names_a_hostile_line(tmp_path, line, message):
+    jsonl = tmp_path / "preds.jsonl"
+    jsonl.write_bytes(json.dumps(RECORD).encode() + b"\n" + line + b"\n")
+    result = invoke("render", jsonl, tmp_path / "out.html")
+    assert result.exit_code == 1 and not (tmp_path / "out.html").exists()
+    assert result.stderr.startswith(f"error: {jsonl}: line 2: not JSON this reads: ") and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1

@@ -460,7 +460,7 @@ def test_label_studio_text_key(tmp_path):
     path = write_json(tmp_path / "export.json", [task])
     with pytest.raises(
         ConversionError,
-        match=r"record 0: field 'data.text': missing \(the task's data has: "
+        match=r"record 0 \(id 1\): field 'data.text': missing \(the task's data has: "
         r"\"sentence\"; choose one with --text-key\)",
     ):
         import_docs("label-studio", path)
@@ -526,7 +526,7 @@ def test_label_studio_errors(tmp_path, mutate, field, message):
     path = write_json(tmp_path / "export.json", tasks)
     with pytest.raises(ConversionError) as info:
         import_docs("label-studio", path)
-    assert str(info.value).startswith(f"{path}: record 1: field '{field}': {message}")
+    assert str(info.value).startswith(f"{path}: record 1 (id 1): field '{field}': {message}")
 
 
 def test_label_studio_json_min_is_refused(tmp_path):
@@ -554,13 +554,13 @@ def test_misaligned_span_is_expanded_and_reported(tmp_path):
     assert rels(docs[0]) == [(4, 6, 7, 8, "OrgBased_In", "Org", "Loc")]
     assert (report.expanded, report.trimmed) == (2, 1)  # "Oslo " loses its space, no expansion needed
     assert report.examples == [
-        f'{path}, record 0: "nna Smith" -> "Anna Smith"',
-        f'{path}, record 0: "Acme Corp" -> "Acme Corp."',
+        f'{path}, record 0 (id 5): "nna Smith" -> "Anna Smith"',
+        f'{path}, record 0 (id 5): "Acme Corp" -> "Acme Corp."',
     ]
     with pytest.raises(ConversionError) as info:
         import_docs("label-studio", path, strict=True)
     assert str(info.value) == (
-        f"{path}: record 0: field 'annotations[0].result[0].value': \"nna Smith\" (1-10) does not fall on token "
+        f"{path}: record 0 (id 5): field 'annotations[0].result[0].value': \"nna Smith\" (1-10) does not fall on token "
         'boundaries: the tokens are "Anna Smith" (0-10); fix the offsets, or leave out --strict to expand it to '
         "whole tokens"
     )
@@ -709,7 +709,7 @@ def test_cli_each_format(tmp_path):
             [
                 "Imported docs: 1, entities: 2, relations: 1",
                 "1 entities not on token boundaries, expanded to whole tokens",
-                f'{export}, record 0: "Anna Smit" -> "Anna Smith"',
+                f'{export}, record 0 (id 1): "Anna Smit" -> "Anna Smith"',
             ],
         ),
     ]:
@@ -772,3 +772,57 @@ def test_hostile_json_is_named_not_a_traceback(tmp_path, fmt, name, data, messag
     with pytest.raises(ConversionError, match="not JSON this reads") as info:
         import_docs(fmt, path)
     assert message in str(info.value) and len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "name,data,export",
+    [
+        ("min.json", json.dumps([{"id": 1, "text": TEXT, "label": [], "annotator": 1}]), "JSON-MIN"),
+        ("export.csv", "annotation_id,annotator,id,label,text\n1,1,1,[],Anna\n", "CSV"),
+        ("export.tsv", "annotation_id\tannotator\tid\tlabel\ttext\n1\t1\t1\t[]\tAnna\n", "TSV"),
+        ("export.conll", "-DOCSTART- -X- O\n\nAnna -X- _ B-Peop\nSmith -X- _ I-Peop\n", "CONLL2003"),
+    ],
+    ids=["json-min", "csv", "tsv", "conll"],
+)
+def test_label_studio_other_exports_are_named(tmp_path, name, data, export):
+    """Label Studio's other exports: one line naming the export found and
+    saying to choose the JSON export (not "field 'data': missing")."""
+    path = tmp_path / name
+    path.write_text(data, encoding="utf8")
+    with pytest.raises(ConversionError) as info:
+        import_docs("label-studio", path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and f"Label Studio's {export} export" in message
+    assert 'choosing "JSON" in Label Studio\'s Export dialog' in message and "'data': missing" not in message
+    assert len(message.splitlines()) == 1
+
+
+def test_prodigy_line_errors_of_the_shared_reader(tmp_path):
+    """Prodigy lines go through the one JSON-lines reader: a byte that is not
+    UTF-8 is named with its line and place, an unpaired surrogate too."""
+    good = json.dumps(prodigy_task("Bob left .", [])).encode("utf8")
+    path = tmp_path / "rel.jsonl"
+    path.write_bytes(good + b'\n{"text": "caf\xe9"}\n')
+    with pytest.raises(ConversionError) as info:
+        import_docs("prodigy", path)
+    assert str(info.value) == f"{path}: line 2: not UTF-8 text (byte 14 of the line, 0xe9: invalid continuation byte)"
+    path.write_bytes(good + b'\n\n{"text": "\\ud83d"}\n')
+    with pytest.raises(ConversionError, match=r"rel.jsonl: line 3: not JSON this reads: .*unpaired surrogate U\+D83D"):
+        import_docs("prodigy", path)
+
+
+def test_whole_file_utf8_errors_name_line_and_byte(tmp_path):
+    """Label Studio (a whole JSON file) and brat name the line and byte of a
+    byte that is not UTF-8, and brat the file that holds it."""
+    path = tmp_path / "export.json"
+    path.write_bytes(b'[\n  {"data": {"text": "caf\xe9"}}\n]')
+    with pytest.raises(ConversionError) as info:
+        import_docs("label-studio", path)
+    assert str(info.value) == (
+        f"{path}: not valid UTF-8 text: line 2, byte 25 of the line (0xe9: invalid continuation byte)"
+    )
+    folder = write_brat(tmp_path / "brat", "doc1", BRAT_TEXT, BRAT_ANN).parent
+    (folder / "doc1.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(ConversionError) as info:
+        import_docs("brat", folder)
+    assert str(info.value).startswith(f"{folder / 'doc1.txt'}: not valid UTF-8 text: line 1, byte 4 of the line")

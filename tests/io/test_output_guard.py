@@ -86,3 +86,52 @@ def test_evaluate_refuses_its_gold(model_dir, tmp_path):
     DocBin().to_disk(gold)
     before = gold.read_bytes()
     assert_refused(invoke("evaluate", model_dir, gold, "--output", gold), gold, before)
+
+
+def test_check_output_path_folders(tmp_path):
+    """A folder input stands for the files read in it: with read_suffixes,
+    any such file inside (existing or not: a rerun would read it) and a hard
+    link elsewhere to one; without, every existing file (a pipeline)."""
+    texts = tmp_path / "texts"
+    (texts / "sub").mkdir(parents=True)
+    (texts / "sub" / "a.txt").write_text("Hi")
+    for output in [texts / "sub" / "a.txt", texts / "new.txt", tmp_path / "texts" / ".." / "texts" / "b.txt"]:
+        with pytest.raises(ValueError, match="choose another output path, nothing was written"):
+            check_output_path(output, texts, read_suffixes=(".txt",))
+    os.link(texts / "sub" / "a.txt", tmp_path / "hard.jsonl")
+    with pytest.raises(ValueError, match=r"is the input .*a\.txt \(the same file\), in the input folder"):
+        check_output_path(tmp_path / "hard.jsonl", texts, read_suffixes=(".txt",))
+    check_output_path(texts / "preds.jsonl", texts, read_suffixes=(".txt",))  # not read there
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "meta.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"meta\.json \(the same file\), in the input folder"):
+        check_output_path(model / "meta.json", model)
+    check_output_path(model / "preds.jsonl", model)  # a new file beside the pipeline's
+
+
+def test_commands_refuse_a_file_of_an_input_folder(model_dir, tmp_path):
+    """predict (local and Ray), render --model, import brat and evaluate
+    --output over a file they read in an input folder: refused, untouched."""
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("Anna Lee works for Acme .")
+    before = (texts / "a.txt").read_bytes()
+    assert_refused(invoke("predict", model_dir, texts, texts / "a.txt"), texts / "a.txt", before)
+    (texts / "b.jsonl").write_text('{"text": "Anna Lee ."}\n')
+    lines = (texts / "b.jsonl").read_bytes()
+    assert_refused(invoke("predict", model_dir, texts, texts / "b.jsonl", "--engine", "ray"), texts / "b.jsonl", lines)
+    assert_refused(invoke("render", texts, texts / "a.txt", "--model", model_dir), texts / "a.txt", before)
+    brat = tmp_path / "brat"
+    brat.mkdir()
+    (brat / "d.txt").write_text("Anna Lee .")
+    (brat / "d.ann").write_text("T1\tPeop 0 8\tAnna Lee\n")
+    ann = (brat / "d.ann").read_bytes()
+    assert_refused(invoke("import", "brat", brat, brat / "d.ann"), brat / "d.ann", ann)
+    meta = (model_dir / "meta.json").read_bytes()
+    gold = tmp_path / "gold.spacy"
+    DocBin().to_disk(gold)
+    assert_refused(
+        invoke("evaluate", model_dir, gold, "--output", model_dir / "meta.json"), model_dir / "meta.json", meta
+    )
+    assert_refused(invoke("predict", model_dir, gold, model_dir / "meta.json"), model_dir / "meta.json", meta)

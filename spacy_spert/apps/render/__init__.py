@@ -141,9 +141,11 @@ def read_records(path: "os.PathLike[str]") -> Iterator[Dict[str, Any]]:
     YIELDS (Dict[str, Any]): One record per non-blank line.
     RAISES: InvalidInput (a ValueError) naming the file, line and field.
     """
-    from ...io.jsonl import InvalidInput, read_jsonl
+    from ...io.jsonl import InvalidInput, json_lines, parse_jsonl_line
 
-    for n, item in enumerate(read_jsonl(Path(path)), 1):
+    source = str(path)
+    for n, raw in json_lines(Path(path)):
+        item = parse_jsonl_line(raw, source, n)
         if isinstance(item, InvalidInput):
             raise item
         _, record = item
@@ -151,19 +153,8 @@ def read_records(path: "os.PathLike[str]") -> Iterator[Dict[str, Any]]:
             check_record(record)
         except ValueError as e:
             hint = " (to tag the texts first, pass --model)" if "no field 'entities'" in str(e) else ""
-            raise InvalidInput(str(path), f"{e}{hint}", _line_of(Path(path), n)) from None
+            raise InvalidInput(source, f"{e}{hint}", n) from None
         yield record
-
-
-def _line_of(path: Path, n: int) -> int:
-    """The line number of the n-th non-blank line."""
-    with path.open("rb") as f:
-        for i, raw in enumerate(f, 1):
-            if raw.strip():
-                n -= 1
-                if n == 0:
-                    return i
-    return n
 
 
 def render_file(
@@ -203,10 +194,12 @@ def render_file(
     from spacy.tokens import DocBin
 
     from ...io.files import atomic_output, check_output_path
-    from ...io.jsonl import input_items, valid_items
+    from ...io.jsonl import check_length, input_items, valid_items
     from ...io.records import spert_spans_key
 
-    check_output_path(output_path, source, model)
+    # SOURCE: a pipeline (with texts), a folder of .txt files (with a model) or a file.
+    check_output_path(output_path, source, read_suffixes=None if texts else (".txt",))
+    check_output_path(output_path, model)
 
     source_path = Path(source)
     docs: List[DocLike]
@@ -215,11 +208,13 @@ def render_file(
             raise ValueError("pass either texts (tagged by the pipeline SOURCE) or --model (to tag the file SOURCE)")
         nlp = spacy.load(source_path)
         key = spans_key or spert_spans_key(nlp)
+        for i, text in enumerate(texts, 1):
+            check_length(text, f"--text {i}", None, nlp.max_length)
         docs = list(nlp.pipe(texts))
     elif model is not None:
         nlp = spacy.load(model)
         key = spans_key or spert_spans_key(nlp)
-        items = valid_items(input_items(source_path, nlp, text_key, False), False, [])
+        items = valid_items(input_items(source_path, nlp, text_key, False, nlp.max_length), False, [])
         docs = [doc for doc, _ in nlp.pipe(items, as_tuples=True)]
     elif source_path.suffix == ".jsonl":
         key, docs = spans_key or "sc", list(read_records(source_path))

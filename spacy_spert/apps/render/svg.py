@@ -24,7 +24,7 @@ from .layout import (
     Layout,
     Segment,
 )
-from .text import label_tag, score_text, shown, shown_tag
+from .text import isolated, label_tag, score_text, shown, shown_tag
 
 __all__ = ["Colors", "figure_svg"]
 
@@ -104,7 +104,7 @@ def figure_svg(layout: Layout, record: Dict[str, Any], colors: Colors) -> str:
         out.append(
             f'<g class="spert-entity" data-entity="{e}" data-label="{shown(ent["label"])}" '
             f'data-score="{score_text(score)}" data-start="{ent["start"]}" data-end="{ent["end"]}">'
-            f"<title>{shown(text[ent['start'] : ent['end']])}: {shown_label}</title>"
+            f"<title>{isolated(text[ent['start'] : ent['end']])}: {shown_label}</title>"
         )
         for seg in segs:
             y = layout.text_top(seg.row) + TEXT_H + seg.slot * SLOT_H
@@ -142,8 +142,8 @@ def figure_svg(layout: Layout, record: Dict[str, Any], colors: Colors) -> str:
         out.append(
             f'<g class="spert-arc" data-relation="{r}" data-head="{rel["head"]}" data-tail="{rel["tail"]}" '
             f'data-label="{shown(rel["label"])}" data-score="{score_text(rel.get("score"))}">'
-            f"<title>{shown(text[head['start'] : head['end']])} \u2192 {tag} \u2192 "
-            f"{shown(text[tail['start'] : tail['end']])}</title>"
+            f"<title>{isolated(text[head['start'] : head['end']])} \u2192 {tag} \u2192 "
+            f"{isolated(text[tail['start'] : tail['end']])}</title>"
         )
         for part in parts:
             out.append(_arc_part(layout, part, tag))

@@ -8,7 +8,7 @@ import re
 import unicodedata
 from typing import Optional
 
-__all__ = ["columns", "label_tag", "score_text", "shown", "shown_tag", "strong_direction"]
+__all__ = ["columns", "isolated", "label_tag", "score_text", "shown", "shown_tag", "strong_direction"]
 
 
 def _shown_char(ch: str) -> str:
@@ -73,6 +73,18 @@ def label_tag(label: str, score: Optional[float]) -> str:
 # cannot reorder what is around it (Unicode's bidi algorithm closes any
 # override or embedding a label opens at the PDI).
 FSI, PDI = "\u2068", "\u2069"
+
+
+def isolated(text: str) -> str:
+    """``text`` as shown (escaped, see :func:`shown`) in a bidi isolate
+    (FSI...PDI), for text set next to other text in one line (a tooltip's
+    "entity text: label score"): its direction and any bidi control in it
+    stay inside.
+
+    text (str): The text.
+    RETURNS (str): The isolated text, escaped.
+    """
+    return shown(f"{FSI}{text}{PDI}")
 
 
 def shown_tag(label: str, score: Optional[float]) -> str:

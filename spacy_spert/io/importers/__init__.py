@@ -106,7 +106,8 @@ def import_file(fmt: str, input_path: PathLike, output_path: PathLike, **options
     RETURNS (ImportReport): What was written, skipped and left out.
     RAISES: ValueError if the output is one of the inputs (before anything is read).
     """
-    check_output_path(output_path, input_path, options.get("types_path"), options.get("model"))
+    check_output_path(output_path, input_path, read_suffixes=(".ann", ".txt"))  # brat: a folder of both
+    check_output_path(output_path, options.get("types_path"), options.get("model"))
     docs, report = import_docs(fmt, input_path, **options)
     write_atomic(DocBin(store_user_data=True, docs=docs).to_bytes(), Path(output_path))
     return report

@@ -18,7 +18,7 @@ The policies shared with the other formats are in :mod:`.common`.
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from ..validation import ConversionError, show
+from ..validation import ConversionError, decode_error_place, show
 from .common import Entity, Fail, ImportReport, Item, Relation
 
 BOM = "\ufeff"
@@ -38,6 +38,13 @@ def _brat_files(path: Path, report: ImportReport) -> List[Path]:
     return sorted(path.rglob("*.ann"))
 
 
+def _read_utf8(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConversionError(str(path), f"not valid UTF-8 text: {decode_error_place(e)}") from None
+
+
 def read_brat(path: Path, report: ImportReport) -> Iterator[Item]:
     """Read the annotated texts of a brat folder or ``.ann`` file.
 
@@ -53,14 +60,8 @@ def read_brat(path: Path, report: ImportReport) -> Iterator[Item]:
         txt_path = ann_path.with_suffix(".txt")
         if not txt_path.exists():
             raise ConversionError(ann_source, f"no text file {txt_path.name} next to it")
-        try:
-            # newline="" semantics: brat counts "\r\n" as two characters.
-            text = txt_path.read_bytes().decode("utf-8")
-            ann_text = ann_path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ConversionError(
-                ann_source, f"{txt_path.name} or {ann_path.name} is not valid UTF-8 text: {e}"
-            ) from None
+        # newline="" semantics: brat counts "\r\n" as two characters.
+        text, ann_text = _read_utf8(txt_path), _read_utf8(ann_path)
         # A byte order mark (Notepad writes one) is not annotation: brat
         # counts it as the text's first character, so a space keeps the offsets.
         if text.startswith(BOM):

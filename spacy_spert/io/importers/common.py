@@ -121,7 +121,7 @@ class Item:
     """One annotated text, read from any of the formats."""
 
     source: str
-    where: Dict[str, int]  # {"record": i} or {"line": n}, for ConversionError
+    where: Dict[str, Any]  # {"record": i[, "record_id": id]} or {"line": n}, for ConversionError
     text: str
     entities: List[Entity]
     relations: List[Relation]
@@ -135,7 +135,9 @@ class Item:
     def place(self, line: Optional[int] = None) -> str:
         """Where this item (or ``line`` of its file) is, for the report: "FILE, record N"."""
         where = {"line": line} if line else self.where
-        return ", ".join([self.source] + [f"{key} {value}" for key, value in where.items()])
+        parts = [self.source] + [f"{key} {value}" for key, value in where.items() if key != "record_id"]
+        record_id = where.get("record_id")
+        return ", ".join(parts) + (f" (id {record_id})" if record_id is not None else "")
 
 
 Fail = Callable[..., ConversionError]

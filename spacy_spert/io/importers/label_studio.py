@@ -16,9 +16,14 @@
     several labels uses the region's first label. Other result types are
     counted.
 
+    Label Studio's other exports cannot be imported (JSON-MIN has no
+    relations; CSV, TSV and CONLL2003 are not JSON): they are recognised and
+    refused with a message that says to choose the JSON export.
+
 The policies shared with the other formats are in :mod:`.common`.
 """
 
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -34,17 +39,28 @@ def read_label_studio(path: Path, source: str, report: ImportReport, text_key: s
     report (ImportReport): Counts the tasks and annotations skipped and left out.
     text_key (str): The key of the text in a task's ``data``.
     YIELDS (Item): One per task with an annotation and a non-empty text.
-    RAISES: ConversionError for an invalid task.
+    RAISES: ConversionError for an invalid task, or a file that is another
+        export of Label Studio.
     """
+    export = _other_export(path)
+    if export is not None:
+        raise ConversionError(source, _choose_json(f"not JSON but Label Studio's {export} export"))
     tasks = load_json(path, source)
     if not isinstance(tasks, list):
         raise ConversionError(
             source, f"expected a list of tasks (Label Studio's JSON export, not JSON-MIN), got {json_type(tasks)}"
         )
+    first = tasks[0] if tasks else None
+    if isinstance(first, dict) and "data" not in first and "annotations" not in first:
+        fields = ", ".join(map(show, list(first)[:6])) or "none"
+        found = f"tasks without 'data' and 'annotations' (fields: {fields}): Label Studio's JSON-MIN export"
+        raise ConversionError(source, _choose_json(found))
     for i, task in enumerate(tasks):
+        task_id = task.get("id") if isinstance(task, dict) else None
+        record_id = show(task_id) if task_id is not None else None
 
-        def fail(problem: str, name: Optional[str] = None, i=i) -> ConversionError:
-            return ConversionError(source, problem, record=i, field=name)
+        def fail(problem: str, name: Optional[str] = None, i=i, record_id=record_id) -> ConversionError:
+            return ConversionError(source, problem, record=i, field=name, record_id=record_id)
 
         if not isinstance(task, dict):
             raise fail(f"must be a task object with 'data' and 'annotations', got {json_type(task)}")
@@ -70,10 +86,37 @@ def read_label_studio(path: Path, source: str, report: ImportReport, text_key: s
         if not text.strip():
             report.skipped["empty texts"] += 1
             continue
-        item = Item(source, {"record": i}, text, [], [], str(task.get("id", i)))
+        item = Item(source, {"record": i, "record_id": record_id}, text, [], [], str(task.get("id", i)))
         where = f"annotations[{chosen}]"
         _label_studio_result(item, get_field(annotations[chosen], "result", "list", fail, where), fail, where, report)
         yield item
+
+
+def _choose_json(found: str) -> str:
+    return (
+        f'{found}, which cannot be imported: export the project again choosing "JSON" in Label Studio\'s Export dialog'
+    )
+
+
+# A CONLL2003 line as Label Studio writes it: "TOKEN -X- _ TAG" (or its "-DOCSTART- -X- O" header).
+_CONLL_LINE = re.compile(r"^(-DOCSTART- -X- \S+|\S+ -X- _ \S+)$")
+
+
+def _other_export(path: Path) -> Optional[str]:
+    """The export of Label Studio that ``path`` looks like when it is not
+    JSON ("CSV", "TSV" or "CONLL2003", by its first line), else None."""
+    with path.open("rb") as f:
+        head = f.read(4096).decode("utf-8-sig", errors="replace").lstrip()
+    if not head or head[0] in "[{":
+        return None
+    first = head.splitlines()[0].strip()
+    if _CONLL_LINE.match(first):
+        return "CONLL2003"
+    if "\t" in first:
+        return "TSV"
+    if "," in first:
+        return "CSV"
+    return None
 
 
 def _label_studio_result(item: Item, result: List[Any], fail: Fail, where: str, report: ImportReport) -> None:

@@ -18,14 +18,14 @@
 The policies shared with the other formats are in :mod:`.common`.
 """
 
-import json
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from ..validation import ConversionError, json_type, loads_json, show
+from ..jsonl import json_lines, parse_json_line
+from ..validation import ConversionError, json_type, show
 from .common import Entity, Fail, ImportReport, Item, Relation, get_field
 
 
@@ -37,26 +37,17 @@ def read_prodigy(path: Path, source: str, report: ImportReport, vocab: Vocab) ->
     report (ImportReport): Counts the tasks skipped and annotations left out.
     vocab (Vocab): The vocab of the Docs built from the tasks' tokens.
     YIELDS (Item): One per accepted task with a text, its ``doc`` the task's tokens.
-    RAISES: ConversionError for an invalid line.
+    RAISES: ConversionError for an invalid line (an InvalidInput of the
+        JSON-lines reader for one that is not UTF-8 or not JSON).
     """
-    data = path.read_bytes()
-    try:
-        lines = data.decode("utf-8-sig").split("\n")
-    except UnicodeDecodeError as e:
-        raise ConversionError(source, f"not valid UTF-8 text: {e}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file or directory", source)
+    for n, raw in json_lines(path):
 
         def fail(problem: str, name: Optional[str] = None, n=n) -> ConversionError:
             return ConversionError(source, problem, line=n, field=name)
 
-        try:
-            task = loads_json(line)
-        except json.JSONDecodeError as e:
-            raise fail(f"not valid JSON: {e.msg} (column {e.colno})") from None
-        except ValueError as e:  # loads_json's checks
-            raise fail(f"not JSON this reads: {e}") from None
+        task = parse_json_line(raw, source, n)
         if not isinstance(task, dict):
             raise fail(f"must be an object (a Prodigy task), got {json_type(task)}")
         answer = get_field(task, "answer", "str", fail)
