@@ -7,6 +7,13 @@
 - ``render.png``: the page ``render`` writes for all of them, each its own
   doc (``python -m spacy_spert render MODEL render.html --text ...``).
 
+Optionally, the error-analysis report of ``evaluate --report``:
+
+    python tests/make_screenshots.py --report REPORT.html assets/screenshots
+
+- ``report.png``: the top of the page: scores, entity confusion and the
+  start of the error buckets (needs no MODEL).
+
 Needs Chromium and chromium-driver (Debian) and the test extra. The PNGs are
 reduced to a 256-colour palette to keep them small.
 """
@@ -61,7 +68,36 @@ def main(model: str, out_dir: str) -> None:
         print(f"{path} ({path.stat().st_size // 1024} KiB)")
 
 
+def report_screenshot(report: str, out_dir: str, height: int = 2200) -> None:
+    """``report.png``: the top ``height`` px of the report page, 1100 px wide."""
+    from PIL import Image
+
+    reason = browser.missing()
+    if reason:
+        sys.exit(reason)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.png"
+    driver = browser.start_chromium(width=1100, height=800)
+    try:
+        driver.get(Path(report).resolve().as_uri())
+        browser.full_page_screenshot(driver, path, width=1100)
+    finally:
+        driver.quit()
+    with Image.open(path) as image:
+        top = image.convert("RGB").crop((0, 0, image.width, min(image.height, height)))
+    top.save(path)
+    reason = browser.blank_reason(path)
+    if reason:
+        sys.exit(f"{path} looks blank: {reason}")
+    shrink(path)
+    print(f"{path} ({path.stat().st_size // 1024} KiB)")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) == 4 and sys.argv[1] == "--report":
+        report_screenshot(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) != 3:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    else:
+        main(sys.argv[1], sys.argv[2])

@@ -319,12 +319,32 @@ def relation_keys(
     mapper (SpanMapper): Maps the doc's offsets to the reference offsets.
     RETURNS (List[tuple]): One tuple per relation.
     """
+    return [key for key, _ in relation_items(doc, spans_key, symmetric_relations, mapper)]
+
+
+def relation_items(
+    doc: Doc,
+    spans_key: str,
+    symmetric_relations: Sequence[str] = (),
+    mapper: SpanMapper = _identity,
+) -> List[Tuple[Key, Dict[str, Any]]]:
+    """The strict relation tuples of a doc (see :func:`relation_keys`), each
+    with the relation dict it was read from (in canonical order, with the
+    doc's own offsets and its score), for the error analysis of
+    ``apps/report``.
+
+    doc (Doc): The doc; relations are read from ``doc._.relations``.
+    spans_key (str): The span group that holds the entities.
+    symmetric_relations (Sequence[str]): The symmetric relation types.
+    mapper (SpanMapper): Maps the doc's offsets to the reference offsets.
+    RETURNS (List[Tuple[tuple, dict]]): One (tuple, relation) per relation.
+    """
     relations = doc._.get(RELATIONS_ATTR) or ()
     if not relations:
         return []
     relations = canonical_order(relations, symmetric_relations)
     entities = EntityIndex.from_spans(doc.spans.get(spans_key, ()))
-    keys = []
+    items = []
     for rel in relations:
         ends: List[Any] = []
         for side in ("head", "tail"):
@@ -333,8 +353,8 @@ def relation_keys(
                 span = entities.endpoint(rel, side)
                 ent_type = span.label_ if span is not None else None
             ends.extend((*_map(mapper, rel[f"{side}_start"], rel[f"{side}_end"]), ent_type))
-        keys.append((*ends, rel["label"]))
-    return keys
+        items.append(((*ends, rel["label"]), rel))
+    return items
 
 
 def boundaries_key(strict_key: Key) -> Key:
