@@ -16,7 +16,8 @@ Input (the kind is chosen by the path):
   folder) is one doc, with the fields ``"file"`` and ``"line"`` (1-based);
   empty lines are docs too, so that output line k is input line k.
 
-Output (``output_format``, by default from the suffix: ``.spacy`` or JSONL):
+Output (``output_format``, by default from the suffix: ``.spacy`` or JSONL;
+``label-studio`` only when asked for):
 
 - JSONL: one line per input doc, in input order: the carried fields, the text
   under ``text_key``, ``"entities"`` and ``"relations"`` as
@@ -25,6 +26,15 @@ Output (``output_format``, by default from the suffix: ``.spacy`` or JSONL):
 - ``.spacy``: a DocBin with user data (``doc._.relations``, the carried fields
   in ``doc.user_data["input_fields"]``) and without the transformer's output
   (``doc._.trf_data``). The DocBin is built in memory and written at the end.
+- ``label-studio``: a JSON list of Label Studio tasks, one per input doc, in
+  input order, each with its prediction as pre-annotations (Label Studio
+  imports the file as it is): ``{"data": {...the carried fields, "text": ...},
+  "predictions": [{"model_version", "score", "result"}]}``, as
+  :func:`~spacy_spert.io.label_studio_tasks.record_to_task` writes it. The
+  names, labels and text key come from a labeling config (``label_config``)
+  or are Label Studio's defaults; labels the config lacks are left out and
+  listed in the report's ``warnings``. ``import label-studio --predictions``
+  reads the file back to the same entities and relations.
 
 Every input doc gives exactly one output doc, empty and whitespace-only texts
 included (with no entities). An invalid input line or file (not UTF-8, not
@@ -64,13 +74,15 @@ from spacy.util import minibatch
 
 from ..io.files import atomic_output, check_output_path
 from ..io.jsonl import InvalidInput, input_items, valid_items
+from ..io.label_studio_tasks import DEFAULT_CONFIG, LabelConfig, model_labels, read_label_config, record_to_task
+from ..io.label_studio_tasks import model_version as pipeline_version
 from ..io.records import FIELDS_KEY, doc_to_record, output_record, spert_spans_key
 
 __all__ = ["PredictReport", "pipe_by_length", "predict"]
 
 PathLike = Union[str, Path]
 T = TypeVar("T")
-FORMATS = ("jsonl", "spacy")
+FORMATS = ("jsonl", "spacy", "label-studio")
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_BUFFER_SIZE = 2048
 
@@ -85,6 +97,8 @@ class PredictReport:
         (``skip_invalid=True``), in input order.
     seconds (float): Wall time from the first read to the renamed output
         (loading the pipeline not included).
+    warnings (List[str]): ``label-studio`` output: how the model's labels
+        map onto the labeling config's (labels left out, labels renamed).
     """
 
     n_docs: int = 0
@@ -92,6 +106,7 @@ class PredictReport:
     n_relations: int = 0
     skipped: List[InvalidInput] = field(default_factory=list)
     seconds: float = 0.0
+    warnings: List[str] = field(default_factory=list)
 
     @property
     def docs_per_second(self) -> float:
@@ -190,6 +205,8 @@ def predict(
     progress: Optional[bool] = None,
     quantize: bool = False,
     max_length: Optional[int] = None,
+    label_config: Optional[Union[PathLike, LabelConfig]] = None,
+    model_version: Optional[str] = None,
 ) -> PredictReport:
     """Tag every doc of ``input_path`` with a pipeline and write the results
     to ``output_path`` (see the module docstring for the formats).
@@ -199,8 +216,8 @@ def predict(
     input_path (str / Path): A ``.jsonl`` file, a ``.spacy`` file, a text file
         or a folder of ``.txt`` files.
     output_path (str / Path): The output file; replaced only at the end.
-    output_format (Optional[str]): "jsonl" or "spacy"; default: "spacy" for a
-        ``.spacy`` output path, else "jsonl".
+    output_format (Optional[str]): "jsonl", "spacy" or "label-studio";
+        default: "spacy" for a ``.spacy`` output path, else "jsonl".
     batch_size (int): Docs per ``nlp.pipe`` batch.
     buffer_size (int): Docs sorted by length together (1: input order).
     n_process (int): Processes for ``nlp.pipe`` (-1: one per CPU).
@@ -218,6 +235,12 @@ def predict(
         and it changes a pipeline passed in).
     max_length (Optional[int]): The longest text in characters; longer ones
         are invalid lines (default: the pipeline's ``nlp.max_length``).
+    label_config (Optional[str / Path / LabelConfig]): ``label-studio``
+        output: the project's labeling config (an XML file, or parsed), whose
+        names, labels and text key the tasks use (default: Label Studio's
+        defaults and the model's labels).
+    model_version (Optional[str]): ``label-studio`` output: the predictions'
+        ``model_version`` (default: ``LANG_NAME-VERSION`` of the pipeline's meta).
     RETURNS (PredictReport): Counts, the skipped lines and the time.
     RAISES: InvalidInput (a ValueError) for an invalid line or file unless
         ``skip_invalid``; ValueError for invalid arguments; OSError if a file
@@ -227,9 +250,16 @@ def predict(
 
     check_output_path(output_path, input_path, read_suffixes=(".txt",))  # a folder: its .txt files are read
     check_output_path(output_path, None if isinstance(model, Language) else model)
+    config_path = None if isinstance(label_config, LabelConfig) else label_config
+    check_output_path(output_path, config_path)
     output_format = output_format or ("spacy" if Path(output_path).suffix == ".spacy" else "jsonl")
     if output_format not in FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; expected one of: {', '.join(FORMATS)}")
+    if output_format != "label-studio" and (label_config is not None or model_version is not None):
+        raise ValueError("a labeling config and a model version are for the label-studio output format")
+    config = read_label_config(config_path) if config_path is not None else DEFAULT_CONFIG
+    if isinstance(label_config, LabelConfig):
+        config = label_config
     if batch_size < 1 or buffer_size < 1:
         raise ValueError(f"batch size and buffer size must be at least 1, got {batch_size} and {buffer_size}")
     if n_process == 0 or n_process < -1:
@@ -247,6 +277,9 @@ def predict(
     start = time.perf_counter()
     key = spans_key if spans_key is not None else spert_spans_key(nlp)
     report = PredictReport()
+    version = model_version if model_version is not None else pipeline_version(nlp)
+    if output_format == "label-studio" and config is not DEFAULT_CONFIG:
+        report.warnings = config.check_labels(*model_labels(nlp))["warnings"]
     items = valid_items(input_items(Path(input_path), nlp, text_key, lines, limit), skip_invalid, report.skipped)
 
     def to_line(doc: Doc, fields: Dict[str, Any]) -> bytes:
@@ -262,7 +295,15 @@ def predict(
             doc.user_data[FIELDS_KEY] = {k: v for k, v in fields.items() if k != text_key}
         return doc
 
-    convert = to_line if output_format == "jsonl" else to_doc
+    def to_task(doc: Doc, fields: Dict[str, Any]) -> bytes:
+        task = record_to_task(doc_to_record(doc, key), config, version, fields, text_key)
+        result = task["predictions"][0]["result"]
+        report.n_docs += 1
+        report.n_entities += sum(1 for item in result if item["type"] == "labels")
+        report.n_relations += sum(1 for item in result if item["type"] == "relation")
+        return json.dumps(task, ensure_ascii=False).encode("utf8")
+
+    convert = {"jsonl": to_line, "spacy": to_doc, "label-studio": to_task}[output_format]
     # The reader refuses texts over `limit`; spaCy's own check must not refuse
     # the others (a pipeline passed in gets its max_length back).
     saved_max_length, nlp.max_length = nlp.max_length, max(nlp.max_length, limit)
@@ -274,6 +315,13 @@ def predict(
         with atomic_output(output_path) as f, tqdm(outputs, unit="doc", disable=disable, leave=False) as bar:
             if output_format == "jsonl":
                 f.writelines(bar)
+            elif output_format == "label-studio":
+                # a JSON list, as Label Studio imports it, written as a stream: one task a line
+                f.write(b"[")
+                for k, task in enumerate(bar):
+                    f.write(b"\n" if k == 0 else b",\n")
+                    f.write(task)
+                f.write(b"\n]\n")
             else:
                 f.write(DocBin(store_user_data=True, docs=bar).to_bytes())
     finally:

@@ -15,8 +15,8 @@ from .util import app, fail, user_errors
 def predict_cli(
     model: str = Arg(..., help="Pipeline directory or package name", show_default=False),
     input_path: str = Arg(..., help="Input: .jsonl, .spacy, a text file or a folder of .txt files (Ray: .jsonl or .parquet files, a folder of them, any path Ray can read)", show_default=False),
-    output_path: Path = Arg(..., help="Output: .jsonl or .spacy (see --format)", show_default=False),
-    output_format: Optional[str] = Opt(None, "--format", help="jsonl or spacy (default: spacy for a .spacy OUTPUT, else jsonl)"),
+    output_path: Path = Arg(..., help="Output: .jsonl, .spacy or, with --format label-studio, .json (see --format)", show_default=False),
+    output_format: Optional[str] = Opt(None, "--format", help="jsonl, spacy or label-studio (tasks with pre-annotations, a JSON list; default: spacy for a .spacy OUTPUT, else jsonl)"),
     batch_size: int = Opt(64, "--batch-size", "-b", help="Docs per nlp.pipe batch"),
     buffer_size: int = Opt(2048, "--buffer-size", help="Docs sorted by length together (1: no sorting)"),
     n_process: int = Opt(1, "--n-process", "-n", help="Processes for nlp.pipe"),
@@ -33,6 +33,8 @@ def predict_cli(
     gpus_per_actor: float = Opt(0.0, "--gpus-per-actor", help="Ray: GPUs per actor (0.5: two actors share one)"),
     id_key: Optional[str] = Opt(None, "--id-key", help="Ray: a field every doc has, unique (checked)"),
     quantize: bool = Opt(False, "--quantize", help="CPU only: int8 dynamic quantization of the encoder's linear layers (faster; see docs/serving-and-scale.md)"),
+    label_config: Optional[Path] = Opt(None, "--label-config", metavar="CONFIG.xml", help="label-studio: the project's labeling config, whose names, labels and text key the tasks use (default: Label Studio's defaults, the model's labels)"),
+    model_version: Optional[str] = Opt(None, "--model-version", help="label-studio: the predictions' model_version (default: LANG_NAME-VERSION of the pipeline's meta)"),
 ):  # fmt: skip
     """Tag a corpus; write JSONL or .spacy.
 
@@ -50,7 +52,9 @@ def predict_cli(
     complete. With --engine ray the docs are tagged by a pool of actors on a
     Ray cluster (Ray Data reads .jsonl or .parquet input) and the driver
     writes the same JSONL lines (or .parquet), in input order, each doc
-    exactly once.
+    exactly once. With --format label-studio OUTPUT is a JSON list of Label
+    Studio tasks, each with its prediction (entities, relations, scores) as
+    pre-annotations, in the names and labels of --label-config.
     """
     from ..apps.predict import predict
 
@@ -76,6 +80,8 @@ def predict_cli(
                 "--gpu-id": gpu_id != -1,
                 "--lines": lines,
                 "--quantize": quantize,
+                "--label-config": label_config is not None,
+                "--model-version": model_version is not None,
             },
         )
     if engine != "local":
@@ -105,7 +111,11 @@ def predict_cli(
             spans_key=spans_key,
             quantize=quantize,
             max_length=max_length,
+            label_config=label_config,
+            model_version=model_version,
         )
+    for warning in report.warnings:
+        msg.warn(warning)
     msg.good(
         f"Wrote {report.n_docs} docs ({report.n_entities} entities, {report.n_relations} relations) "
         f"to {output_path} in {report.seconds:.1f} s ({report.docs_per_second:.1f} docs/s)"
@@ -206,6 +216,7 @@ def serve_cli(
     keep_alive_timeout: float = Opt(5.0, "--keep-alive-timeout", help="Seconds an idle connection stays open"),
     spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+    model_version: Optional[str] = Opt(None, "--model-version", help="Label Studio: the model version answered (default: LANG_NAME-VERSION of the pipeline's meta; Label Studio predicts again when it changes)"),
 ):  # fmt: skip
     """Serve a web page and a JSON API.
 
@@ -216,8 +227,12 @@ def serve_cli(
     (/openapi.json; no /docs or /redoc pages: they load their scripts from
     CDNs). Requests are batched fairly: a request waits for about one batch
     (--batch-size, --batch-chars) of another's; the work of a client that
-    disconnects is dropped. Needs the serve extra: pip install
-    'spacy-spert[serve]'.
+    disconnects is dropped. The server is also a Label Studio ML backend
+    (connect its URL to a project): POST /setup (the labeling config: the
+    model version, labels that do not match), POST /predict (a batch of
+    tasks: one prediction each, in order, with a task score for sorting by
+    uncertainty), POST /webhook (events accepted; no training). Needs the
+    serve extra: pip install 'spacy-spert[serve]'.
     """
     from ..apps.serve import serve
 
@@ -237,6 +252,7 @@ def serve_cli(
                 body_timeout=body_timeout,
                 keep_alive_timeout=keep_alive_timeout,
                 gpu_id=gpu_id,
+                model_version=model_version,
             )
         except ImportError as e:
             fail(str(e))

@@ -45,6 +45,7 @@ def import_cli(
     strict: bool = Opt(False, "--strict", help="Fail on entities not on token boundaries instead of expanding them"),
     types: Optional[Path] = Opt(None, "--types", metavar="TYPES.json", help="SpERT types file; entity/relation types not in it are errors"),
     text_key: str = Opt("text", "--text-key", help="Label Studio: the key of the text in a task's data"),
+    predictions: bool = Opt(False, "--predictions", help="Label Studio: import tasks that have predictions (pre-annotations) and no annotation from their first prediction"),
 ):  # fmt: skip
     """Import Prodigy, brat or Label Studio data.
 
@@ -53,12 +54,16 @@ def import_cli(
     `convert`'s: entities in doc.spans[SPANS_KEY], relations in
     doc._.relations. Character offsets are mapped onto the tokens of --lang
     or --model. Prints what was imported, skipped and left out; nothing is
-    written if any record is invalid.
+    written if any record is invalid. Label Studio tasks with predictions and
+    no annotation are counted, and imported from their predictions with
+    --predictions.
     """
     from ..io.importers import FORMATS, import_file
 
     if fmt not in FORMATS:
         fail(f"unknown FORMAT {fmt!r} (choose {', '.join(FORMATS)})", status=2)
+    if predictions and fmt != "label-studio":
+        fail(f"--predictions is for label-studio, not {fmt}", status=2)
     with user_errors():
         report = import_file(
             fmt,
@@ -71,6 +76,7 @@ def import_cli(
             split_sentences=split_sentences,
             types_path=types,
             text_key=text_key,
+            predictions=predictions,
         )
     for level, text in report.messages():
         if level == "text":

@@ -1,13 +1,18 @@
 """What every command of the ``spert`` command line shares: the typer app,
-one-line errors and the parsing of list and override options."""
+one-line errors, colour only on a terminal and the parsing of list and
+override options."""
 
+import os
 import subprocess
+import sys
 from contextlib import contextmanager
 from typing import Iterator, List, NoReturn
 
 import click
 import typer
 from spacy.cli._util import parse_config_overrides
+from wasabi import msg
+from wasabi.util import supports_ansi
 
 NAME = "spert"
 PROG = "python -m spacy_spert"
@@ -22,13 +27,13 @@ OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 def make_app(name: str, help: str) -> typer.Typer:
     """A typer app set up as spaCy's own: no completion, no rich markup, plain
-    tracebacks.
+    tracebacks; before each command, :func:`set_colour`.
 
     name (str): The app's name.
     help (str): Its help text.
     RETURNS (typer.Typer): The app.
     """
-    return typer.Typer(
+    app = typer.Typer(
         name=name,
         help=help,
         no_args_is_help=True,
@@ -36,6 +41,20 @@ def make_app(name: str, help: str) -> typer.Typer:
         rich_markup_mode=None,
         pretty_exceptions_enable=False,
     )
+    app.callback()(set_colour)
+    return app
+
+
+def set_colour() -> None:
+    """Colour the messages of wasabi's ``msg`` (ours and spaCy's) only when
+    stdout is a terminal and neither ``NO_COLOR`` nor wasabi's
+    ``ANSI_COLORS_DISABLED`` or ``WASABI_LOG_FRIENDLY`` is set: ``msg``
+    decides once, at import, by the platform alone, so its colour codes would
+    end up in logs, files and pipes."""
+    isatty = getattr(sys.stdout, "isatty", None)
+    on_terminal = bool(isatty and isatty())
+    quiet = any(os.environ.get(name) for name in ("NO_COLOR", "WASABI_LOG_FRIENDLY"))
+    msg.show_color = on_terminal and not quiet and supports_ansi()
 
 
 app = make_app(NAME, HELP)

@@ -826,3 +826,80 @@ def test_whole_file_utf8_errors_name_line_and_byte(tmp_path):
     with pytest.raises(ConversionError) as info:
         import_docs("brat", folder)
     assert str(info.value).startswith(f"{folder / 'doc1.txt'}: not valid UTF-8 text: line 1, byte 4 of the line")
+
+
+# ---------------------------------------------------------------------------
+# Label Studio: predictions, drafts and cancelled tasks are counted, once each
+
+
+def ls_prediction(result, score=0.5):
+    return {"id": 7, "model_version": "m", "score": score, "result": result}
+
+
+def test_label_studio_counts_each_task_once(tmp_path):
+    """A task skipped for one reason is counted once, under that reason; predictions and drafts are
+    counted, not lost silently."""
+    result = [ls_region("a", TEXT, 0, 10, "Peop"), ls_region("b", TEXT, 21, 30, "Org"), ls_relation("b", "a", "E")]
+    cancelled = ls_task(2, TEXT, [])
+    cancelled["annotations"] = [{"id": 1, "result": [], "was_cancelled": True}] * 2
+    cancelled["predictions"] = [ls_prediction(result)]  # skipped by the annotator: not imported either way
+    draft = ls_task(3, TEXT, [], drafts=[{"id": 5, "result": result}])
+    draft["annotations"] = []
+    draft["predictions"] = [ls_prediction(result)]
+    predicted = {"id": 4, "data": {"text": TEXT}, "annotations": [], "predictions": [ls_prediction(result)] * 2}
+    annotated = ls_task(1, TEXT, result)
+    annotated["predictions"] = [ls_prediction([])]
+    tasks = [annotated, cancelled, draft, predicted, {"id": 5, "data": {"text": TEXT}}]
+    path = write_json(tmp_path / "export.json", tasks)
+
+    docs, report = import_docs("label-studio", path)
+    assert [doc.user_data["orig_id"] for doc in docs] == ["1"] and report.from_predictions == 0
+    assert dict(report.skipped) == {
+        "predictions of annotated tasks (the annotation is imported)": 1,
+        "tasks with only cancelled annotations (skipped by the annotator)": 1,
+        "tasks with only an unsubmitted draft (submit it in Label Studio to import it)": 1,
+        "tasks with only predictions (import them with --predictions)": 1,
+        "tasks without annotations": 1,
+    }
+
+    docs, report = import_docs("label-studio", path, predictions=True)
+    assert [doc.user_data["orig_id"] for doc in docs] == ["1", "4"] and report.from_predictions == 1
+    assert ents(docs[1]) == [(0, 2, "Peop"), (4, 6, "Org")]
+    assert rels(docs[1]) == [(4, 6, 0, 2, "E", "Org", "Peop")]
+    assert dict(report.skipped) == {
+        "predictions of annotated tasks (the annotation is imported)": 1,
+        "tasks with only cancelled annotations (skipped by the annotator)": 1,
+        "tasks with only an unsubmitted draft (submit it in Label Studio to import it)": 1,
+        "further predictions of a task (the first is imported)": 1,
+        "tasks without annotations": 1,
+    }
+    assert ("info", "1 tasks imported from their predictions (no annotation)") in report.messages()
+
+
+def test_label_studio_prediction_errors_name_the_task(tmp_path):
+    bad = {"id": 9, "data": {"text": TEXT}, "predictions": [{"result": [ls_region("a", TEXT, 0, 10, "Peop")]}]}
+    bad["predictions"][0]["result"][0]["value"]["end"] = 99
+    path = write_json(tmp_path / "export.json", [ls_task(1, TEXT, []), bad])
+    with pytest.raises(ConversionError) as info:
+        import_docs("label-studio", path, predictions=True)
+    assert str(info.value).startswith(f"{path}: record 1 (id 9): field 'predictions[0].result[0].value': 0-99")
+    ids_only = {"id": 9, "data": {"text": TEXT}, "annotations": [], "predictions": [31]}
+    path = write_json(tmp_path / "export.json", [ids_only])
+    with pytest.raises(ConversionError, match=r"record 0 \(id 9\): field 'predictions\[0\]': is 31, a prediction's id"):
+        import_docs("label-studio", path, predictions=True)
+
+
+def test_cli_predictions(tmp_path):
+    task = {"id": 4, "data": {"text": TEXT}, "predictions": [ls_prediction([ls_region("a", TEXT, 0, 10, "Peop")])]}
+    export = write_json(tmp_path / "export.json", [task])
+    res = invoke("label-studio", export, tmp_path / "out.spacy")
+    assert res.exit_code == 1
+    assert res.stderr == (
+        f"error: {export}: nothing to import (1 tasks with only predictions (import them with --predictions))\n"
+    )
+    res = invoke("label-studio", export, tmp_path / "out.spacy", "--predictions")
+    assert res.exit_code == 0, res.output
+    assert "1 tasks imported from their predictions (no annotation)" in " ".join(res.stdout.split())
+    assert "\x1b[" not in res.stdout  # no colour codes off a terminal
+    res = invoke("brat", tmp_path, tmp_path / "out.spacy", "--predictions")
+    assert res.exit_code == 2 and res.stderr == "error: --predictions is for label-studio, not brat\n"

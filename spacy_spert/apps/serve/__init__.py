@@ -14,8 +14,17 @@ Routes (:func:`make_app`):
   ``predict`` carries a JSONL line's fields) is answered with one record
   ``{..., "text", "entities", "relations"}``; ``{"texts": [...]}``, a list of
   strings or of such objects, with a list of records in the same order.
-- ``GET /health``: ``{"status": "ok", "model", "pipeline", "spans_key",
-  "limits"}``.
+- ``GET /health``: ``{"status": "ok", "model_class", "model_version",
+  "model", "pipeline", "spans_key", "limits"}``.
+- ``POST /setup``, ``POST /predict``, ``POST /webhook``: a Label Studio ML
+  backend (Label Studio 1.23's protocol; connect the server's URL to a
+  project): ``/setup`` reads the project's labeling config and answers the
+  model version and how the model's labels map onto the config's (what does
+  not match is also logged); ``/predict`` answers one prediction per task,
+  in order, with the entities and relations of ``/extract``, region ids,
+  code-point offsets and scores, and a task score (the lowest of its scores:
+  sort ascending to see the least certain first); ``/webhook`` accepts
+  Label Studio's events and starts no training. See ``label_studio.py``.
 - ``GET /openapi.json``: the OpenAPI description (FastAPI's). FastAPI's
   ``/docs`` and ``/redoc`` pages are off (a 404 with a note): they load their
   scripts, styles and fonts from public CDNs, and no installed package has
@@ -53,7 +62,9 @@ One client cannot stall or slow the others:
 The parts: ``requests.py`` (reading a request body and the form, the limits,
 the 4xx errors), ``extractor.py`` (the worker and its fair batches),
 ``protocol.py`` (the read timeouts, in uvicorn's HTTP protocol), ``app.py``
-(the routes, the page, running the server), ``schema.py`` (the records as
+(the routes, the page, running the server), ``label_studio.py`` (the Label
+Studio ML backend routes, on the format of
+:mod:`spacy_spert.io.label_studio_tasks`), ``schema.py`` (the records as
 pydantic models, for the OpenAPI description).
 """
 

@@ -12,8 +12,11 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Union
 
 from spacy.language import Language
 
+from ...io.label_studio_tasks import model_labels
+from ...io.label_studio_tasks import model_version as pipeline_version
 from ..render import render, shown
 from .extractor import DEFAULT_BATCH_CHARS, DEFAULT_BATCH_SIZE, Extractor
+from .label_studio import LS_BODY_FACTOR, add_label_studio_routes
 from .requests import (
     BODY_OVERHEAD,
     DEFAULT_BODY_TIMEOUT,
@@ -23,6 +26,7 @@ from .requests import (
     DEFAULT_MAX_FORM_FIELDS,
     DEFAULT_MAX_TEXTS,
     FORM_BYTES_PER_CHAR,
+    ClientGone,
     Item,
     RequestError,
     check_text,
@@ -110,19 +114,10 @@ class _Nosniff:
         await self.app(scope, receive, send_nosniff)
 
 
-class _Gone(Exception):
-    """The client disconnected before its request was answered."""
-
-
 async def _wait_for_disconnect(request: Any) -> None:
     # After the body, the server's receive() waits until the client disconnects.
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-def _model_name(nlp: Language) -> str:
-    meta = nlp.meta
-    return f"{meta.get('lang', '')}_{meta.get('name', 'pipeline')}-{meta.get('version', '')}"
 
 
 def make_app(
@@ -138,6 +133,7 @@ def make_app(
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
     title: str = "spacy-spert",
+    model_version: Optional[str] = None,
 ) -> Any:
     """The web app and API over a loaded pipeline (see the module docstring).
 
@@ -159,6 +155,8 @@ def make_app(
     keep_alive_timeout (float): Seconds an idle connection is kept open
         after a response.
     title (str): The page's title.
+    model_version (Optional[str]): The model version the Label Studio routes
+        answer (default: ``LANG_NAME-VERSION`` of the pipeline's meta).
     RETURNS (fastapi.FastAPI): The app; run it with uvicorn (:func:`serve`) or
         :func:`running_server`, which use its timeouts (``app.state.timeouts``).
         Its worker thread stops at the app's shutdown.
@@ -182,7 +180,8 @@ def make_app(
     extractor = Extractor(nlp, spans_key=spans_key, batch_size=batch_size, batch_chars=batch_chars)
     max_body = max_texts * max_chars * 6 + BODY_OVERHEAD
     max_form = max_chars * FORM_BYTES_PER_CHAR + BODY_OVERHEAD
-    model = _model_name(nlp)
+    model = pipeline_version(nlp)
+    version = model_version if model_version is not None else model
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -220,7 +219,7 @@ def make_app(
                     raise RequestError(413, f"the request body has more than this server's limit of {limit} bytes")
                 chunks.append(chunk)
         except ClientDisconnect:
-            raise _Gone() from None
+            raise ClientGone() from None
         return b"".join(chunks)
 
     async def read_body(request: Request, limit: int) -> bytes:
@@ -230,7 +229,7 @@ def make_app(
             raise RequestError(408, f"the request body did not arrive within {body_timeout:g} s") from None
 
     async def run(request: Request, items: List[Item]) -> List[Dict[str, Any]]:
-        """The records of items; _Gone (their work dropped) if the client disconnects first."""
+        """The records of items; ClientGone (their work dropped) if the client disconnects first."""
         records = asyncio.wrap_future(extractor.submit(items))
         gone = asyncio.ensure_future(_wait_for_disconnect(request))
         waiting: Set[asyncio.Future[Any]] = {records, gone}
@@ -241,7 +240,7 @@ def make_app(
                 records.cancel()  # cancels the extractor's future: the worker drops what has not run
             gone.cancel()
         if records.cancelled():
-            raise _Gone()
+            raise ClientGone()
         return records.result()
 
     def closing(status: int) -> Dict[str, str]:
@@ -280,7 +279,7 @@ def make_app(
             records = await run(request, items)
         except RequestError as e:
             return error(e)
-        except _Gone:
+        except ClientGone:
             return Response(status_code=499)  # nobody reads it: uvicorn drops an answer to a closed connection
         return JSONResponse(records[0] if single else records)
 
@@ -288,6 +287,8 @@ def make_app(
     async def health() -> Dict[str, Any]:
         return {
             "status": "ok",
+            "model_class": "spacy-spert",
+            "model_version": version,
             "model": model,
             "pipeline": list(nlp.pipe_names),
             "spans_key": extractor.spans_key,
@@ -322,7 +323,7 @@ def make_app(
             records = await run(request, [(text, {})])
         except RequestError as e:
             return page(text[:max_chars], message=e.detail, status=e.status)
-        except _Gone:
+        except ClientGone:
             return Response(status_code=499)
         result = render(records, table=True, jupyter=False) or ""
         result += (
@@ -336,6 +337,18 @@ def make_app(
     async def no_docs() -> HTMLResponse:
         return HTMLResponse(DOCS_NOTE, status_code=404, headers={"Content-Security-Policy": CSP})
 
+    add_label_studio_routes(
+        app,
+        read_body=read_body,
+        run=run,
+        error=error,
+        max_body=max_body * LS_BODY_FACTOR,
+        max_chars=max_chars,
+        max_texts=max_texts,
+        version=version,
+        labels=model_labels(nlp),
+        responses=errors,
+    )
     return app
 
 
@@ -361,6 +374,7 @@ def serve(
     keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
     gpu_id: int = -1,
     log_level: str = "info",
+    model_version: Optional[str] = None,
 ) -> None:
     """Load a pipeline and serve :func:`make_app` with uvicorn until
     interrupted.
@@ -369,7 +383,7 @@ def serve(
     host (str): The interface; the default serves this machine only.
     port (int): The port.
     spans_key, max_chars, max_texts, batch_size, batch_chars, max_form_fields, head_timeout, body_timeout,
-        keep_alive_timeout: As :func:`make_app`.
+        keep_alive_timeout, model_version: As :func:`make_app`.
     gpu_id (int): The GPU for a pipeline loaded here, -1 for the CPU.
     log_level (str): uvicorn's log level.
     RAISES: SystemExit (status 3, as ``uvicorn.run``) if the server does not
@@ -398,6 +412,7 @@ def serve(
         head_timeout=head_timeout,
         body_timeout=body_timeout,
         keep_alive_timeout=keep_alive_timeout,
+        model_version=model_version,
     )
     server = uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level=log_level))
     try:

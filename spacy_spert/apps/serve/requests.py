@@ -21,6 +21,7 @@ __all__ = [
     "FORM_BYTES_PER_CHAR",
     "MAX_INT_DIGITS",
     "MAX_JSON_DEPTH",
+    "ClientGone",
     "Item",
     "RequestError",
     "check_json_value",
@@ -51,6 +52,10 @@ MAX_INT_DIGITS = 4300
 MAX_JSON_DEPTH = 100
 # A text to tag and the fields its record carries.
 Item = Tuple[str, Dict[str, Any]]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was answered (nobody reads an answer: the app answers 499)."""
 
 
 class RequestError(ValueError):

@@ -41,6 +41,8 @@ class Limits(BaseModel):
 
 class Health(BaseModel):
     status: str
+    model_class: str = Field(description="Always 'spacy-spert' (Label Studio's ML backends name their class)")
+    model_version: str = Field(description="The model version the Label Studio routes answer")
     model: str
     pipeline: List[str]
     spans_key: str

@@ -47,6 +47,7 @@ def import_docs(
     split_sentences: bool = False,
     types_path: Optional[PathLike] = None,
     text_key: str = "text",
+    predictions: bool = False,
 ) -> Tuple[List[Doc], ImportReport]:
     """Read annotations of an annotation tool into Docs (see the docstrings of
     the modules :mod:`.prodigy`, :mod:`.brat` and :mod:`.label_studio` for the
@@ -65,6 +66,8 @@ def import_docs(
     types_path (Optional[str / Path]): A SpERT types file; entity and relation
         types not in it are errors.
     text_key (str): Label Studio: the key of the text in a task's ``data``.
+    predictions (bool): Label Studio: import a task that has predictions and
+        no annotation from its first prediction (else it is skipped and counted).
     RETURNS (Tuple[List[Doc], ImportReport]): The Docs and what was imported,
         skipped and left out.
     RAISES: ConversionError (a ValueError) for invalid data, naming the file,
@@ -86,7 +89,7 @@ def import_docs(
     elif fmt == "brat":
         items = read_brat(path, report)
     else:
-        items = read_label_studio(path, source, report, text_key)
+        items = read_label_studio(path, source, report, text_key, predictions)
     docs = [doc for item in items for doc in item_docs(item, pipeline, spans_key, strict, types, report)]
     if not docs:
         skipped = ", ".join(f"{n} {what}" for what, n in sorted(report.skipped.items())) or "the input is empty"

@@ -62,6 +62,8 @@ class ImportReport:
         arguments) merged into the first, by kind.
     byte_order_marks (int): Files that started with a UTF-8 byte order mark
         (U+FEFF, as Notepad writes), read without it.
+    from_predictions (int): Label Studio: tasks imported from a prediction
+        (no annotation; ``--predictions``).
     """
 
     docs: int = 0
@@ -74,11 +76,14 @@ class ImportReport:
     dropped: Counter = field(default_factory=Counter)
     merged: Counter = field(default_factory=Counter)
     byte_order_marks: int = 0
+    from_predictions: int = 0
 
     def messages(self) -> List[Tuple[str, str]]:
         """The summary as (level, text) lines; level is a wasabi ``msg``
         method ("good", "info", "warn") or "text" for a data line."""
         lines = [("good", f"Imported docs: {self.docs}, entities: {self.entities}, relations: {self.relations}")]
+        if self.from_predictions:
+            lines.append(("info", f"{self.from_predictions} tasks imported from their predictions (no annotation)"))
         if self.trimmed:
             lines.append(("info", f"{self.trimmed} entities had whitespace at their ends, trimmed"))
         if self.expanded:

@@ -2,10 +2,18 @@
 
 ``label-studio``
     Label Studio's JSON export: a list of tasks with ``data`` (the text under
-    ``text_key``, default ``"text"``) and ``annotations``. The first
-    annotation not ``was_cancelled`` is imported; cancelled and further ones
-    are counted, tasks with none are skipped and counted. Its ``result``
-    items of type ``"labels"`` are entities (one per label of the region;
+    ``text_key``, default ``"text"``), ``annotations`` and ``predictions``.
+    The first annotation not ``was_cancelled`` is imported; cancelled and
+    further ones are counted. A task is skipped, and counted once, if all its
+    annotations are cancelled (the annotator skipped it), if it has none, or
+    if it has only predictions (pre-annotations, e.g. of ``predict --format
+    label-studio`` or of ``serve`` as an ML backend): with
+    ``predictions=True`` (``--predictions``) such a task is imported from its
+    first prediction instead, and counted. An unsubmitted draft (``drafts``)
+    is never imported: a task with one and no annotation is skipped (its
+    predictions too) and counted, to be submitted in Label Studio first.
+    The ``result`` of an annotation or a prediction is read alike: its items
+    of type ``"labels"`` are entities (one per label of the region;
     ``value.text``, if present, must equal the text slice), items of type
     ``"relation"`` relations from ``from_id`` to ``to_id`` with each of their
     ``labels`` (``direction`` ``"left"`` swaps head and tail; ``"bi"``, an
@@ -25,20 +33,26 @@ The policies shared with the other formats are in :mod:`.common`.
 
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from ..label_studio_tasks import DIRECTIONS
 from ..validation import ConversionError, json_type, load_json, show
 from .common import Entity, Fail, ImportReport, Item, Relation, get_field, is_label
 
 
-def read_label_studio(path: Path, source: str, report: ImportReport, text_key: str) -> Iterator[Item]:
+def read_label_studio(
+    path: Path, source: str, report: ImportReport, text_key: str, predictions: bool = False
+) -> Iterator[Item]:
     """Read the annotated tasks of a Label Studio JSON export.
 
     path (Path): The JSON file.
     source (str): The file's name for messages.
     report (ImportReport): Counts the tasks and annotations skipped and left out.
     text_key (str): The key of the text in a task's ``data``.
-    YIELDS (Item): One per task with an annotation and a non-empty text.
+    predictions (bool): Import a task that has predictions and no annotation
+        (none cancelled) from its first prediction.
+    YIELDS (Item): One per task with an annotation (or, with ``predictions``,
+        a prediction) and a non-empty text.
     RAISES: ConversionError for an invalid task, or a file that is another
         export of Label Studio.
     """
@@ -69,27 +83,59 @@ def read_label_studio(path: Path, source: str, report: ImportReport, text_key: s
             keys = ", ".join(map(show, data)) or "none"
             raise fail(f"missing (the task's data has: {keys}; choose one with --text-key)", f"data.{text_key}")
         text = get_field(data, text_key, "str", fail, "data")
-        annotations = get_field(task, "annotations", "list", fail, default=[])
-        chosen = None
-        for k, annotation in enumerate(annotations):
-            if not isinstance(annotation, dict):
-                raise fail(f"must be an object with 'result', got {json_type(annotation)}", f"annotations[{k}]")
-            if annotation.get("was_cancelled"):
-                report.skipped["cancelled annotations"] += 1
-            elif chosen is None:
-                chosen = k
-            else:
-                report.skipped["further annotations of a task (the first is imported)"] += 1
-        if chosen is None:
-            report.skipped["tasks without annotations"] += 1
+        where = _choose(task, fail, report, predictions)
+        if where is None:
             continue
         if not text.strip():
             report.skipped["empty texts"] += 1
             continue
         item = Item(source, {"record": i, "record_id": record_id}, text, [], [], str(task.get("id", i)))
-        where = f"annotations[{chosen}]"
-        _label_studio_result(item, get_field(annotations[chosen], "result", "list", fail, where), fail, where, report)
+        kind, k = where
+        report.from_predictions += kind == "predictions"
+        at = f"{kind}[{k}]"
+        _label_studio_result(item, get_field(task[kind][k], "result", "list", fail, at), fail, at, report)
         yield item
+
+
+def _choose(task: Dict[str, Any], fail: Fail, report: ImportReport, predictions: bool) -> Optional[Tuple[str, int]]:
+    """Which result of a task to import, ("annotations" or "predictions", index), or None if none (the task
+    is counted once, by why)."""
+    annotations = get_field(task, "annotations", "list", fail, default=[])
+    found = get_field(task, "predictions", "list", fail, default=[])  # objects, or ids in some exports
+    drafts = get_field(task, "drafts", "list", fail, default=[])
+    for k, annotation in enumerate(annotations):
+        if not isinstance(annotation, dict):
+            raise fail(f"must be an object with 'result', got {json_type(annotation)}", f"annotations[{k}]")
+    cancelled = sum(1 for annotation in annotations if annotation.get("was_cancelled"))
+    chosen = next((k for k, annotation in enumerate(annotations) if not annotation.get("was_cancelled")), None)
+    if chosen is not None:
+        _count(report, "cancelled annotations", cancelled)
+        _count(report, "further annotations of a task (the first is imported)", len(annotations) - cancelled - 1)
+        _count(report, "predictions of annotated tasks (the annotation is imported)", len(found))
+        return "annotations", chosen
+    if cancelled:
+        _count(report, "tasks with only cancelled annotations (skipped by the annotator)")
+    elif drafts:
+        _count(report, "tasks with only an unsubmitted draft (submit it in Label Studio to import it)")
+    elif found and not predictions:
+        _count(report, "tasks with only predictions (import them with --predictions)")
+    elif found:
+        if not isinstance(found[0], dict):
+            raise fail(
+                f"is {show(found[0])}, a prediction's id, not the prediction: export the project with full "
+                "predictions (Label Studio's export with the serialization option predictions.only_id false)",
+                "predictions[0]",
+            )
+        _count(report, "further predictions of a task (the first is imported)", len(found) - 1)
+        return "predictions", 0
+    else:
+        _count(report, "tasks without annotations")
+    return None
+
+
+def _count(report: ImportReport, what: str, n: int = 1) -> None:
+    if n:
+        report.skipped[what] += n
 
 
 def _choose_json(found: str) -> str:
@@ -161,7 +207,7 @@ def _label_studio_result(item: Item, result: List[Any], fail: Fail, where: str, 
                 raise fail(f"no region with id {show(region)} in this annotation", f"{at}.{key}")
             ends.append(regions[region])
         direction = get_field(res, "direction", "str", fail, at, default="right")
-        if direction not in ("right", "left", "bi"):
+        if direction not in DIRECTIONS:
             raise fail(f'must be "right", "left" or "bi", got {show(direction)}', f"{at}.direction")
         labels = get_field(res, "labels", "list", fail, at, default=[])
         head, tail = ends
