@@ -7,6 +7,7 @@ Commands:
     benchmark        Train, score and time; write a results file.
     kfold            k-fold cross-validation of a config.
     seeds            Benchmark several seeds; mean and std.
+    thresholds       Global vs per-label thresholds over seeds.
     speed            Speed and memory against the transformer.
     optimizer-speed  Optimizer step against fused torch AdamW.
     ablation-table   The SpERT.MT ablation table.
@@ -186,6 +187,45 @@ def seeds_cli(
         )
     typer.echo(markdown(summary))
     msg.good(f"Saved {summary_path(prefix)}")
+
+
+@app.command("thresholds")
+def thresholds_cli(
+    model_pattern: str = Arg(..., help="The seeds' trained pipelines, {seed} for the seed (e.g. training/conll04/thresholds-seed{seed}/model-best)", show_default=False),
+    dev: Path = Opt(..., "--dev", help="Dev corpus (.spacy): the thresholds are tuned on it", show_default=False),
+    test: Path = Opt(..., "--test", help="Test corpus (.spacy): both settings are scored on it", show_default=False),
+    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
+    seeds: str = Opt("0,1,2", "--seeds", help="Comma-separated seeds"),
+    min_support: int = Opt(10, "--min-support", help="Labels with fewer gold items on dev keep the global threshold"),
+    floor: float = Opt(0.05, "--floor", help="Lowest threshold to choose"),
+    train_command: Optional[str] = Opt(None, "--train-command", help="How the pipelines were trained ($seed for the seed), recorded (default: the CoNLL04 MiniLM-L6 command of results/conll04-minilm-thresholds.md)"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+):  # fmt: skip
+    """Global vs per-label thresholds over seeds.
+
+    For each seed's pipeline (trained on train, model-best selected on dev):
+    tune the per-label thresholds on --dev (`tune-thresholds`, no
+    retraining), score the global and the tuned thresholds on --test and
+    --dev (NER micro, RE strict micro); write --results (JSON) and its tables
+    (.md): per seed and mean +- std, the tuned thresholds, the training
+    command, the command, versions and machine.
+    """
+    from .thresholds import TRAIN_COMMAND, markdown, run_thresholds
+
+    with user_errors():
+        out = run_thresholds(
+            model_pattern,
+            dev,
+            test,
+            results,
+            seeds=ints(seeds),
+            min_support=min_support,
+            floor=floor,
+            gpu_id=gpu_id,
+            train_command=train_command if train_command is not None else TRAIN_COMMAND,
+        )
+    typer.echo(markdown(out))
+    msg.good(f"Saved {results}")
 
 
 @app.command("speed")

@@ -8,11 +8,13 @@ Commands (each line is the first sentence of the command's help):
     convert          Convert a SpERT JSON file to a .spacy file.
     import           Import Prodigy, brat or Label Studio data.
     evaluate         Score a pipeline; print SpERT's table.
+    tune-thresholds  Tune per-label thresholds on dev data.
     predict          Tag a corpus; write JSONL or .spacy.
     render           Draw entities and relations as HTML.
     serve            Serve a web page and a JSON API.
 
 The commands live by family: :mod:`.data` (convert, import), :mod:`.evaluate`,
+:mod:`.thresholds` (tune-thresholds),
 :mod:`.apps` (predict, render, serve); :mod:`.util` holds the app and the
 shared helpers. The research tools (benchmarks, seeds, k-fold, speed) are not
 part of the package: ``python -m research`` in the repository.
@@ -37,7 +39,7 @@ from spacy.cli._util import app as spacy_app
 
 # Each module adds its commands to the app, in this order (--help lists them so).
 # isort: off
-from . import data, evaluate, apps  # noqa: F401
+from . import data, evaluate, thresholds, apps  # noqa: F401
 
 # isort: on
 from .util import NAME, PROG, app

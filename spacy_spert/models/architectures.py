@@ -14,10 +14,11 @@ The model's input and output:
 
 * training (``begin_update``): ``(docs, TrainingBatch)`` -> ``SpERTLogits``,
   the logits of the sampled spans and pairs, for the objective's loss;
-* inference (``predict``): ``(docs, Candidates, threshold)`` ->
+* inference (``predict``): ``(docs, Candidates, thresholds)`` ->
   ``SpERTPredictions``, the candidates classified as entities and the
-  relations among them, decoded by the objective with the threshold (the
-  component's ``threshold`` setting).
+  relations among them, decoded by the objective with the thresholds: the
+  component's ``threshold`` setting as a float, or a ``Thresholds`` that adds
+  its per-label ``entity_thresholds`` and ``relation_thresholds``.
 
 The listener rule of spacy-transformers is kept: the tok2vec layer is called
 once on the full list of docs, and backprop always runs (with zeros when there
@@ -25,7 +26,7 @@ is nothing to learn).
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
 import numpy
 import torch
@@ -37,6 +38,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, torch2xp, xp2torch
 from thinc.types import Floats2d
 
 from . import tuning
+from .listeners import check_context, with_max_context
 from .objectives import SpERTMTObjective, SpERTObjective
 from .pytorch.head import HeadPredictions, SpERTHead
 from .sampling import TrainingBatch
@@ -78,16 +80,44 @@ class SpERTPredictions:
     relation_scores: numpy.ndarray
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """The decision thresholds of inference with per-label values: the
+    model's third inference input where the component has per-label
+    thresholds (else the global threshold, a float, is the input). Scores are
+    never changed: thresholds only decide what is kept.
+
+    threshold (float): The global threshold (the component's ``threshold``):
+        the objective's decoding rule (SpERT.MT: theta on the raw class
+        scores of entities and relations) and the relation threshold of the
+        labels without their own.
+    entities (Optional[numpy.ndarray]): (E,) one threshold per entity label,
+        or None (the objective's rule alone). A span whose decoded label's
+        score is below its label's threshold is no entity (so it is not
+        paired either).
+    relations (Optional[numpy.ndarray]): (R,) one threshold per relation
+        label, or None (``threshold`` for all).
+    """
+
+    threshold: float
+    entities: Optional[numpy.ndarray] = None
+    relations: Optional[numpy.ndarray] = None
+
+
 @registry.layers("spacy-spert.WordpieceListener.v1")
-def build_wordpiece_listener(upstream: str = "*") -> Model[List[Doc], List[TransformerData]]:
+def build_wordpiece_listener(upstream: str = "*", context: str = "cls") -> Model[List[Doc], List[TransformerData]]:
     """A listener that receives the upstream ``transformer`` component's output
     for each doc: wordpiece vectors, alignment and [CLS] (unlike
     ``spacy-transformers.TransformerListener.v1``, which pools to tokens).
 
     upstream (str): The name of the transformer component, or "*" for any.
+    context (str): The context vector of a span's window: "cls" (SpERT's) or
+        "max", the max over the window's wordpieces (``listeners.py``).
     RETURNS (Model[List[Doc], List[TransformerData]]): The listener.
     """
-    return TransformerListener(upstream_name=upstream)
+    check_context(context)
+    listener = TransformerListener(upstream_name=upstream)
+    return with_max_context(listener) if context == "max" else listener
 
 
 @registry.architectures("spacy-spert.SpERT.v1")
@@ -300,16 +330,32 @@ def convert_head_outputs(head: Model, inputs_outputs: Tuple[Any, Tuple[torch.Ten
 def forward(model: Model, inputs: tuple, is_train: bool):
     """Training: ``(docs, TrainingBatch)`` -> ``SpERTLogits``, with a backprop
     callback that takes the logits' gradient. Inference: ``(docs,
-    Candidates, threshold)`` -> ``SpERTPredictions``."""
+    Candidates, thresholds)`` -> ``SpERTPredictions``, ``thresholds`` a float
+    (the global threshold) or a ``Thresholds``."""
     if is_train:
         docs, batch = inputs
         return _forward_train(model, docs, batch)
-    docs, candidates, threshold = inputs
-    return _forward_predict(model, docs, candidates, float(threshold)), _no_backprop
+    docs, candidates, thresholds = inputs
+    return _forward_predict(model, docs, candidates, thresholds), _no_backprop
 
 
-def _forward_predict(model: Model, docs: List[Doc], candidates: Candidates, threshold: float) -> SpERTPredictions:
-    """Inference: the candidates classified and decoded with the threshold."""
+def _forward_predict(
+    model: Model, docs: List[Doc], candidates: Candidates, thresholds: Union[float, Thresholds]
+) -> SpERTPredictions:
+    """Inference: the candidates classified and decoded with the thresholds."""
+    entity_cut = relation_cut = None
+    if isinstance(thresholds, Thresholds):
+        threshold = decode_threshold = float(thresholds.threshold)
+        relation_cut = thresholds.relations
+        if thresholds.entities is not None and not candidates.given_entities:
+            # One threshold per label id (0: none, never cut). The objective
+            # decodes with the lowest threshold (SpERT.MT applies it, and a
+            # label's own may be below the global one); each label's own
+            # threshold then cuts its spans.
+            entity_cut = numpy.concatenate(([-numpy.inf], thresholds.entities))
+            decode_threshold = float(thresholds.entities.min(initial=threshold))
+    else:
+        threshold = decode_threshold = float(thresholds)
     trf_datas, _ = model.get_ref("tok2vec")(docs, False)
     feats = wordpiece_features(docs, trf_datas, model.get_dim("nI"))
     module = head_module(model)
@@ -333,11 +379,12 @@ def _forward_predict(model: Model, docs: List[Doc], candidates: Candidates, thre
         span_groups=candidates.groups,
         blocks=candidates.blocks(tuning.INFERENCE_BLOCK_TOKENS),
         objective=objective,
-        threshold=threshold,
+        threshold=decode_threshold,
+        entity_thresholds=entity_cut,
         given_entities=candidates.given_entities,
         all_covered=feats.all_covered,
     )
-    return _decode(objective, threshold, output, given_entities=candidates.given_entities)
+    return _decode(objective, threshold, output, given_entities=candidates.given_entities, relation_cut=relation_cut)
 
 
 def _forward_train(model: Model, docs: List[Doc], batch: TrainingBatch) -> Tuple[SpERTLogits, Callable]:
@@ -375,12 +422,19 @@ def _predict_head(module: SpERTHead, hidden: torch.Tensor, **kwargs) -> HeadPred
         return module.predict(hidden, **kwargs)
 
 
-def _decode(objective, threshold: float, output: HeadPredictions, given_entities: bool = False) -> SpERTPredictions:
+def _decode(
+    objective,
+    threshold: float,
+    output: HeadPredictions,
+    given_entities: bool = False,
+    relation_cut: Optional[numpy.ndarray] = None,
+) -> SpERTPredictions:
     """Turn the head's inference output into entities and relations with the
     objective's decoding rule (``objectives.py``): a span is an entity when its
     decoded label is not "none" (every span, with ``given_entities``, whose
     labels are then not the model's to decide); a pair holds each relation
-    type whose score is >= threshold."""
+    type whose score is >= threshold, or >= its type's value in
+    ``relation_cut`` (R,) where given."""
     labels = output.entity_labels
     rel_scores = objective.decode_relations(output.relation_logits.cpu().numpy(), threshold)
     if given_entities:
@@ -388,7 +442,10 @@ def _decode(objective, threshold: float, output: HeadPredictions, given_entities
         labels = numpy.maximum(labels, 1)
     else:
         kept = (labels > 0).nonzero()[0]  # (the methods: numpy's functions add a Python call each)
-    hit_pairs, hit_types = (rel_scores >= threshold).nonzero()
+    # one comparison of the (P, R) scores with a scalar or the (R,) row, in
+    # the scores' precision (as numpy compares with a Python float)
+    cut = threshold if relation_cut is None else relation_cut.astype(rel_scores.dtype, copy=False)
+    hit_pairs, hit_types = (rel_scores >= cut).nonzero()
     return SpERTPredictions(
         entity_spans=kept,
         entity_labels=labels[kept] - 1,

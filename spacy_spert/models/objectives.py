@@ -40,6 +40,14 @@ class SpERTObjective:
     def n_relation_outputs(self, n_labels: int) -> int:
         return n_labels
 
+    def default_entity_threshold(self, threshold: float) -> float:
+        """The threshold of an entity label without its own: 0.0, the argmax
+        over "none" and the types decides alone (no probability is below 0).
+
+        threshold (float): The component's global threshold (unused).
+        RETURNS (float): 0.0."""
+        return 0.0
+
     def decode_entities(self, entity_logits: numpy.ndarray, threshold: float) -> Tuple[numpy.ndarray, numpy.ndarray]:
         """entity_logits (numpy.ndarray): (S, E) on the host.
         RETURNS: the label id per span (0: none, i + 1: label i) and its
@@ -213,6 +221,14 @@ class SpERTMTObjective:
 
     def n_relation_outputs(self, n_labels: int) -> int:
         return n_labels + 1
+
+    def default_entity_threshold(self, threshold: float) -> float:
+        """The threshold of an entity label without its own: theta, the
+        global threshold that decoding applies to the class scores.
+
+        threshold (float): The component's global threshold.
+        RETURNS (float): ``threshold``."""
+        return threshold
 
     def decode_entities(self, entity_logits: numpy.ndarray, threshold: float) -> Tuple[numpy.ndarray, numpy.ndarray]:
         """entity_logits (numpy.ndarray): (S, E) on the host.

@@ -7,7 +7,7 @@ and has no side effects beyond registering the factory; the component
 (:mod:`spacy_spert.pipeline.spert`) is imported when a ``spert`` is created.
 """
 
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 from spacy.language import Language
 from thinc.api import Config, Model
@@ -51,6 +51,8 @@ DEFAULT_SUGGESTER = {
         "neg_entity_count": 100,
         "neg_relation_count": 100,
         "threshold": 0.4,
+        "entity_thresholds": {},
+        "relation_thresholds": {},
         "symmetric_relations": [],
         "set_ents": False,
         "scorer": {"@scorers": "spacy-spert.spert_scorer.v1"},
@@ -66,6 +68,8 @@ def make_spert(
     neg_entity_count: int,
     neg_relation_count: int,
     threshold: float,
+    entity_thresholds: Dict[str, float],
+    relation_thresholds: Dict[str, float],
     symmetric_relations: List[str],
     set_ents: bool,
     scorer: Optional[Callable],
@@ -85,6 +89,14 @@ def make_spert(
     neg_relation_count (int): Negative entity pairs sampled per doc (100).
     threshold (float): Relations with a score >= threshold are kept (0.4);
         SpERT.MT: theta on the raw class scores of entities and relations.
+    entity_thresholds (Dict[str, float]): Per entity label, the score its
+        entities need: a span whose best label has a lower score is no
+        entity. Labels left out: no threshold (SpERT, the argmax over "none"
+        and the types decides) or ``threshold`` (SpERT.MT). Not with given
+        entities. Written by ``tune-thresholds``.
+    relation_thresholds (Dict[str, float]): Per relation label, its
+        threshold instead of ``threshold``. Scores are never changed by
+        thresholds, only what is kept.
     symmetric_relations (List[str]): Relation types whose direction is
         meaningless; they are output with the earlier span as head.
     set_ents (bool): Also write the best non-overlapping entities to doc.ents.
@@ -105,6 +117,8 @@ def make_spert(
         neg_entity_count=neg_entity_count,
         neg_relation_count=neg_relation_count,
         threshold=threshold,
+        entity_thresholds=entity_thresholds,
+        relation_thresholds=relation_thresholds,
         symmetric_relations=symmetric_relations,
         set_ents=set_ents,
         scorer=scorer,

@@ -3,7 +3,8 @@
 A thin, cfg-driven shell, as spaCy's ``spancat``: the suggester
 (``models/suggesters.py``, any ``Suggester``) gives the candidate spans, the
 model (``models/architectures.py``) scores and decodes them with the
-``threshold`` of the cfg, and ``annotations.py`` writes entities to
+``threshold`` of the cfg (and the per-label ``entity_thresholds`` and
+``relation_thresholds``), and ``annotations.py`` writes entities to
 ``doc.spans[spans_key]`` (overlaps allowed, scores in ``attrs["scores"]``) and
 relations to ``doc._.relations`` (see ``relations.py``). In training, the gold
 annotation of the reference docs is read by ``gold.py``, sampled by
@@ -11,6 +12,7 @@ annotation of the reference docs is read by ``gold.py``, sampled by
 (``models/objectives.py``).
 """
 
+import math
 import os
 from itertools import islice
 from pathlib import Path
@@ -27,7 +29,8 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 
-from ..models.architectures import SpERTLogits, SpERTPredictions, build_head, has_head
+from ..models.architectures import SpERTLogits, SpERTPredictions, Thresholds, build_head, has_head
+from ..models.listeners import listener_width
 from ..models.objectives import compute_loss
 from ..models.sampling import DocSample, TrainingBatch, sample_doc
 from ..models.suggesters import Candidates, Suggester
@@ -69,6 +72,8 @@ class SpERT(TrainablePipe):
         neg_entity_count: int = 100,
         neg_relation_count: int = 100,
         threshold: float = 0.4,
+        entity_thresholds: Optional[Dict[str, float]] = None,
+        relation_thresholds: Optional[Dict[str, float]] = None,
         symmetric_relations: Sequence[str] = (),
         set_ents: bool = False,
         scorer: Optional[Callable] = None,
@@ -85,6 +90,8 @@ class SpERT(TrainablePipe):
             "neg_entity_count": neg_entity_count,
             "neg_relation_count": neg_relation_count,
             "threshold": threshold,
+            "entity_thresholds": dict(entity_thresholds or {}),
+            "relation_thresholds": dict(relation_thresholds or {}),
             "symmetric_relations": list(symmetric_relations),
             "set_ents": set_ents,
         }
@@ -184,16 +191,12 @@ class SpERT(TrainablePipe):
             )
         for i, eg in enumerate(islice(get_examples(), 1000)):
             self._gold(eg, where=f"training example {i}")
-        listener = self.model.get_ref("tok2vec")
         if self.cfg["hidden_width"] is None:
-            if not listener.has_dim("nO") or listener.get_dim("nO") is None:
-                raise ValueError(
-                    f"The spert component '{self.name}' could not find the width of its "
-                    "transformer: add a 'transformer' component before it in the pipeline."
-                )
-            self.cfg["hidden_width"] = listener.get_dim("nO")
+            # (also checks that the listener fits the pipeline's transformer)
+            self.cfg["hidden_width"] = listener_width(self.model.get_ref("tok2vec"), nlp, self.name)
         self._rng = numpy.random.default_rng(numpy.random.randint(0, 2**31 - 1))
         self._build_head()
+        self._check_thresholds()
 
     def _build_head(self) -> None:
         """Set the model's dims from cfg and build its head (before weights load)."""
@@ -201,6 +204,91 @@ class SpERT(TrainablePipe):
         self.model.set_dim("nE", len(self.entity_labels))
         self.model.set_dim("nR", len(self.relation_labels))
         build_head(self.model)
+
+    # Thresholds -------------------------------------------------------------
+
+    @property
+    def thresholds(self) -> Dict[str, Dict[str, float]]:
+        """The threshold that decides each label's predictions: the label's
+        own (``entity_thresholds``, ``relation_thresholds``) or the fallback,
+        for relations the global ``threshold``, for entities the objective's
+        (SpERT: 0.0, the argmax decides alone; SpERT.MT: ``threshold``).
+
+        RETURNS (Dict[str, Dict[str, float]]): {"entities": {label: value},
+            "relations": {label: value}} over all labels.
+        """
+        threshold = float(self.cfg["threshold"])
+        default = self.model.attrs["objective"].default_entity_threshold(threshold)
+        own_ents, own_rels = self.cfg.get("entity_thresholds") or {}, self.cfg.get("relation_thresholds") or {}
+        return {
+            "entities": {label: float(own_ents.get(label, default)) for label in self.entity_labels},
+            "relations": {label: float(own_rels.get(label, threshold)) for label in self.relation_labels},
+        }
+
+    def set_thresholds(
+        self,
+        entity_thresholds: Optional[Dict[str, float]] = None,
+        relation_thresholds: Optional[Dict[str, float]] = None,
+    ) -> None:
+        """Replace the per-label thresholds (saved with the pipeline, in the
+        cfg). Labels left out fall back to the global threshold (see
+        ``thresholds``); the scores are not changed, only what is kept.
+
+        entity_thresholds (Optional[Dict[str, float]]): Entity label -> threshold.
+        relation_thresholds (Optional[Dict[str, float]]): Relation label -> threshold.
+        RAISES: ValueError for an unknown label or a value that is not a finite number.
+        """
+        old = self.cfg["entity_thresholds"], self.cfg["relation_thresholds"]
+        self.cfg["entity_thresholds"] = {str(k): float(v) for k, v in (entity_thresholds or {}).items()}
+        self.cfg["relation_thresholds"] = {str(k): float(v) for k, v in (relation_thresholds or {}).items()}
+        try:
+            self._check_thresholds()
+        except ValueError:
+            self.cfg["entity_thresholds"], self.cfg["relation_thresholds"] = old
+            raise
+
+    def _check_thresholds(self) -> None:
+        """Refuse per-label thresholds of unknown labels, values that are not
+        finite numbers, and entity thresholds where the entities are given
+        (they would have no effect). Labels are known once the component is
+        initialized or loaded, when this runs."""
+        settings = (
+            ("entity_thresholds", "entity", self.entity_labels),
+            ("relation_thresholds", "relation", self.relation_labels),
+        )
+        for key, kind, known in settings:
+            values = self.cfg.get(key) or {}
+            for label, value in values.items():
+                if label not in known:
+                    raise ValueError(
+                        f"The spert component '{self.name}' has a threshold in {key} for the {kind} label "
+                        f"'{label}', which is not one of its {kind} labels: {', '.join(known) or '(none)'}"
+                    )
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(
+                        f"The spert component '{self.name}' has {key}['{label}'] = {value!r}: "
+                        "a threshold must be a finite number"
+                    )
+        if self.cfg.get("entity_thresholds") and self.suggester.gives_entities:
+            raise ValueError(
+                f"The spert component '{self.name}' has entity_thresholds, but its suggester gives the "
+                f"entities ({self.suggester.where}), which thresholds do not remove: leave entity_thresholds empty"
+            )
+
+    def _model_thresholds(self) -> Union[float, Thresholds]:
+        """The model's thresholds input: the global threshold as a float
+        without per-label thresholds (the path of the default settings), else
+        a ``Thresholds`` with one value per label (built once per batch)."""
+        if not self.cfg.get("entity_thresholds") and not self.cfg.get("relation_thresholds"):
+            return self.cfg["threshold"]
+        thresholds = self.thresholds
+        entities = numpy.asarray(list(thresholds["entities"].values()), dtype="float64")
+        relations = numpy.asarray(list(thresholds["relations"].values()), dtype="float64")
+        return Thresholds(
+            float(self.cfg["threshold"]),
+            entities=entities if self.cfg.get("entity_thresholds") else None,
+            relations=relations if self.cfg.get("relation_thresholds") else None,
+        )
 
     # Training -------------------------------------------------------------
 
@@ -303,7 +391,7 @@ class SpERT(TrainablePipe):
         docs = list(docs)
         self._require_head("predict")
         candidates = self.suggester(docs)
-        return candidates, self.model.predict((docs, candidates, self.cfg["threshold"]))
+        return candidates, self.model.predict((docs, candidates, self._model_thresholds()))
 
     def set_annotations(self, docs: Iterable[Doc], scores: Tuple[Candidates, SpERTPredictions]) -> None:
         """Write entities to ``doc.spans[spans_key]`` and relations to
@@ -338,12 +426,14 @@ class SpERT(TrainablePipe):
         super().from_bytes(bytes_data, exclude=[*exclude, "model"])
         if "model" not in exclude:
             self._load_model(srsly.msgpack_loads(bytes_data)["model"])
+        self._check_thresholds()
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "SpERT":
         super().from_disk(path, exclude=[*exclude, "model"])
         if "model" not in exclude:
             self._load_model((Path(path) / "model").read_bytes())
+        self._check_thresholds()
         return self
 
     def _load_model(self, data: bytes) -> None:

@@ -10,7 +10,7 @@ small numpy arrays worked out on the host; the device only gathers, takes
 maxima and multiplies, so that a sentence costs a few dozen tensor operations.
 """
 
-from typing import List, NamedTuple, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import numpy
 import torch
@@ -132,6 +132,7 @@ class SpERTHead(torch.nn.Module):
         blocks: List[Tuple[int, int, int, int]],
         objective,
         threshold: float,
+        entity_thresholds: Optional[numpy.ndarray] = None,
         given_entities: bool = False,
         all_covered: bool = False,
     ) -> "HeadPredictions":
@@ -151,6 +152,9 @@ class SpERTHead(torch.nn.Module):
             (``Candidates.blocks``).
         objective, threshold: The decoding rule (``objectives.py``): the spans it
             keeps as entities, the best-scoring of each group, are paired.
+        entity_thresholds (Optional[numpy.ndarray]): (E + 1,) a threshold per
+            label id (-inf for 0, none): a span whose decoded label's score is
+            below its label's is no entity; None: the decoding rule alone.
         given_entities (bool): Every candidate is a given entity: all are
             paired, with no bound on their number.
         all_covered (bool): Every token has a wordpiece (no range needs the
@@ -190,6 +194,7 @@ class SpERTHead(torch.nn.Module):
                 span_groups[s0:s1],
                 objective,
                 threshold,
+                entity_thresholds,
                 given_entities,
             )
             if s0:
@@ -203,7 +208,17 @@ class SpERTHead(torch.nn.Module):
         )
 
     def _predict_block(
-        self, pool, cls_vectors, token_windows, starts, ends, groups, objective, threshold: float, given_entities: bool
+        self,
+        pool,
+        cls_vectors,
+        token_windows,
+        starts,
+        ends,
+        groups,
+        objective,
+        threshold: float,
+        entity_thresholds: Optional[numpy.ndarray],
+        given_entities: bool,
     ) -> "HeadPredictions":
         """Entity logits of the spans of one block, and relation logits of the
         pairs of its kept spans (head and tail indices into the block's
@@ -216,6 +231,10 @@ class SpERTHead(torch.nn.Module):
             pool, cls_vectors, token_windows, width_table, starts, ends, widths, chunk
         )
         labels, scores = objective.decode_entities(_host(entity_logits), threshold)
+        if entity_thresholds is not None:  # one gather and compare for all spans
+            # in the scores' precision, as the global threshold (a Python float) is compared
+            cut = entity_thresholds.astype(scores.dtype, copy=False)[labels]
+            labels = numpy.where(scores >= cut, labels, 0)
         if given_entities:
             kept = numpy.arange(len(starts))
         else:
