@@ -2,6 +2,8 @@
 #   make demo    set up .venv, train the offline demo model and tag new sentences
 #   make test    set up .venv and run the test suite
 #   make lint    set up .venv with the dev tools; ruff (lint, format) and mypy
+#   make labelstudio       install Label Studio into its own venv, .venv-labelstudio
+#   make test-labelstudio  the tests against the real Label Studio (serve as its ML backend)
 # torch: the CPU build (from PyTorch's CPU index) unless nvidia-smi finds a GPU.
 # Set TORCH_INDEX= to install torch from your usual index only.
 
@@ -10,8 +12,11 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
 PY := $(VENV)/bin/python
+# Label Studio pins its own Django, requests, pydantic...: its own venv, never .venv.
+LABEL_STUDIO ?= label-studio==1.23.2
+LS_VENV ?= .venv-labelstudio
 
-.PHONY: demo test lint
+.PHONY: demo test lint labelstudio test-labelstudio
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +37,13 @@ lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+$(LS_VENV)/bin/label-studio:
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LS_VENV)/bin/python -m pip install -q "$(LABEL_STUDIO)"
+
+labelstudio: $(LS_VENV)/bin/label-studio
+
+test-labelstudio: $(VENV)/.test-installed $(LS_VENV)/bin/label-studio
+	LABEL_STUDIO_BIN=$(abspath $(LS_VENV))/bin/label-studio $(PY) -m pytest tests -m labelstudio -s
