@@ -9,6 +9,7 @@ Commands:
     seeds            Benchmark several seeds; mean and std.
     thresholds       Global vs per-label thresholds over seeds.
     speed            Speed and memory against the transformer.
+    memory           Peak memory: batch, long doc, training.
     optimizer-speed  Optimizer step against fused torch AdamW.
     ablation-table   The SpERT.MT ablation table.
     demo             Tag sentences and print what was found.
@@ -272,6 +273,46 @@ def speed_cli(
             gpu_id=gpu_id,
             seed=seed,
             doc_windows=doc_windows,
+        )
+    typer.echo(markdown(out))
+
+
+@app.command("memory")
+def memory_cli(
+    model: Path = Arg(..., help="Trained pipeline (e.g. training/demo/model-last)", show_default=False),
+    test: Path = Opt(..., "--test", help="Corpus whose texts are tagged", show_default=False),
+    train: Optional[Path] = Opt(None, "--train", help="Training corpus for the training cases"),
+    results: Path = Opt(..., "--results", help="Results JSON file (the table goes to the .md next to it)", show_default=False),
+    batch_size: int = Opt(64, "--batch-size", help="Docs of the inference batch"),
+    long_tokens: int = Opt(20000, "--long-tokens", help="Tokens of the long doc; 0 for none"),
+    budgets: str = Opt("500,1000,2000", "--budgets", help="Tokens per training batch (spacy.batch_by_words.v1), one case each"),
+    steps: int = Opt(3, "--steps", help="Training steps per budget"),
+    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
+    seed: int = Opt(0, "--seed", help="Random seed"),
+):  # fmt: skip
+    """Peak memory: batch, long doc, training.
+
+    Each case in a fresh process: one inference batch of --batch-size test
+    sentences, a --long-tokens raw text (pipeline and transformer alone), and
+    --steps training steps on batches of at most B tokens for each of
+    --budgets; GPU: torch's peak allocation, CPU: the peak resident memory.
+    Writes --results (JSON) and its table (.md) with the command, versions,
+    seed and machine.
+    """
+    from .memory import markdown, run_memory
+
+    with user_errors():
+        out = run_memory(
+            model,
+            test,
+            results,
+            train=train,
+            batch_size=batch_size,
+            long_tokens=long_tokens,
+            budgets=ints(budgets),
+            steps=steps,
+            gpu_id=gpu_id,
+            seed=seed,
         )
     typer.echo(markdown(out))
 

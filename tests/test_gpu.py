@@ -57,3 +57,117 @@ def test_long_doc_on_gpu(tiny_bert, on_gpu):
     doc = nlp(" ".join((words * (5000 // len(words) + 1))[:5000]))
     assert len(doc) == 5000
     assert all(0 <= s.start < s.end <= 5000 for s in doc.spans["sc"])
+
+
+def _outputs(nlp, texts):
+    """Entities (with scores) and relations (with scores) of each text."""
+    out = []
+    for doc in nlp.pipe(texts, batch_size=8):
+        group = doc.spans["sc"]
+        rels = sorted(doc._.relations, key=relation_key)
+        out.append(
+            (
+                [(s.start, s.end, s.label_) for s in group],
+                [float(x) for x in group.attrs["scores"]],
+                [relation_key(r) for r in rels],
+                [r["score"] for r in rels],
+            )
+        )
+    return out
+
+
+def _long_texts():
+    words = [w for ws, _, _ in TRAIN_DATA for w in ws if w not in {".", ","}]
+    return [" ".join(words) for words, _, _ in TRAIN_DATA] + [" ".join(words * 30)]
+
+
+def test_gpu_inference_decides_as_the_cpu(tiny_bert, tmp_path, monkeypatch):
+    """The GPU's inference schedule (entities of every block, one copy of
+    their logits, then relations) predicts what the same pipeline predicts on
+    the CPU, on sentences and on a long doc of several blocks."""
+    import spacy
+
+    from spacy_spert.models import tuning
+
+    monkeypatch.setattr(tuning, "INFERENCE_BLOCK_TOKENS", 200)
+    spacy.require_gpu(0)
+    try:
+        fix_random_seed(0)
+        nlp = make_nlp(tiny_bert, window="sentence")
+        overfit(nlp, n_steps=60, learn_rate=3e-3)
+        nlp.to_disk(tmp_path / "model")
+        gpu = _outputs(nlp, _long_texts())
+    finally:
+        set_current_ops(NumpyOps())
+    cpu = _outputs(spacy.load(tmp_path / "model"), _long_texts())
+    assert sum(len(ents) for ents, _, _, _ in cpu) > 20
+    for (e_g, s_g, r_g, rs_g), (e_c, s_c, r_c, rs_c) in zip(gpu, cpu):
+        assert e_g == e_c and r_g == r_c
+        assert s_g == pytest.approx(s_c, abs=1e-4) and rs_g == pytest.approx(rs_c, abs=1e-4)
+
+
+def test_gpu_inference_synchronizes_twice_per_batch(tiny_bert, on_gpu, monkeypatch):
+    """torch's sync debug mode counts the operations that make the host wait
+    for the GPU in the spert component's inference: the same number (the
+    copies of the entity and of the relation logits) for a batch of one
+    block and a batch of several."""
+    import warnings
+
+    from spacy_spert.models import tuning
+
+    fix_random_seed(0)
+    nlp = make_nlp(tiny_bert, window="sentence")
+    overfit(nlp, n_steps=20)
+    spert = nlp.get_pipe("spert")
+    with nlp.select_pipes(enable=["transformer"]):
+        docs = list(nlp.pipe(_long_texts()[-1:]))
+    counts = {}
+    for block_tokens in (10**6, 300, 200):  # blocks of all, 2, 1 pairing groups (128 tokens)
+        monkeypatch.setattr(tuning, "INFERENCE_BLOCK_TOKENS", block_tokens)
+        spert.predict(docs)  # warm-up (pinned memory, caches)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                spert.predict(docs)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        counts[block_tokens] = sum("synchroniz" in str(w.message) for w in caught)
+    assert counts[10**6] == counts[300] == counts[200] <= 3, counts
+
+
+def test_gpu_mixed_precision_training_and_inference(tiny_bert, on_gpu):
+    """float16 on the GPU for the encoder (spacy-transformers' switch) and
+    the head (ours), with both grad scalers: the model overfits, and its
+    decisions in float16 equal its decisions in float32."""
+    import spacy
+
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "transformer",
+        config={
+            "model": {
+                "@architectures": "spacy-transformers.TransformerModel.v3",
+                "name": str(tiny_bert),
+                "tokenizer_config": {"use_fast": True},
+                "get_spans": {"@span_getters": "spacy-spert.sentence_windows.v1", "max_tokens": 128, "stride": 96},
+                "mixed_precision": True,
+                "grad_scaler_config": {"init_scale": 1024.0},
+            }
+        },
+    )
+    nlp.add_pipe("spert", config={"model": {"mixed_precision": True, "grad_scaler_config": {"init_scale": 1024.0}}})
+    overfit(nlp)
+    shim = nlp.get_pipe("spert").model.get_ref("head").shims[0]
+    assert shim._grad_scaler._enabled and torch.isfinite(shim._grad_scaler._scale).all()
+    scores = nlp.evaluate(train_examples(nlp))
+    assert scores["spert_ent_f"] >= 0.9 and scores["spert_rel_f"] >= 0.9
+    texts = [" ".join(words) for words, _, _ in TRAIN_DATA]
+    mixed = _outputs(nlp, texts)
+    head_of(nlp).mixed_precision = False
+    full = _outputs(nlp, texts)
+    for (e_m, s_m, r_m, _), (e_f, s_f, r_f, _) in zip(mixed, full):
+        assert e_m == e_f and r_m == r_f
+        assert s_m == pytest.approx(s_f, abs=1e-2)

@@ -63,13 +63,13 @@ from ..io.files import atomic_output, check_output_path
 from ..io.jsonl import InvalidInput, parse_jsonl_line
 from ..io.records import output_record, spert_spans_key
 from .predict import DEFAULT_BATCH_SIZE, PredictReport, pipe_by_length
-from .ray_output import DOC, END_OF_FILE, FAILED, INVALID, Collector, JsonlSink, ParquetSink
+from .ray_input import INPUT_FORMATS, SplitDocs, format_of, list_input_files
+from .ray_output import DOC, FAILED, INVALID, Collector, JsonlSink, ParquetSink
 
 __all__ = ["RAY_INSTALL", "RayPredictReport", "RayPredictor", "predict_ray"]
 
 PathLike = Union[str, Path]
 RAY_INSTALL = "pip install 'spacy-spert[ray]'"
-INPUT_FORMATS = ("jsonl", "parquet")
 OUTPUT_FORMATS = ("jsonl", "parquet")
 DEFAULT_NUM_ACTORS = 2
 
@@ -98,51 +98,6 @@ def _import_ray():
     except ImportError as e:
         raise ImportError(f"the Ray engine needs Ray Data ({e}): {RAY_INSTALL}") from None
     return ray
-
-
-# Reading: files to chunks of docs ------------------------------------------
-
-
-class _SplitDocs:
-    """A ``map_batches`` function (one file per batch): a file row
-    ({"path", "bytes"}) to chunk rows of at most ``rows_per_task`` docs each,
-    {"file": index, "line", "kind", "raw", "n": lists with one entry per doc},
-    and a last chunk with the end-of-file entry whose ``n`` is the file's
-    number of docs (its ``line`` is past the last doc). A chunk is one row, so
-    that each chunk is one block and one actor task."""
-
-    def __init__(self, files: Sequence[str], input_format: str, rows_per_task: int) -> None:
-        self.index = {path: i for i, path in enumerate(files)}
-        self.input_format, self.rows_per_task = input_format, rows_per_task
-
-    def __call__(self, batch: Dict[str, Any]) -> Dict[str, list]:
-        chunks: Dict[str, list] = {"file": [], "line": [], "kind": [], "raw": [], "n": []}
-        for path, data in zip(batch["path"], batch["bytes"]):
-            file, data = self.index[path], bytes(data)
-            if self.input_format == "parquet":
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-
-                records = pq.read_table(pa.BufferReader(data)).to_pylist()
-                raws = [
-                    (n, json.dumps(r, ensure_ascii=False, default=str).encode("utf8")) for n, r in enumerate(records, 1)
-                ]
-                last = len(records)
-            else:
-                lines = data.split(b"\n")
-                raws = [(n, raw) for n, raw in enumerate(lines, 1) if raw.strip()]
-                last = len(lines)
-            for start in range(0, len(raws), self.rows_per_task):
-                chunk = raws[start : start + self.rows_per_task]
-                chunks["file"].append(file)
-                chunks["line"].append([n for n, _ in chunk])
-                chunks["kind"].append([DOC] * len(chunk))
-                chunks["raw"].append([raw for _, raw in chunk])
-                chunks["n"].append([0] * len(chunk))
-            chunks["file"].append(file)
-            for key, value in (("line", last + 1), ("kind", END_OF_FILE), ("raw", b""), ("n", len(raws))):
-                chunks[key].append([value])
-        return chunks
 
 
 # The actors ------------------------------------------------------------------
@@ -223,7 +178,7 @@ class RayPredictor:
         return item
 
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, list]:
-        """Chunk rows (see :class:`_SplitDocs`) to output chunk rows: the same
+        """Chunk rows (see :class:`~spacy_spert.apps.ray_input.SplitDocs`) to output chunk rows: the same
         ``file``/``line``/``n`` and per doc ``kind``, ``output``, ``id``,
         ``n_entities``, ``n_relations``."""
         if self.load_error is None:
@@ -286,24 +241,6 @@ def _absolute(path: PathLike) -> str:
     ``s3://...``) as it is."""
     path = str(path)
     return str(Path(path).resolve()) if "://" not in path and Path(path).exists() else path
-
-
-def _format_of(path: str) -> str:
-    return "parquet" if path.endswith(".parquet") else "jsonl"
-
-
-def _list_files(ray, inputs: Sequence[str], input_format: Optional[str]) -> List[str]:
-    extensions = [input_format] if input_format else list(INPUT_FORMATS)
-    try:
-        files = ray.data.read_binary_files(list(inputs), num_cpus=0, file_extensions=extensions).input_files()
-    except FileNotFoundError:
-        for path in inputs:
-            if "://" not in path and not Path(path).exists():
-                raise FileNotFoundError(2, "No such file or directory", path) from None
-        raise
-    if not files:
-        raise ValueError(f"{', '.join(inputs)}: no {' or '.join('.' + e for e in extensions)} files")
-    return sorted(set(files))
 
 
 def predict_ray(
@@ -381,7 +318,7 @@ def predict_ray(
     check_output_path(output_path, *inputs, read_suffixes=tuple("." + f for f in INPUT_FORMATS))
     check_output_path(output_path, model)
     model = _absolute(model)
-    output_format = output_format or _format_of(str(output_path))
+    output_format = output_format or format_of(str(output_path))
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(
             f"unknown output format {output_format!r} for the Ray engine; expected one of: {', '.join(OUTPUT_FORMATS)}"
@@ -457,8 +394,8 @@ def _run(
 ) -> RayPredictReport:
     start = time.perf_counter()
     report = RayPredictReport(n_actors=num_actors)
-    files = _list_files(ray, inputs, input_format)
-    formats = {_format_of(f) for f in files} if input_format is None else {input_format}
+    files = list_input_files(ray, inputs, input_format)
+    formats = {format_of(f) for f in files} if input_format is None else {input_format}
     if len(formats) > 1:
         raise ValueError(f"{', '.join(inputs)}: mixes .jsonl and .parquet files; pass one kind (or input_format)")
     (input_format,) = formats
@@ -478,7 +415,7 @@ def _run(
     try:
         ds = (
             ray.data.read_binary_files(files, include_paths=True, num_cpus=0)
-            .map_batches(_SplitDocs(files, input_format, rows_per_task), batch_size=1, batch_format="numpy", num_cpus=0)
+            .map_batches(SplitDocs(files, input_format, rows_per_task), batch_size=1, batch_format="numpy", num_cpus=0)
             .map_batches(
                 predictor_class,
                 compute=ray.data.ActorPoolStrategy(size=num_actors),

@@ -31,10 +31,18 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 import numpy
 import torch
 from spacy.tokens import Doc
-from spacy.util import registry
+from spacy.util import SimpleFrozenDict, registry
 from spacy_transformers.data_classes import TransformerData
 from spacy_transformers.layers import TransformerListener
-from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, torch2xp, xp2torch
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    PyTorchGradScaler,
+    PyTorchWrapper_v2,
+    get_torch_default_device,
+    torch2xp,
+    xp2torch,
+)
 from thinc.types import Floats2d
 
 from . import tuning
@@ -128,6 +136,8 @@ def build_spert_model(
     dropout: float = 0.1,
     pair_batch_size: int = 4096,
     max_pair_entities_per_token: float = 0.5,
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = SimpleFrozenDict(),
 ) -> Model:
     """SpERT (Eberts & Ulges 2020) as a thinc model.
 
@@ -145,6 +155,16 @@ def build_spert_model(
         per pairing group, the highest-scoring ones. A trained model keeps far
         fewer (CoNLL04 has 0.15 entities per token); the bound stops an
         untrained model, which keeps most spans, from producing millions of pairs.
+    mixed_precision (bool): The head's linear maps in torch's autocast, in
+        training and at inference: float16 on CUDA, bfloat16 on the CPU (the
+        pooling stays float32, and the logits are float32 before any softmax,
+        sigmoid, loss or threshold). The transformer has its own switch
+        (``transformer_model.v3``'s ``mixed_precision``).
+    grad_scaler_config (Dict[str, Any]): The settings of thinc's
+        ``PyTorchGradScaler`` for the head's training (``init_scale``,
+        ``growth_interval`` ...), as the transformer's ``grad_scaler_config``;
+        ``enabled`` defaults to mixed_precision on CUDA (float16 needs it;
+        bfloat16 on the CPU does not, and thinc's scaler works on CUDA only).
     RETURNS (Model): The model, ``(docs, TrainingBatch) -> SpERTLogits`` in
         training and ``(docs, Candidates) -> SpERTPredictions`` at inference.
         Its head is built at ``initialize``, when the hidden width ("nI"), the
@@ -160,6 +180,8 @@ def build_spert_model(
         max_pair_entities_per_token=max_pair_entities_per_token,
         entity_logits_in_relation=False,
         identification_heads=False,
+        mixed_precision=mixed_precision,
+        grad_scaler_config=grad_scaler_config,
     )
 
 
@@ -180,6 +202,8 @@ def build_spert_mt_model(
     multitask: bool = _MT.multitask,
     iou_loss: bool = _MT.iou_loss,
     entity_logits_in_relation: bool = True,
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = SimpleFrozenDict(),
 ) -> Model:
     """SpERT.MT (Xue & Lu 2023) as a thinc model: SpERT's encoder, spans and
     localized context, with an identification head (one logit) and a bias-free
@@ -190,7 +214,8 @@ def build_spert_mt_model(
     negative entities and relations per sentence.
 
     tok2vec, width_embedding_size, max_width_embeddings, dropout,
-        pair_batch_size, max_pair_entities_per_token: as in ``SpERT.v1``.
+        pair_batch_size, max_pair_entities_per_token, mixed_precision,
+        grad_scaler_config: as in ``SpERT.v1``.
     alpha, beta, m_plus, m_minus, gamma, delta, multitask, iou_loss: see
         ``SpERTMTObjective``; multitask = false is the ablation "-MTL",
         iou_loss = false "-EIL".
@@ -218,13 +243,16 @@ def build_spert_mt_model(
         max_pair_entities_per_token=max_pair_entities_per_token,
         entity_logits_in_relation=entity_logits_in_relation,
         identification_heads=True,
+        mixed_precision=mixed_precision,
+        grad_scaler_config=grad_scaler_config,
     )
 
 
-def _build_model(tok2vec: Model, objective, **head_config) -> Model:
-    """The thinc model shared by the architectures: ``objective`` and
-    ``head_config`` (the ``SpERTHead`` arguments) are kept in its attrs; the
-    head is built at ``initialize`` (see ``build_head``)."""
+def _build_model(tok2vec: Model, objective, grad_scaler_config: Dict[str, Any], **head_config) -> Model:
+    """The thinc model shared by the architectures: ``objective``,
+    ``head_config`` (the ``SpERTHead`` arguments) and the grad scaler's
+    settings are kept in its attrs; the head is built at ``initialize`` (see
+    ``build_head``)."""
     return Model(
         "spert",
         forward,
@@ -232,7 +260,7 @@ def _build_model(tok2vec: Model, objective, **head_config) -> Model:
         layers=[tok2vec],
         refs={"tok2vec": tok2vec, "head": None},
         dims={"nI": None, "nE": None, "nR": None},
-        attrs={"objective": objective, "head_config": head_config},
+        attrs={"objective": objective, "head_config": head_config, "grad_scaler_config": dict(grad_scaler_config)},
     )
 
 
@@ -266,12 +294,36 @@ def build_head(model: Model) -> None:
         n_relation_outputs=objective.n_relation_outputs(model.get_dim("nR")),
         **model.attrs["head_config"],
     )
-    head = PyTorchWrapper_v2(module, convert_inputs=convert_head_inputs, convert_outputs=convert_head_outputs)
+    head = PyTorchWrapper_v2(
+        module,
+        convert_inputs=convert_head_inputs,
+        convert_outputs=convert_head_outputs,
+        grad_scaler=head_grad_scaler(module.mixed_precision, model.attrs.get("grad_scaler_config", {})),
+    )
     # The module itself, for inference (``head_module``). thinc skips it when
     # it serializes attrs (the weights are the shim's to save and load).
     head.attrs["module"] = module
     model.layers.append(head)
     model.set_ref("head", head)
+
+
+def head_grad_scaler(mixed_precision: bool, config: Dict[str, Any]) -> PyTorchGradScaler:
+    """The gradient scaler of the head's training, as spacy-transformers
+    makes the transformer's: the shim scales the logits' gradient before
+    torch's backward pass, unscales the weights' and the input's gradients
+    after it and skips the step when one overflowed. (The module runs its
+    own autocast, so the shim's ``mixed_precision`` stays off: thinc's
+    covers CUDA only.)
+
+    mixed_precision (bool): The head's setting.
+    config (Dict[str, Any]): ``PyTorchGradScaler``'s settings; ``enabled``
+        defaults to mixed_precision on CUDA (the device the head is built
+        on: bfloat16 on the CPU needs no scaling).
+    RETURNS (PyTorchGradScaler): The scaler.
+    """
+    config = dict(config)
+    config.setdefault("enabled", mixed_precision and get_torch_default_device().type == "cuda")
+    return PyTorchGradScaler(**config)
 
 
 def head_module(model: Model) -> SpERTHead:

@@ -183,7 +183,7 @@ def listener_kind(tok2vec: Model) -> Optional[str]:
 def _transformers(nlp: Any) -> List[Tuple[int, str, str]]:
     """(pipeline index, name, factory) of the pipeline's transformer components."""
     found = []
-    for i, name in enumerate(nlp.pipe_names):
+    for i, name in enumerate(nlp.component_names):
         factory = nlp.get_pipe_meta(name).factory
         if factory in (SPACY_TRANSFORMERS, CURATED):
             found.append((i, name, factory))
@@ -239,7 +239,7 @@ def listener_width(tok2vec: Model, nlp: Any, component: str) -> int:
             )
         return width
     found = _transformers(nlp)
-    own_index = nlp.pipe_names.index(component) if component in nlp.pipe_names else len(nlp.pipe_names)
+    own_index = nlp.component_names.index(component) if component in nlp.component_names else len(nlp.component_names)
     matching = [(i, name) for i, name, factory in found if factory == kind and upstream in ("*", name)]
     other = [(name, factory) for _, name, factory in found if factory != kind]
     if not matching:

@@ -26,6 +26,15 @@ DENSE_PAIRS_MAX = 256
 # smaller blocks. A batch of sentences is one block.
 INFERENCE_BLOCK_TOKENS = 4096
 
+# Schedule (pytorch/inference.py): on an accelerator the head classifies the
+# entities of every block, brings all their logits to the host in one copy,
+# then classifies the relations of every block, so that a batch waits for the
+# device twice whatever its number of blocks (and its indices move in two
+# copies). On the CPU, where nothing waits, each block is done before the
+# next (its table freed first). True runs the accelerators' schedule on the
+# CPU too (tests run it there; the results are the same).
+PHASED_ON_CPU = False
+
 # Range-max table (pytorch/range_max.py): a table level of at most this many
 # values (tokens x hidden width) is computed with numpy on the CPU. torch's
 # operations on tensors this small run on one thread (its grain size) and

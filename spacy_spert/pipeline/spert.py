@@ -35,6 +35,7 @@ from ..models.objectives import compute_loss
 from ..models.sampling import DocSample, TrainingBatch, sample_doc
 from ..models.suggesters import Candidates, Suggester
 from ..relations import RELATIONS_ATTR, install_extensions
+from ..transformer.alignment import warn_alignment
 from ..transformer.span_getters import bind_wordpiece_windows
 from .annotations import write_predictions
 from .gold import Gold, read_gold
@@ -194,6 +195,10 @@ class SpERT(TrainablePipe):
         if self.cfg["hidden_width"] is None:
             # (also checks that the listener fits the pipeline's transformer)
             self.cfg["hidden_width"] = listener_width(self.model.get_ref("tok2vec"), nlp, self.name)
+        if nlp is not None:
+            # warns about an alignment that gives tokens their neighbours' wordpieces
+            sample = [eg.predicted for eg in islice(get_examples(), 16)]
+            warn_alignment(nlp, self.name, sample, context=self.model.get_ref("tok2vec").attrs.get("context", "cls"))
         self._rng = numpy.random.default_rng(numpy.random.randint(0, 2**31 - 1))
         self._build_head()
         self._check_thresholds()

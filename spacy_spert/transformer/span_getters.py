@@ -25,6 +25,8 @@ from spacy.tokens import Doc, Span
 # registry's type does not declare it (hence the ignores below).
 from spacy_transformers.util import registry
 
+from .alignment import encoder_max_length, install_aligned_forward, max_wordpieces
+
 
 def get_doc_spans(docs: Iterable[Doc]) -> List[List[Span]]:
     """Map each doc to [doc[:]], or to [] when it is empty."""
@@ -115,8 +117,10 @@ class WordpieceWindows(SentenceWindows):
 
     max_tokens (int), stride (int): As for ``SentenceWindows``.
     max_wordpieces (Optional[int]): The longest window in wordpieces, special
-        tokens included; None: the tokenizer's ``model_max_length`` (512 for
-        BERT). A larger value is capped at it.
+        tokens included; None: the smaller of the tokenizer's
+        ``model_max_length`` and the encoder's own maximum (512 for BERT and
+        RoBERTa, 8,192 for ModernBERT; see ``alignment.max_wordpieces``). A
+        larger value is capped at it.
     """
 
     # Token strings whose wordpiece counts are cached; the cache is emptied
@@ -155,17 +159,25 @@ class WordpieceWindows(SentenceWindows):
                 self._counts = {}
         return self._tokenizer
 
+    def encoder_length(self) -> Optional[int]:
+        """RETURNS (Optional[int]): The bound transformer's own maximum length
+        (its position embeddings), or None (unbound, not loaded, or none)."""
+        if isinstance(self._model, _Holder):
+            return self._model.encoder_length
+        return encoder_max_length(getattr(self._model, "transformer", None))
+
     def wordpiece_budget(self, tokenizer: Any) -> Optional[int]:
         """The wordpieces a window's tokens may have: the longest window
-        (``max_wordpieces``, capped at the tokenizer's ``model_max_length``)
-        less the special tokens the tokenizer adds ([CLS], [SEP]). None when
-        neither gives a limit.
+        (``max_wordpieces``, capped at the tokenizer's ``model_max_length``
+        and at the encoder's own maximum length) less the special tokens the
+        tokenizer adds ([CLS], [SEP]). None when none gives a limit.
 
         RETURNS (Optional[int]): The budget, at least 1.
         """
-        limit = getattr(tokenizer, "model_max_length", None)
-        if limit is None or limit > 1_000_000:  # "no limit" in transformers is about 1e30
-            limit = None
+        limit = max_wordpieces(tokenizer)
+        encoder = self.encoder_length()
+        if encoder is not None:
+            limit = encoder if limit is None else min(limit, encoder)
         if self.max_wordpieces is not None:
             limit = self.max_wordpieces if limit is None else min(limit, self.max_wordpieces)
         if limit is None:
@@ -186,7 +198,10 @@ class WordpieceWindows(SentenceWindows):
         if new:
             if len(counts) + len(new) > self.CACHE_SIZE:
                 counts.clear()
-            ids = tokenizer([" " + text for text in new], add_special_tokens=False)["input_ids"]
+            # verbose=False: a token longer than the encoder's maximum is
+            # expected here (it gets a window of its own), so transformers'
+            # "will result in indexing errors" warning would be untrue
+            ids = tokenizer([" " + text for text in new], add_special_tokens=False, verbose=False)["input_ids"]
             counts.update(zip(new, map(len, ids)))
         return numpy.fromiter((counts[text] for text in texts), dtype="int64", count=len(texts))
 
@@ -220,24 +235,28 @@ class WordpieceWindows(SentenceWindows):
         return windows
 
     def __getstate__(self) -> Dict[str, Any]:
-        # Pickled with the tokenizer itself, not the model that holds it.
+        # Pickled with the tokenizer itself and the encoder's maximum length,
+        # not the model that holds them.
         state = dict(self.__dict__)
         state["_tokenizer"] = self.tokenizer
+        state["_encoder_length"] = self.encoder_length()
         state["_model"] = None
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        encoder_length = state.pop("_encoder_length", None)
         self.__dict__.update(state)
         if self._model is None and self._tokenizer is not None:
-            self._model = _Holder(self._tokenizer)
+            self._model = _Holder(self._tokenizer, encoder_length)
 
 
 class _Holder:
     """Stands for the transformer model of an unpickled getter: it holds the
-    tokenizer the getter was pickled with."""
+    tokenizer the getter was pickled with and the encoder's maximum length."""
 
-    def __init__(self, tokenizer: Any):
+    def __init__(self, tokenizer: Any, encoder_length: Optional[int] = None):
         self.tokenizer = tokenizer
+        self.encoder_length = encoder_length
 
 
 def _warn_long_token(doc: Doc, i: int, n_wordpieces: int, budget: int) -> None:
@@ -255,8 +274,10 @@ def _warn_long_token(doc: Doc, i: int, n_wordpieces: int, budget: int) -> None:
 def bind_wordpiece_windows(nlp: Any) -> int:
     """Bind every ``sentence_windows.v2`` span getter of a pipeline's
     transformer components to its transformer model, so that it counts
-    wordpieces with that model's tokenizer. The ``spert`` component does this
-    when it is created and initialized; call it for pipelines without one.
+    wordpieces with that model's tokenizer, and give every spacy-transformers
+    transformer model the alignment from whitespace-trimmed offsets
+    (``alignment.install_aligned_forward``). The ``spert`` component does
+    this when it is created and initialized; call it for pipelines without one.
 
     nlp (Language): The pipeline.
     RETURNS (int): The number of getters bound.
@@ -266,6 +287,8 @@ def bind_wordpiece_windows(nlp: Any) -> int:
         model = getattr(component, "model", None)
         attrs = getattr(model, "attrs", None)
         getter = attrs.get("get_spans") if isinstance(attrs, dict) else None
+        if getter is not None:
+            install_aligned_forward(model)
         if isinstance(getter, WordpieceWindows):
             getter.bind(model)
             n += 1

@@ -8,7 +8,10 @@ Each classifier holds its training computation (``forward``: one linear map
 of the concatenated, dropped-out input) beside one factorised inference
 computation (``predict``: the same linear map split by input columns, so that
 no (spans, 2H + W) or (pairs, 3H + ...) input is ever built; the parts are
-projected once per window, per width or per kept span). The entity stage
+projected once per window, per width or per kept span), split in turn into
+the host's part (``plan_predict``: which rows to read, numpy indices that go
+to the device with the rest of the phase's, ``tensors.IndexStage``) and the
+device's (``predict``: gathers and matrix products only). The entity stage
 takes the span part of a long block width by width (``_span_part_by_width``):
 without it the head takes 15-25% longer on batches of sentences and on long
 docs. (A third path, for a block's few pairs from their concatenated input,
@@ -16,15 +19,15 @@ saved no more than 2-7% of the head's time on single sentences and is gone.)
 A test checks that these agree with the training computation.
 """
 
-from typing import List, Optional, Tuple, cast
+from typing import List, NamedTuple, Optional, Tuple, cast
 
 import numpy
 import torch
 from torch.nn.functional import linear
 
 from .. import tuning
-from .range_max import RangeMax
-from .tensors import take
+from .range_max import RangeIndex, RangeMax, pool_rows
+from .tensors import IndexStage
 
 
 class _StageClassifier(torch.nn.Module):
@@ -83,62 +86,125 @@ class EntityClassifier(_StageClassifier):
         span max-pools and (S, W) width embeddings."""
         return self.classify([cls, span_pool, widths])
 
-    def predict(
+    def plan_predict(
         self,
-        pool: RangeMax,
-        cls_vectors: torch.Tensor,
+        stage: IndexStage,
+        index: RangeIndex,
+        n_windows: int,
+        n_widths: int,
         token_windows: numpy.ndarray,
-        width_table: torch.Tensor,
         starts: numpy.ndarray,
         ends: numpy.ndarray,
         widths: numpy.ndarray,
         chunk: int,
+    ) -> "EntityPlan":
+        """Inference, the host's part: the indices that ``predict`` reads,
+        added to the stage.
+
+        stage (IndexStage): Where the indices go (moved to the device with
+            the other indices of the phase).
+        index (RangeIndex): The block's pooling rows.
+        n_windows (int): The batch's transformer windows; n_widths (int): rows
+            of the width embedding table.
+        token_windows (numpy.ndarray): (N,) the window of each token.
+        starts, ends (numpy.ndarray): (S,) the spans, in the block's tokens.
+        widths (numpy.ndarray): (S,) the width embedding row of each span.
+        chunk (int): Spans per chunk.
+        RETURNS (EntityPlan): The plan for ``predict``.
+        """
+        one_window = n_windows == 1
+        # the row of a span's [CLS] and width part: its width, or window * n_widths + width
+        fixed_rows = widths if one_window else token_windows[starts] * n_widths + widths
+        if index.n_tokens >= tuning.WIDTH_SLICES_MIN_TOKENS:
+            lengths = ends - starts
+            longest = int(lengths.max())
+            if longest <= tuning.WIDTH_SLICES_MAX_WIDTH and index.all_covering(starts, ends):
+                span_rows = _width_rows(index.n_tokens, longest, starts, lengths)
+                return EntityPlan(one_window, longest, stage.add(span_rows), stage.add(fixed_rows), [])
+        chunks = [
+            (
+                stage.add(index.both_rows(starts[i : i + chunk], ends[i : i + chunk], nonempty=True)),
+                stage.add(fixed_rows[i : i + chunk]),
+            )
+            for i in range(0, len(starts), chunk)
+        ]
+        return EntityPlan(one_window, 0, -1, -1, chunks)
+
+    def predict(
+        self,
+        plan: "EntityPlan",
+        indices: List[torch.Tensor],
+        table: torch.Tensor,
+        n_tokens: int,
+        cls_vectors: torch.Tensor,
+        width_table: torch.Tensor,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Inference: the logits of ``forward`` (without dropout), computed
         by parts: the [CLS] part once per window and the width part (with the
         bias) once per width, looked up per span from one small table; the
-        span part per span, in chunks of ``chunk`` spans, or, for a long block
-        of narrow spans, width by width (``_span_part_by_width``).
+        span part per span, in chunks of spans, or, for a long block of
+        narrow spans, width by width (``_span_part_by_width``). Only device
+        work: the indices come from ``plan_predict``, through the stage's indices.
 
-        pool (RangeMax): The block's range-max pooling.
+        plan (EntityPlan): From ``plan_predict``.
+        indices (List[torch.Tensor]): The stage's indices on the device
+            (``IndexStage.tensors``, once sent), read at the plan's handles.
+        table (torch.Tensor): The block's range-max table (``inference_table``).
+        n_tokens (int): The block's tokens.
         cls_vectors (torch.Tensor): (n_windows, H) the [CLS] vectors of the
-            block's transformer windows.
-        token_windows (numpy.ndarray): (N,) the window of each token.
+            batch's transformer windows.
         width_table (torch.Tensor): (n_widths, W) the width embeddings.
-        starts, ends (numpy.ndarray): (S,) the spans, in the block's tokens.
-        widths (numpy.ndarray): (S,) the width embedding row of each span.
-        chunk (int): Spans per chunk.
         RETURNS (Tuple[torch.Tensor, Optional[torch.Tensor]]): (S, n_outputs)
             logits, and the (S, H) span pools when all spans fit one chunk
-            (else None: the caller pools the spans it needs again).
+            (``plan.keeps_pool``; else None: the caller pools the spans it
+            needs again).
         """
         weight, bias = self.weight_and_bias()
         h = self.hidden_width
-        # fixed: the [CLS] and width parts (with the bias) of the logits, at
-        # row fixed_rows of a span: its width, or window * n_widths + width
-        if len(cls_vectors) == 1:  # one window
+        # fixed: the [CLS] and width parts (with the bias) of the logits
+        if plan.one_window:
             fixed = torch.addmm(linear(cls_vectors, weight[:, :h], bias), width_table, weight[:, 2 * h :].t())
-            fixed_rows = widths
         else:
             cls_part = linear(cls_vectors, weight[:, :h])
             width_part = linear(width_table, weight[:, 2 * h :], bias)
             fixed = (cls_part.unsqueeze(1) + width_part.unsqueeze(0)).reshape(-1, weight.shape[0])
-            fixed_rows = token_windows[starts] * width_table.shape[0] + widths
         span_weight = weight[:, h : 2 * h].t()
-        if pool.n_tokens >= tuning.WIDTH_SLICES_MIN_TOKENS:
-            lengths = ends - starts
-            longest = int(lengths.max())
-            if longest <= tuning.WIDTH_SLICES_MAX_WIDTH and pool.all_covering(starts, ends):
-                span_part = _span_part_by_width(pool, longest, span_weight)
-                span_rows = _width_rows(pool.n_tokens, longest, starts, lengths)
-                return take(span_part, span_rows) + take(fixed, fixed_rows), None
+        if plan.longest:
+            span_part = _span_part_by_width(table, n_tokens, plan.longest, span_weight)
+            return span_part.index_select(0, indices[plan.span_rows]) + fixed.index_select(
+                0, indices[plan.fixed_rows]
+            ), None
         logits, pooled = [], None
-        for i in range(0, len(starts), chunk):
-            pooled = pool(starts[i : i + chunk], ends[i : i + chunk], nonempty=True)
-            logits.append(torch.addmm(take(fixed, fixed_rows[i : i + chunk]), pooled, span_weight))
+        for rows, fixed_rows in plan.chunks:
+            pooled = pool_rows(table, indices[rows])
+            logits.append(torch.addmm(fixed.index_select(0, indices[fixed_rows]), pooled, span_weight))
         if len(logits) == 1:
             return logits[0], pooled
         return torch.cat(logits), None
+
+
+class EntityPlan(NamedTuple):
+    """What ``EntityClassifier.predict`` reads for a block (handles into an
+    ``IndexStage``).
+
+    one_window: The batch has one transformer window.
+    longest: > 0: the span part is taken width by width up to this width,
+        span_rows and fixed_rows (handles) the rows of each span in it and
+        in the fixed part; 0: per chunk.
+    chunks: Per chunk of spans: the handles of its pooling rows (a, then b)
+        and of its rows in the fixed part.
+    """
+
+    one_window: bool
+    longest: int
+    span_rows: int
+    fixed_rows: int
+    chunks: List[Tuple[int, int]]
+
+    @property
+    def keeps_pool(self) -> bool:
+        """RETURNS (bool): ``predict`` returns the span pools (one chunk)."""
+        return not self.longest and len(self.chunks) == 1
 
 
 class RelationClassifier(_StageClassifier):
@@ -196,55 +262,92 @@ class RelationClassifier(_StageClassifier):
             parts += [entity_logits.index_select(0, heads), entity_logits.index_select(0, tails)]
         return self.classify(parts)
 
-    def predict(
+    def plan_predict(
         self,
-        pool: RangeMax,
+        stage: IndexStage,
+        index: RangeIndex,
         starts: numpy.ndarray,
         ends: numpy.ndarray,
-        span_pool: torch.Tensor,
-        width_table: torch.Tensor,
         widths: numpy.ndarray,
-        entity_logits: Optional[torch.Tensor],
         heads: numpy.ndarray,
         tails: numpy.ndarray,
         chunk: int,
+    ) -> "RelationPlan":
+        """Inference, the host's part: the indices that ``predict`` reads,
+        added to the stage.
+
+        stage (IndexStage): Where the indices go.
+        index (RangeIndex): The block's pooling rows.
+        starts, ends (numpy.ndarray): (K,) the spans, in the block's tokens.
+        widths (numpy.ndarray): (K,) the width embedding row of each span.
+        heads, tails (numpy.ndarray): (P,) the pairs, positions in the spans.
+        chunk (int): Pairs per chunk.
+        RETURNS (RelationPlan): The plan for ``predict``.
+        """
+        chunks = []
+        for i in range(0, len(heads), chunk):
+            h, t = heads[i : i + chunk], tails[i : i + chunk]
+            context = index.both_rows(numpy.minimum(ends[h], ends[t]), numpy.maximum(starts[h], starts[t]))
+            chunks.append((stage.add(h), stage.add(t), stage.add(context)))
+        return RelationPlan(stage.add(widths), chunks)
+
+    def predict(
+        self,
+        plan: "RelationPlan",
+        indices: List[torch.Tensor],
+        table: torch.Tensor,
+        span_pool: torch.Tensor,
+        width_table: torch.Tensor,
+        entity_logits: Optional[torch.Tensor],
     ) -> torch.Tensor:
         """Inference: the logits of ``forward`` (without dropout), computed
         by parts: the head and tail parts once per span (their width parts
         and the bias looked up per width), and per pair only the context, in
-        chunks of ``chunk`` pairs.
+        chunks of pairs. Only device work: the indices come from
+        ``plan_predict``, through the stage's indices.
 
-        pool (RangeMax): The block's range-max pooling.
-        starts, ends (numpy.ndarray): (K,) the spans, in the block's tokens.
-        span_pool (torch.Tensor): (K, H) their max-pools.
+        plan (RelationPlan): From ``plan_predict``.
+        indices (List[torch.Tensor]): The stage's indices on the device, read
+            at the plan's handles.
+        table (torch.Tensor): The block's range-max table.
+        span_pool (torch.Tensor): (K, H) the spans' max-pools.
         width_table (torch.Tensor): (n_widths, W) the width embeddings.
-        widths (numpy.ndarray): (K,) the width embedding row of each span.
         entity_logits (Optional[torch.Tensor]): (K, E) their entity logits
             (used when the stage takes them).
-        heads, tails (numpy.ndarray): (P,) the pairs, positions in the spans.
-        chunk (int): Pairs per chunk.
         RETURNS (torch.Tensor): (P, n_outputs) logits.
         """
-        if len(heads) == 0:
+        if not plan.chunks:
             return span_pool.new_zeros((0, self.n_outputs))
         weight, bias = self.weight_and_bias()
         w_ctx, w_head, w_tail, w_head_width, w_tail_width, *w_logits = torch.split(weight, self.sizes, dim=1)
-        head_part = torch.addmm(take(linear(width_table, w_head_width, bias), widths), span_pool, w_head.t())
-        tail_part = torch.addmm(take(linear(width_table, w_tail_width), widths), span_pool, w_tail.t())
+        widths = indices[plan.widths]
+        head_part = torch.addmm(linear(width_table, w_head_width, bias).index_select(0, widths), span_pool, w_head.t())
+        tail_part = torch.addmm(linear(width_table, w_tail_width).index_select(0, widths), span_pool, w_tail.t())
         if self.uses_entity_logits:
             logits = cast(torch.Tensor, entity_logits)  # given whenever the stage uses them
             head_part = torch.addmm(head_part, logits, w_logits[0].t())
             tail_part = torch.addmm(tail_part, logits, w_logits[1].t())
         pieces = []
-        for i in range(0, len(heads), chunk):
-            h, t = heads[i : i + chunk], tails[i : i + chunk]
-            pair_part = take(head_part, h) + take(tail_part, t)
-            context = pool(numpy.minimum(ends[h], ends[t]), numpy.maximum(starts[h], starts[t]))
-            pieces.append(torch.addmm(pair_part, context, w_ctx.t()))
+        for h, t, context in plan.chunks:
+            pair_part = head_part.index_select(0, indices[h]) + tail_part.index_select(0, indices[t])
+            pieces.append(torch.addmm(pair_part, pool_rows(table, indices[context]), w_ctx.t()))
         return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
-def _span_part_by_width(pool: RangeMax, max_width: int, span_weight: torch.Tensor) -> torch.Tensor:
+class RelationPlan(NamedTuple):
+    """What ``RelationClassifier.predict`` reads for a block (handles into
+    an ``IndexStage``).
+
+    widths: The width embedding row of each span.
+    chunks: Per chunk of pairs: the handles of its heads, its tails and its
+        contexts' pooling rows (a, then b).
+    """
+
+    widths: int
+    chunks: List[Tuple[int, int, int]]
+
+
+def _span_part_by_width(table: torch.Tensor, n: int, max_width: int, span_weight: torch.Tensor) -> torch.Tensor:
     """The span part of the entity logits (the span max-pool times its
     weights) of every span of 1..max_width tokens of the pool's tokens,
     width after width: the spans of width w starting at 0, 1, ... pool to the
@@ -253,12 +356,12 @@ def _span_part_by_width(pool: RangeMax, max_width: int, span_weight: torch.Tenso
     exist at a time. Rows: width 1 (starts 0..N-1), then width 2, ...
     (``_width_rows``).
 
-    pool (RangeMax): The block's pooling (inference table).
-    max_width (int): The widest span (<= the pool's max_range).
+    table (torch.Tensor): The block's range-max table (``inference_table``).
+    n (int): The block's tokens.
+    max_width (int): The widest span (<= the table's longest range).
     span_weight (torch.Tensor): (H, E) the span part's weights, transposed.
     RETURNS (torch.Tensor): (sum over w of N - w + 1, E).
     """
-    n, table = pool.n_tokens, pool.table
     parts = []
     for w in range(1, max_width + 1):
         k = w.bit_length() - 1

@@ -4,9 +4,12 @@ Token vectors are the max over each token's wordpieces; a sparse table of
 range maxima then pools any token range with two row reads, so that neither
 a spans x wordpieces x hidden tensor nor a Python loop over spans or pairs is
 needed. The head pools spans and the contexts between two spans with it.
+Training uses ``RangeMax``; inference splits it into ``RangeIndex`` (the
+table rows of each range, numpy on the host), ``inference_table`` and
+``pool_rows`` (the table and the gathers, on the device).
 """
 
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy
 import torch
@@ -46,21 +49,21 @@ class RangeMax:
         self.device = hidden.device
         self.grad = torch.is_grad_enabled() and hidden.requires_grad
         host = isinstance(align_tokens, numpy.ndarray)
-        # covered[i]: tokens with wordpieces before token i (None: all have)
-        # Tokens with wordpieces before each token: numpy on the host, else a tensor.
+        # covered[i]: tokens with wordpieces before token i (None: all have);
+        # numpy on the host, else a tensor
         self.covered: Optional[Union[numpy.ndarray, torch.Tensor]] = None
         if not all_covered:
             if host:
-                has_wp = numpy.bincount(align_tokens, minlength=n_tokens) > 0
-                self.covered = numpy.concatenate([[0], numpy.cumsum(has_wp)])
+                self.covered = covered_tokens(align_tokens, n_tokens)
             else:
                 has_wp = align_tokens.new_zeros((n_tokens,))
                 has_wp[align_tokens] = 1
                 self.covered = torch.cat([has_wp.new_zeros((1,)), has_wp.cumsum(0)])
-        index = as_index(align_tokens, self.device).unsqueeze(1).expand(-1, width)
+        index = as_index(align_tokens, self.device)
         src = take_rows(hidden, align_rows)
         n_levels = max(1, int(max_range).bit_length())  # 2**k <= max_range
         if self.grad:
+            index = index.unsqueeze(1).expand(-1, width)
             tokens = hidden.new_full((n_tokens, width), NEG_INF).scatter_reduce(0, index, src, reduce="amax")
             levels = [tokens]
             for k in range(1, n_levels):
@@ -69,30 +72,7 @@ class RangeMax:
                 levels.append(torch.maximum(prev, torch.cat([prev[step:], prev.new_full((step, width), NEG_INF)])))
             self.table = torch.cat(levels + [hidden.new_zeros((1, width))])
         else:
-            # Inference: the levels are written into one slab in place, and
-            # only the rows of level k that a range can read (start <=
-            # N - 2**k); the others are never written nor read.
-            table = hidden.new_empty((n_levels * n_tokens + 1, width))
-            if all_covered:
-                table[:n_tokens].scatter_reduce_(0, index, src, reduce="amax", include_self=False)
-            else:
-                table[:n_tokens].fill_(NEG_INF).scatter_reduce_(0, index, src, reduce="amax")
-            # A short block's levels on the CPU are written through numpy,
-            # whose slices of the same memory cost a fraction of torch's (a
-            # sentence's levels take less time to compute than torch takes to
-            # slice them); longer ones by torch, which uses all threads.
-            small = table.device.type == "cpu" and n_tokens * width <= tuning.NUMPY_LEVELS_MAX_VALUES
-            slab, maximum = (table.numpy(), numpy.maximum) if small else (table, torch.maximum)
-            slab[-1] = 0.0
-            for k in range(1, n_levels):
-                step, rows = 1 << (k - 1), n_tokens - (1 << k) + 1
-                prev = (k - 1) * n_tokens
-                maximum(
-                    slab[prev : prev + rows],
-                    slab[prev + step : prev + step + rows],
-                    out=slab[k * n_tokens : k * n_tokens + rows],
-                )
-            self.table = table
+            self.table = inference_table(hidden, src, index, n_tokens, n_levels, all_covered)
         self.zero_row = self.table.shape[0] - 1
         self.n_tokens = n_tokens
         self.log2 = _floor_log2(n_tokens + 1, None if host else self.device)
@@ -106,32 +86,7 @@ class RangeMax:
         nonempty (bool): The caller guarantees end > start for every range.
         RETURNS (Tuple): (S,) rows a and b, the same kind of array as starts.
         """
-        lengths = ends - starts
-        valid = None if nonempty else lengths > 0
-        if self.covered is not None:
-            has_wp = self._has_wordpieces(starts, ends)
-            valid = has_wp if valid is None else valid & has_wp
-        if valid is not None:
-            invalid = ~valid
-            lengths[invalid] = 0  # any level will do: the rows are replaced
-        level = self.log2[lengths]
-        base = level * self.n_tokens
-        a = base + starts
-        b = base + ends - (1 << level)
-        if valid is not None:
-            a[invalid] = self.zero_row
-            b[invalid] = self.zero_row
-        return a, b
-
-    def _has_wordpieces(self, starts, ends):
-        """RETURNS: bool (S,), the ranges that hold a token with wordpieces
-        (only when some token has none: ``covered`` is set)."""
-        return (self.covered[ends] - self.covered[starts]) > 0
-
-    def all_covering(self, starts: numpy.ndarray, ends: numpy.ndarray) -> bool:
-        """RETURNS (bool): Every range (numpy, non-empty) holds a token with
-        wordpieces, so that none pools to zeros."""
-        return self.covered is None or bool(self._has_wordpieces(starts, ends).all())
+        return _table_rows(self, starts, ends, nonempty)
 
     def __call__(self, starts, ends, nonempty: bool = False) -> torch.Tensor:
         """RETURNS (torch.Tensor): (len(starts), H) the max over [start, end).
@@ -143,9 +98,118 @@ class RangeMax:
         a, b = self.rows(starts, ends, nonempty)
         if self.grad:
             return torch.maximum(take(self.table, a), take(self.table, b))
-        n = len(a)  # inference: both rows of every range in one gather
-        both = take(self.table, numpy.concatenate([a, b]) if isinstance(a, numpy.ndarray) else torch.cat([a, b]))
-        return torch.maximum(both[:n], both[n:], out=both[:n])
+        # inference: both rows of every range in one gather
+        both = numpy.concatenate([a, b]) if isinstance(a, numpy.ndarray) else torch.cat([a, b])
+        return pool_rows(self.table, as_index(both, self.device))
+
+
+class RangeIndex:
+    """The host's part of a block's range-max pooling at inference: which
+    rows of the table (``inference_table``) pool each token range, worked
+    out with numpy, so that the device only builds the table and gathers
+    (``pool_rows``). The same rows as ``RangeMax``'s.
+
+    align_tokens (numpy.ndarray): (A,) the token of each alignment entry.
+    n_tokens (int): The number of tokens.
+    max_range (int): The longest range that will be pooled (<= n_tokens).
+    all_covered (bool): Every token has a wordpiece.
+    """
+
+    def __init__(self, align_tokens: numpy.ndarray, n_tokens: int, max_range: int, all_covered: bool = False):
+        self.n_tokens = n_tokens
+        self.n_levels = max(1, int(max_range).bit_length())  # 2**k <= max_range
+        self.zero_row = self.n_levels * n_tokens
+        self.covered = None if all_covered else covered_tokens(align_tokens, n_tokens)
+        self.log2 = _floor_log2(n_tokens + 1, None)
+
+    def both_rows(self, starts: numpy.ndarray, ends: numpy.ndarray, nonempty: bool = False) -> numpy.ndarray:
+        """RETURNS (numpy.ndarray): (2S,) the rows a, then the rows b, of the
+        ranges [start, end) (see ``RangeMax.rows``), for ``pool_rows``."""
+        a, b = _table_rows(self, starts, ends, nonempty)
+        return numpy.concatenate([a, b])
+
+    def all_covering(self, starts: numpy.ndarray, ends: numpy.ndarray) -> bool:
+        """RETURNS (bool): Every range (non-empty) holds a token with
+        wordpieces, so that none pools to zeros."""
+        return self.covered is None or bool(((self.covered[ends] - self.covered[starts]) > 0).all())
+
+
+def covered_tokens(align_tokens: numpy.ndarray, n_tokens: int) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): (n_tokens + 1,) the number of tokens with
+    wordpieces before each token (and in all)."""
+    has_wp = numpy.bincount(align_tokens, minlength=n_tokens) > 0
+    return numpy.concatenate([[0], numpy.cumsum(has_wp)])
+
+
+def _table_rows(pool, starts, ends, nonempty: bool):
+    """The rows a and b of each range (``RangeMax.rows``) from the pool's
+    ``covered``, ``log2``, ``n_tokens`` and ``zero_row``."""
+    lengths = ends - starts
+    valid = None if nonempty else lengths > 0
+    if pool.covered is not None:
+        has_wp = (pool.covered[ends] - pool.covered[starts]) > 0
+        valid = has_wp if valid is None else valid & has_wp
+    if valid is not None:
+        invalid = ~valid
+        lengths[invalid] = 0  # any level will do: the rows are replaced
+    level = pool.log2[lengths]
+    base = level * pool.n_tokens
+    a = base + starts
+    b = base + ends - (1 << level)
+    if valid is not None:
+        a[invalid] = pool.zero_row
+        b[invalid] = pool.zero_row
+    return a, b
+
+
+def inference_table(
+    hidden: torch.Tensor, src: torch.Tensor, index: torch.Tensor, n_tokens: int, n_levels: int, all_covered: bool
+) -> torch.Tensor:
+    """The sparse table of range maxima at inference (no autograd): token
+    vectors (the max over each token's wordpieces) and n_levels - 1 levels
+    above them, written into one slab in place, and a last row of zeros.
+    Only the rows of level k that a range can read (start <= N - 2**k) are
+    written; the others are never written nor read.
+
+    hidden (torch.Tensor): (R, H) wordpiece vectors (for the dtype and device).
+    src (torch.Tensor): (A, H) the vector of each alignment entry.
+    index (torch.Tensor): (A,) the token of each alignment entry.
+    n_tokens (int): The number of tokens. n_levels (int): The table's levels.
+    all_covered (bool): Every token has a wordpiece.
+    RETURNS (torch.Tensor): (n_levels * n_tokens + 1, H) the table.
+    """
+    width = hidden.shape[1]
+    index = index.unsqueeze(1).expand(-1, width)
+    table = hidden.new_empty((n_levels * n_tokens + 1, width))
+    if all_covered:
+        table[:n_tokens].scatter_reduce_(0, index, src, reduce="amax", include_self=False)
+    else:
+        table[:n_tokens].fill_(NEG_INF).scatter_reduce_(0, index, src, reduce="amax")
+    # A short block's levels on the CPU are written through numpy, whose
+    # slices of the same memory cost a fraction of torch's (a sentence's
+    # levels take less time to compute than torch takes to slice them);
+    # longer ones by torch, which uses all threads.
+    small = table.device.type == "cpu" and n_tokens * width <= tuning.NUMPY_LEVELS_MAX_VALUES
+    slab: Any = table.numpy() if small else table
+    maximum: Any = numpy.maximum if small else torch.maximum
+    slab[-1] = 0.0
+    for k in range(1, n_levels):
+        step, rows = 1 << (k - 1), n_tokens - (1 << k) + 1
+        prev = (k - 1) * n_tokens
+        maximum(
+            slab[prev : prev + rows],
+            slab[prev + step : prev + step + rows],
+            out=slab[k * n_tokens : k * n_tokens + rows],
+        )
+    return table
+
+
+def pool_rows(table: torch.Tensor, both: torch.Tensor) -> torch.Tensor:
+    """RETURNS (torch.Tensor): (S, H) the max of the table rows a and b of
+    each range, from ``both`` (2S,): the rows a, then the rows b (one gather)."""
+    n = both.shape[0] // 2
+    pair = table.index_select(0, both)
+    return torch.maximum(pair[:n], pair[n:], out=pair[:n])
 
 
 _LOG2_TABLES: dict = {}
