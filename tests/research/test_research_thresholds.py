@@ -54,7 +54,7 @@ def test_thresholds_global_vs_tuned(seed_models, tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(results.read_text())
     assert out["seeds"] == [0, 1] and out["train_command"] == TRAIN_COMMAND
-    assert out["command"].startswith("python") and "thresholds" in out["command"]
+    assert out["command"].startswith("python")  # sys.argv of this process (pytest's here)
     seed0, seed1 = out["per_seed"]["0"], out["per_seed"]["1"]
     assert set(seed0["entity_thresholds"]) == {"Loc"} and seed0["relation_thresholds"] == {}
     assert set(seed1["relation_thresholds"]) == {"Live_In", "OrgBased_In", "Work_For"}
