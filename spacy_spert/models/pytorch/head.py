@@ -19,9 +19,8 @@ loss or threshold sees them.
 """
 
 import contextlib
-from typing import ContextManager, List, Optional, Tuple
+from typing import Any, ContextManager, Tuple
 
-import numpy
 import torch
 
 from .classifiers import EntityClassifier, RelationClassifier
@@ -126,7 +125,7 @@ class SpERTHead(torch.nn.Module):
             relation logits (P, R).
         """
         if span_starts.shape[0] == 0:
-            return self._no_logits(hidden)
+            return self.no_logits(hidden)
         with self.autocast(hidden.device):
             pool = RangeMax(hidden, align_rows, align_tokens, n_tokens, max_range)
             span_pool = pool(span_starts, span_ends)
@@ -139,84 +138,21 @@ class SpERTHead(torch.nn.Module):
         # (no copy in float32; the losses take float32 logits)
         return entity_logits.float(), relation_logits.float()
 
-    def predict(
-        self,
-        hidden: torch.Tensor,
-        *,
-        align_rows: numpy.ndarray,
-        align_tokens: numpy.ndarray,
-        cls_rows: numpy.ndarray,
-        token_windows: numpy.ndarray,
-        n_tokens: int,
-        max_range: int,
-        span_starts: numpy.ndarray,
-        span_ends: numpy.ndarray,
-        span_groups: numpy.ndarray,
-        blocks: List[Tuple[int, int, int, int]],
-        objective,
-        threshold: float,
-        entity_thresholds: Optional[numpy.ndarray] = None,
-        given_entities: bool = False,
-        all_covered: bool = False,
-        phased: Optional[bool] = None,
-    ) -> HeadPredictions:
+    def predict(self, hidden: torch.Tensor, **inputs: Any) -> HeadPredictions:
         """Inference: classify all candidate spans, then the pairs of the kept
         spans of each pairing group, one block of whole groups at a time (the
-        range-max table and span features of a long doc never exist at once;
-        ``inference.py``).
+        range-max table and span features of a long doc never exist at once).
 
-        hidden: (R, H) wordpiece vectors (on the head's device); the rest are
-            numpy arrays on the host: align_rows/align_tokens: (A,) the
-            token-to-wordpiece alignment (ordered by token); cls_rows:
-            (n_windows,) the [CLS] row of each transformer window;
-            token_windows: (N,) the window of each token;
-            span_starts/span_ends/span_groups: (S,) the candidates in global
-            token offsets and their pairing group.
-        n_tokens, max_range: as in ``forward``.
-        blocks: (first span, end span, first token, end token) per block
-            (``Candidates.blocks``).
-        objective, threshold: The decoding rule (``objectives.py``): the spans it
-            keeps as entities, the best-scoring of each group, are paired.
-        entity_thresholds (Optional[numpy.ndarray]): (E + 1,) a threshold per
-            label id (-inf for 0, none): a span whose decoded label's score is
-            below its label's is no entity; None: the decoding rule alone.
-        given_entities (bool): Every candidate is a given entity: all are
-            paired, with no bound on their number.
-        all_covered (bool): Every token has a wordpiece (no range needs the
-            check for tokens without one).
-        phased (Optional[bool]): Classify the entities of all blocks, then
-            their relations, so that a batch waits for the device twice
-            whatever its blocks (the same results); None: on an accelerator,
-            not on the CPU (``inference.predict_blocks``).
+        hidden (torch.Tensor): (R, H) wordpiece vectors on the head's device.
+        inputs: The keyword arguments of ``inference.predict_blocks``, which
+            documents them (the alignment, the candidates and their blocks,
+            the decoding rule).
         RETURNS (HeadPredictions): Logits and decoded entities of all spans,
             the pairs classified and their logits.
         """
-        if len(span_starts) == 0:
-            ent, rel = self._no_logits(hidden)
-            empty = numpy.zeros((0,), dtype="int64")
-            return HeadPredictions(ent, empty, numpy.zeros((0,), dtype="float32"), empty, empty, rel)
-        return predict_blocks(
-            self,
-            hidden,
-            align_rows=align_rows,
-            align_tokens=align_tokens,
-            cls_rows=cls_rows,
-            token_windows=token_windows,
-            n_tokens=n_tokens,
-            max_range=max_range,
-            span_starts=span_starts,
-            span_ends=span_ends,
-            span_groups=span_groups,
-            blocks=blocks,
-            objective=objective,
-            threshold=threshold,
-            entity_thresholds=entity_thresholds,
-            given_entities=given_entities,
-            all_covered=all_covered,
-            phased=phased,
-        )
+        return predict_blocks(self, hidden, **inputs)
 
-    def _no_logits(self, hidden: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def no_logits(self, hidden: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return (
             hidden.new_zeros((0, self.entity_classifier.n_outputs)),
             hidden.new_zeros((0, self.relation_classifier.n_outputs)),

@@ -122,15 +122,44 @@ def predict_blocks(
     all_covered: bool = False,
     phased: Optional[bool] = None,
 ) -> HeadPredictions:
-    """The inference of ``SpERTHead.predict`` (which documents the arguments)
-    on a batch with candidates, block by block.
+    """The inference of ``SpERTHead.predict`` on a batch, block by block:
+    classify all candidate spans, then the pairs of the kept spans of each
+    pairing group.
 
     head (SpERTHead): The head.
-    phased (Optional[bool]): The phased schedule (see the module docstring);
-        None: phased on an accelerator, interleaved on the CPU (unless
-        ``tuning.PHASED_ON_CPU``).
-    RETURNS (HeadPredictions): The batch's logits, decisions and pairs.
+    hidden (torch.Tensor): (R, H) wordpiece vectors on the head's device; the
+        rest are numpy arrays on the host.
+    align_rows, align_tokens (numpy.ndarray): (A,) the token-to-wordpiece
+        alignment, ordered by token.
+    cls_rows (numpy.ndarray): (n_windows,) the [CLS] row of each transformer
+        window.
+    token_windows (numpy.ndarray): (N,) the window of each token.
+    n_tokens (int): The number of tokens of the batch.
+    max_range (int): The longest token range pooled (span or pair context).
+    span_starts, span_ends, span_groups (numpy.ndarray): (S,) the candidates
+        in global token offsets and their pairing group.
+    blocks (List[Tuple[int, int, int, int]]): (first span, end span, first
+        token, end token) per block (``Candidates.blocks``).
+    objective, threshold: The decoding rule (``objectives.py``): the spans it
+        keeps as entities, the best-scoring of each group, are paired.
+    entity_thresholds (Optional[numpy.ndarray]): (E + 1,) a threshold per
+        label id (-inf for 0, none): a span whose decoded label's score is
+        below its label's is no entity; None: the decoding rule alone.
+    given_entities (bool): Every candidate is a given entity: all are paired,
+        with no bound on their number.
+    all_covered (bool): Every token has a wordpiece (no range needs the check
+        for tokens without one).
+    phased (Optional[bool]): Classify the entities of all blocks, then their
+        relations, so that a batch waits for the device twice whatever its
+        blocks (the same results; see the module docstring); None: phased on
+        an accelerator, interleaved on the CPU (unless ``tuning.PHASED_ON_CPU``).
+    RETURNS (HeadPredictions): Logits and decoded entities of all spans, the
+        pairs classified and their logits.
     """
+    if len(span_starts) == 0:
+        entity_logits, relation_logits = head.no_logits(hidden)
+        empty = numpy.zeros((0,), dtype="int64")
+        return HeadPredictions(entity_logits, empty, numpy.zeros((0,), dtype="float32"), empty, empty, relation_logits)
     device = hidden.device
     if phased is None:
         phased = device.type != "cpu" or tuning.PHASED_ON_CPU
