@@ -363,18 +363,9 @@ def serve(
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    spans_key: Optional[str] = None,
-    max_chars: int = DEFAULT_MAX_CHARS,
-    max_texts: int = DEFAULT_MAX_TEXTS,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    batch_chars: int = DEFAULT_BATCH_CHARS,
-    max_form_fields: int = DEFAULT_MAX_FORM_FIELDS,
-    head_timeout: float = DEFAULT_HEAD_TIMEOUT,
-    body_timeout: float = DEFAULT_BODY_TIMEOUT,
-    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
     gpu_id: int = -1,
     log_level: str = "info",
-    model_version: Optional[str] = None,
+    **app_settings: Any,
 ) -> None:
     """Load a pipeline and serve :func:`make_app` with uvicorn until
     interrupted.
@@ -382,10 +373,10 @@ def serve(
     model (str / Language): A pipeline directory, package name or pipeline.
     host (str): The interface; the default serves this machine only.
     port (int): The port.
-    spans_key, max_chars, max_texts, batch_size, batch_chars, max_form_fields, head_timeout, body_timeout,
-        keep_alive_timeout, model_version: As :func:`make_app`.
     gpu_id (int): The GPU for a pipeline loaded here, -1 for the CPU.
     log_level (str): uvicorn's log level.
+    app_settings: The keyword arguments of :func:`make_app` (spans_key, the
+        limits, timeouts and model_version).
     RAISES: SystemExit (status 3, as ``uvicorn.run``) if the server does not
         start, e.g. its port is taken (uvicorn logs why).
     """
@@ -401,19 +392,7 @@ def serve(
         if gpu_id >= 0:
             spacy.require_gpu(gpu_id)
         nlp = spacy.load(model)
-    app = make_app(
-        nlp,
-        spans_key=spans_key,
-        max_chars=max_chars,
-        max_texts=max_texts,
-        batch_size=batch_size,
-        batch_chars=batch_chars,
-        max_form_fields=max_form_fields,
-        head_timeout=head_timeout,
-        body_timeout=body_timeout,
-        keep_alive_timeout=keep_alive_timeout,
-        model_version=model_version,
-    )
+    app = make_app(nlp, **app_settings)
     server = uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level=log_level))
     try:
         server.run()
