@@ -6,7 +6,7 @@ adds a JSONL line's carried fields, and :func:`check_record` checks one that
 was read back (the pydantic models of ``spacy_spert.apps.serve.schema`` only
 document it for OpenAPI)."""
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -167,34 +167,32 @@ def check_record(record: Any) -> None:
             raise ValueError(f"no field '{name}' (a record of predict's output has 'text', 'entities' and 'relations')")
         if not isinstance(record[name], list):
             raise ValueError(f"field '{name}' must be a list")
-    for i, ent in enumerate(record["entities"]):
-        where = f"entities[{i}]"
-        if not isinstance(ent, dict):
-            raise ValueError(f"{where} must be an object")
-        for key in ("start", "end", "label"):
-            if key not in ent:
-                raise ValueError(f"{where}: no field '{key}'")
+    for where, ent in _items(record, "entities", ("start", "end")):
         if not (_is_int(ent["start"]) and _is_int(ent["end"]) and 0 <= ent["start"] < ent["end"] <= len(text)):
             raise ValueError(
                 f"{where}: 'start'/'end' = {ent['start']!r}/{ent['end']!r} is not a span of a text "
                 f"of {len(text)} characters"
             )
-        if not isinstance(ent["label"], str):
-            raise ValueError(f"{where}: 'label' must be a string")
-        if not _is_score(ent.get("score")):
-            raise ValueError(f"{where}: 'score' must be a number or null")
     n = len(record["entities"])
-    for i, rel in enumerate(record["relations"]):
-        where = f"relations[{i}]"
-        if not isinstance(rel, dict):
-            raise ValueError(f"{where} must be an object")
-        for key in ("head", "tail", "label"):
-            if key not in rel:
-                raise ValueError(f"{where}: no field '{key}'")
+    for where, rel in _items(record, "relations", ("head", "tail")):
         for key in ("head", "tail"):
             if not (_is_int(rel[key]) and 0 <= rel[key] < n):
                 raise ValueError(f"{where}: '{key}' = {rel[key]!r} is not an index into 'entities' ({n} entities)")
-        if not isinstance(rel["label"], str):
+
+
+def _items(record: Dict[str, Any], name: str, keys: Tuple[str, str]) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    """Yield (where, item) for the items of record[name] (a list), after
+    checking that each is an object with ``keys`` and a ``label`` string, and
+    that its ``score`` is a number or null."""
+    for i, item in enumerate(record[name]):
+        where = f"{name}[{i}]"
+        if not isinstance(item, dict):
+            raise ValueError(f"{where} must be an object")
+        for key in (*keys, "label"):
+            if key not in item:
+                raise ValueError(f"{where}: no field '{key}'")
+        if not isinstance(item["label"], str):
             raise ValueError(f"{where}: 'label' must be a string")
-        if not _is_score(rel.get("score")):
+        if not _is_score(item.get("score")):
             raise ValueError(f"{where}: 'score' must be a number or null")
+        yield where, item
