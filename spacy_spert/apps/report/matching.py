@@ -15,7 +15,7 @@ still overlaps what it covers.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from spacy.tokens import Doc
 from spacy.training import Example
@@ -252,6 +252,33 @@ def _pair(
             errors.append(ErrorItem(kind, bucket, doc, gold=best, predicted=fp))
 
 
+def _errors(
+    kind: str,
+    doc: int,
+    gold: Dict[Key, Any],
+    pred: Dict[Key, Any],
+    pairings: Iterable[Tuple[str, Callable[[Any, Any], Optional[int]]]],
+    *,
+    spurious: Callable[[Any], str],
+    missed: Callable[[Any], str],
+) -> List[ErrorItem]:
+    """Put each false positive and false negative of a doc in one bucket:
+    first the pairs of one of each, bucket by bucket in the order of
+    ``pairings`` (bucket, match: as ``_pair``), then the unpaired false
+    positives in the bucket ``spurious(item)`` names and the unpaired false
+    negatives in ``missed(item)``'s."""
+    false_pos = _order(item for key, item in pred.items() if key not in gold)
+    false_neg = _order(item for key, item in gold.items() if key not in pred)
+    errors: List[ErrorItem] = []
+    paired_fp: Set[Key] = set()
+    paired_fn: Set[Key] = set()
+    for bucket, match in pairings:
+        _pair(errors, kind, bucket, doc, false_pos, false_neg, paired_fp, paired_fn, match)
+    errors.extend(ErrorItem(kind, spurious(p), doc, predicted=p) for p in false_pos if p.key not in paired_fp)
+    errors.extend(ErrorItem(kind, missed(g), doc, gold=g) for g in false_neg if g.key not in paired_fn)
+    return errors
+
+
 def entity_errors(doc: int, items: DocItems) -> List[ErrorItem]:
     """The entity errors of one doc, each false positive and false negative in
     exactly one :class:`ErrorItem`.
@@ -259,12 +286,6 @@ def entity_errors(doc: int, items: DocItems) -> List[ErrorItem]:
     doc (int): The doc's index. items (DocItems): Its entities.
     RETURNS (List[ErrorItem]): The errors, bucket by bucket.
     """
-    gold, pred = items.gold_entities, items.pred_entities
-    false_pos = _order(e for k, e in pred.items() if k not in gold)
-    false_neg = _order(e for k, e in gold.items() if k not in pred)
-    errors: List[ErrorItem] = []
-    paired_fp: Set[Key] = set()
-    paired_fn: Set[Key] = set()
 
     def same_bounds(p: Entity, g: Entity) -> Optional[int]:
         return 0 if p.key[:2] == g.key[:2] else None
@@ -275,11 +296,15 @@ def entity_errors(doc: int, items: DocItems) -> List[ErrorItem]:
     def overlapping(p: Entity, g: Entity) -> Optional[int]:
         return p.overlap(g) or None
 
-    for bucket, match in zip(ENTITY_PAIRS, (same_bounds, same_type, overlapping)):
-        _pair(errors, "entities", bucket, doc, false_pos, false_neg, paired_fp, paired_fn, match)
-    errors.extend(ErrorItem("entities", "spurious", doc, predicted=p) for p in false_pos if p.key not in paired_fp)
-    errors.extend(ErrorItem("entities", "missed", doc, gold=g) for g in false_neg if g.key not in paired_fn)
-    return errors
+    return _errors(
+        "entities",
+        doc,
+        items.gold_entities,
+        items.pred_entities,
+        zip(ENTITY_PAIRS, (same_bounds, same_type, overlapping)),
+        spurious=lambda p: "spurious",
+        missed=lambda g: "missed",
+    )
 
 
 def relation_errors(doc: int, items: DocItems) -> List[ErrorItem]:
@@ -289,12 +314,6 @@ def relation_errors(doc: int, items: DocItems) -> List[ErrorItem]:
     doc (int): The doc's index. items (DocItems): Its entities and relations.
     RETURNS (List[ErrorItem]): The errors, bucket by bucket.
     """
-    gold, pred = items.gold_relations, items.pred_relations
-    false_pos = _order(r for k, r in pred.items() if k not in gold)
-    false_neg = _order(r for k, r in gold.items() if k not in pred)
-    errors: List[ErrorItem] = []
-    paired_fp: Set[Key] = set()
-    paired_fn: Set[Key] = set()
 
     def same_entities(p: Relation, g: Relation) -> Optional[int]:
         return 0 if p.key[:6] == g.key[:6] else None
@@ -308,15 +327,20 @@ def relation_errors(doc: int, items: DocItems) -> List[ErrorItem]:
         head, tail = p.head.overlap(g.head), p.tail.overlap(g.tail)
         return head + tail if head and tail else None
 
-    for bucket, match in zip(RELATION_PAIRS, (same_entities, reversed_, near_entities)):
-        _pair(errors, "relations", bucket, doc, false_pos, false_neg, paired_fp, paired_fn, match)
-    for p in false_pos:
-        if p.key not in paired_fp:
-            correct = p.key[:3] in items.gold_entities and p.key[3:6] in items.gold_entities
-            bucket = "spurious_correct_entities" if correct else "spurious_entity"
-            errors.append(ErrorItem("relations", bucket, doc, predicted=p))
-    for g in false_neg:
-        if g.key not in paired_fn:
-            found = g.key[:3] in items.pred_entities and g.key[3:6] in items.pred_entities
-            errors.append(ErrorItem("relations", "missed_entities_found" if found else "missed_entity", doc, gold=g))
-    return errors
+    def spurious(p: Relation) -> str:
+        correct = p.key[:3] in items.gold_entities and p.key[3:6] in items.gold_entities
+        return "spurious_correct_entities" if correct else "spurious_entity"
+
+    def missed(g: Relation) -> str:
+        found = g.key[:3] in items.pred_entities and g.key[3:6] in items.pred_entities
+        return "missed_entities_found" if found else "missed_entity"
+
+    return _errors(
+        "relations",
+        doc,
+        items.gold_relations,
+        items.pred_relations,
+        zip(RELATION_PAIRS, (same_entities, reversed_, near_entities)),
+        spurious=spurious,
+        missed=missed,
+    )
