@@ -242,41 +242,35 @@ def tune_thresholds(
     collected = Collected.from_examples(processed, component.cfg["spans_key"], symmetric, given)
 
     report: Dict[str, Any] = {"component": name, "min_support": min_support, "floor": floors, "threshold": threshold}
+
+    def tune(
+        task: str, labels_before: Dict[str, Any], labels: Dict[str, Any], gold: Dict[str, int]
+    ) -> Dict[str, float]:
+        """Search a task's thresholds and add its part of the report
+        (labels_before: the scores the untuned thresholds are judged on)."""
+        other = sum(n for label, n in gold.items() if label not in labels)
+        after = search_thresholds(
+            labels, before[task], fallback[task], floor=floors[task], min_support=min_support, other_gold=other
+        )
+        report[task] = task_report(labels_before, labels, before[task], after, min_support, other)
+        return after
+
     entities_after: Dict[str, float] = {}
     report["entities"] = None  # given entities: nothing to tune
     if not given:
         labels = collected.entity_scores_by_label(component.entity_labels)
-        other = sum(n for label, n in collected.gold_entities.items() if label not in labels)
-        entities_after = search_thresholds(
-            labels,
-            before["entities"],
-            fallback["entities"],
-            floor=floors["entities"],
-            min_support=min_support,
-            other_gold=other,
-        )
-        report["entities"] = task_report(labels, labels, before["entities"], entities_after, min_support, other)
+        entities_after = tune("entities", labels, labels, collected.gold_entities)
     # the relations of the entities kept before, and after tuning
     relation_labels = component.relation_labels
     labels_before = collected.relation_scores_by_label(relation_labels, None if given else before["entities"])
     labels = collected.relation_scores_by_label(relation_labels, None if given else entities_after)
-    other = sum(n for label, n in collected.gold_relations.items() if label not in labels)
-    relations_after = search_thresholds(
-        labels,
-        before["relations"],
-        fallback["relations"],
-        floor=floors["relations"],
-        min_support=min_support,
-        other_gold=other,
-    )
-    report["relations"] = task_report(labels_before, labels, before["relations"], relations_after, min_support, other)
+    relations_after = tune("relations", labels_before, labels, collected.gold_relations)
     # what is saved: the labels whose threshold is not their fallback
-    report["entity_thresholds"] = {
-        label: value for label, value in entities_after.items() if value != fallback["entities"][label]
-    }
-    report["relation_thresholds"] = {
-        label: value for label, value in relations_after.items() if value != fallback["relations"][label]
-    }
+    for task, key, after in (
+        ("entities", "entity_thresholds", entities_after),
+        ("relations", "relation_thresholds", relations_after),
+    ):
+        report[key] = {label: value for label, value in after.items() if value != fallback[task][label]}
     return report
 
 
