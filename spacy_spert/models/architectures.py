@@ -48,7 +48,8 @@ from thinc.types import Floats2d
 from . import tuning
 from .listeners import check_context, with_max_context
 from .objectives import SpERTMTObjective, SpERTObjective
-from .pytorch.head import HeadPredictions, SpERTHead
+from .pytorch.head import SpERTHead
+from .pytorch.inference import HeadPredictions
 from .sampling import TrainingBatch
 from .suggesters import Candidates
 from .wordpieces import split_gradients, wordpiece_features

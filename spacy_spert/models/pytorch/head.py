@@ -19,12 +19,12 @@ loss or threshold sees them.
 """
 
 import contextlib
-from typing import Any, ContextManager, Tuple
+from typing import ContextManager, Tuple
 
 import torch
 
 from .classifiers import EntityClassifier, RelationClassifier
-from .inference import HeadPredictions, predict_blocks
+from .inference import predict_blocks
 from .range_max import RangeMax
 
 
@@ -138,19 +138,12 @@ class SpERTHead(torch.nn.Module):
         # (no copy in float32; the losses take float32 logits)
         return entity_logits.float(), relation_logits.float()
 
-    def predict(self, hidden: torch.Tensor, **inputs: Any) -> HeadPredictions:
-        """Inference: classify all candidate spans, then the pairs of the kept
-        spans of each pairing group, one block of whole groups at a time (the
-        range-max table and span features of a long doc never exist at once).
-
-        hidden (torch.Tensor): (R, H) wordpiece vectors on the head's device.
-        inputs: The keyword arguments of ``inference.predict_blocks``, which
-            documents them (the alignment, the candidates and their blocks,
-            the decoding rule).
-        RETURNS (HeadPredictions): Logits and decoded entities of all spans,
-            the pairs classified and their logits.
-        """
-        return predict_blocks(self, hidden, **inputs)
+    # Inference: classify all candidate spans, then the pairs of the kept
+    # spans of each pairing group, one block of whole groups at a time (the
+    # range-max table and span features of a long doc never exist at once).
+    # ``inference.predict_blocks`` declares and documents the arguments; as a
+    # method its first parameter is this head.
+    predict = predict_blocks
 
     def no_logits(self, hidden: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return (
