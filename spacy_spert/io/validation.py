@@ -6,7 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, List, Optional, Tuple, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -136,22 +136,45 @@ MAX_INT_DIGITS = 4300
 MAX_JSON_DEPTH = 100
 
 
+class JSONValueError(ValueError):
+    """JSON text that :func:`loads_json` refuses, described in one line:
+    ``"{where}: {reason}"``, or the reason alone for the whole value.
+
+    reason (str): What is wrong, e.g. "an integer of 5000 digits, more than
+        the limit of 4300".
+    where (str): The value's place, e.g. ``"texts[0].meta"`` or ``"a field
+        name in texts[0]"`` ("": the whole text, or not known).
+    syntax (bool): The text is not JSON as this reads it (NaN, Infinity,
+        nested too deeply), rather than JSON with a value it cannot carry (a
+        number out of range, an unpaired surrogate); a server answers 400
+        for the one and 422 for the other.
+    """
+
+    def __init__(self, reason: str, where: str = "", syntax: bool = False) -> None:
+        super().__init__(f"{where}: {reason}" if where else reason)
+        self.reason, self.where, self.syntax = reason, where, syntax
+
+
 def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
+    raise JSONValueError(f"{name} is not a JSON value", syntax=True)
 
 
 def _checked_int(digits: str) -> int:
     n = len(digits.lstrip("-"))
     if n > MAX_INT_DIGITS:
-        raise ValueError(f"an integer of {n} digits, more than the limit of {MAX_INT_DIGITS}")
+        raise JSONValueError(f"an integer of {n} digits, more than the limit of {MAX_INT_DIGITS}")
     return int(digits)
 
 
 def _checked_float(number: str) -> float:
     value = float(number)
     if not math.isfinite(value):
-        raise ValueError(f"the number {show(number)} is out of range (beyond about 1.8e308)")
+        raise JSONValueError(f"the number {show(number)} is out of range (beyond about 1.8e308)")
     return value
+
+
+def _too_deep(max_depth: int) -> JSONValueError:
+    return JSONValueError(f"nested too deeply: more than {max_depth} levels of objects and lists", syntax=True)
 
 
 def loads_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -164,35 +187,50 @@ def loads_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     text (str): The JSON text.
     max_depth (int): The most levels of objects and lists.
     RETURNS (Any): The value.
-    RAISES: ValueError with a one-line reason (json.JSONDecodeError, a
-        ValueError, for text that is not JSON).
+    RAISES: json.JSONDecodeError (a ValueError) for text that is not JSON;
+        JSONValueError for JSON it refuses, naming the first such value in
+        document order.
     """
     try:
         value = json.loads(text, parse_constant=_refuse_constant, parse_int=_checked_int, parse_float=_checked_float)
     except RecursionError:
-        raise ValueError(f"nested too deeply (more than {max_depth} levels of objects and lists)") from None
-    # Iterative: a recursive walk could reach the recursion limit first.
-    stack = [(value, 1)]
+        raise _too_deep(max_depth) from None
+    # Iterative: a recursive walk could reach the recursion limit first. A
+    # place is (parent's place, key or index), spelt out only for an error.
+    stack: List[Tuple[Any, Any, int]] = [(value, None, 1)]
     while stack:
-        item, depth = stack.pop()
+        item, place, depth = stack.pop()
         if isinstance(item, str):
-            _check_surrogates(item)
+            check_unicode(item, _path(place))
         elif isinstance(item, (dict, list)):
             if depth > max_depth:
-                raise ValueError(f"nested too deeply (more than {max_depth} levels of objects and lists)")
+                raise _too_deep(max_depth)
             if isinstance(item, dict):
                 for key in item:
-                    _check_surrogates(key)
-                stack.extend((v, depth + 1) for v in item.values())
+                    check_unicode(key, f"a field name in {_path(place) or 'the top level'}")
+                children = [(v, (place, k), depth + 1) for k, v in item.items()]
             else:
-                stack.extend((v, depth + 1) for v in item)
+                children = [(v, (place, i), depth + 1) for i, v in enumerate(item)]
+            stack.extend(reversed(children))  # popped in document order: the first problem is named
     return value
 
 
-def _check_surrogates(text: str) -> None:
+def _path(place: Any) -> str:
+    """``"texts[0].meta"`` for the place (((None, "texts"), 0), "meta")."""
+    parts: List[str] = []
+    while place is not None:
+        place, key = place
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return "".join(reversed(parts)).lstrip(".")
+
+
+def check_unicode(text: str, where: str = "") -> None:
+    """Raise JSONValueError (naming ``where``) if ``text`` has an unpaired
+    surrogate, which JSON's ``\\ud800`` escapes allow and no UTF-8 output
+    can hold."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise ValueError(
-            f"a string with an unpaired surrogate U+{ord(text[e.start]):04X} (at character {e.start})"
+        raise JSONValueError(
+            f"a string with an unpaired surrogate U+{ord(text[e.start]):04X} (at character {e.start})", where
         ) from None

@@ -4,11 +4,10 @@
 errors they give (:class:`RequestError`)."""
 
 import json
-import math
 from typing import Any, Dict, List, Tuple
 from urllib.parse import parse_qs
 
-from ...io.validation import json_type
+from ...io.validation import JSONValueError, check_unicode, json_type, loads_json
 
 __all__ = [
     "BODY_OVERHEAD",
@@ -19,12 +18,9 @@ __all__ = [
     "DEFAULT_MAX_FORM_FIELDS",
     "DEFAULT_MAX_TEXTS",
     "FORM_BYTES_PER_CHAR",
-    "MAX_INT_DIGITS",
-    "MAX_JSON_DEPTH",
     "ClientGone",
     "Item",
     "RequestError",
-    "check_json_value",
     "check_text",
     "decode_body",
     "parse_extract_body",
@@ -43,13 +39,6 @@ DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 BODY_OVERHEAD = 64 * 1024
 # A form's bytes per character of its text: a 4-byte UTF-8 character is %XX four times.
 FORM_BYTES_PER_CHAR = 12
-# Python's default limit of int(str) (sys.get_int_max_str_digits()): a longer
-# integer would fail to parse, or the record that carries it to be written.
-MAX_INT_DIGITS = 4300
-# Objects and lists in objects and lists: a request needs 3 (texts, an object, a
-# field); deeper values would be carried into records and written back, and
-# writing recurses like reading.
-MAX_JSON_DEPTH = 100
 # A text to tag and the fields its record carries.
 Item = Tuple[str, Dict[str, Any]]
 
@@ -90,57 +79,16 @@ def check_text(text: Any, where: str, max_chars: int) -> str:
 
 def _check_unicode(text: str, where: str) -> None:
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise RequestError(
-            422,
-            f"{where} is not valid Unicode: an unpaired surrogate U+{ord(text[e.start]):04X} at character {e.start}",
-        ) from None
-
-
-def check_json_value(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """A JSON value of a request, checked: nested at most ``max_depth``
-    levels, and every string and field name valid Unicode (JSON's ``\\ud800``
-    escapes allow unpaired surrogates, which no UTF-8 answer can hold).
-
-    value (Any): The value, as ``json.loads`` gives it.
-    max_depth (int): The most levels of objects and lists.
-    RETURNS (Any): The value.
-    RAISES: RequestError (400 nested too deeply, 422 an unpaired surrogate)
-        naming the field.
-    """
-    # Iterative: a recursive walk could hit the recursion limit before the depth check.
-    stack: List[Tuple[Any, str, int]] = [(value, "", 1)]
-    while stack:
-        item, path, depth = stack.pop()
-        if isinstance(item, str):
-            _check_unicode(item, _where(path, depth))
-        elif isinstance(item, (dict, list)):
-            if depth > max_depth:
-                raise RequestError(
-                    400, f"the request body is nested too deeply: more than {max_depth} levels of objects and lists"
-                )
-            if isinstance(item, dict):
-                for key in item:
-                    _check_unicode(key, f"a field name in {_where(path, depth)}")
-                children = [(v, f"{path}.{k}" if path else k, depth + 1) for k, v in item.items()]
-            else:
-                children = [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item)]
-            stack.extend(reversed(children))  # popped in document order: the first problem is named
-    return value
-
-
-def _where(path: str, depth: int) -> str:
-    # As check_text names them: "field 'id'" at the top, "texts[1].id" below.
-    if not path:
-        return "the request body"
-    return f"field '{path}'" if depth == 2 and not path.startswith("[") else path
+        check_unicode(text)
+    except JSONValueError as e:
+        raise RequestError(422, f"{where} is not valid Unicode: {e}") from None
 
 
 def decode_body(body: bytes) -> Any:
-    """The JSON value of a request body, checked with :func:`check_json_value`
-    (400 if empty, not UTF-8, not JSON or nested too deeply; 422 for a number
-    out of range or an unpaired surrogate)."""
+    """The JSON value of a request body, read by
+    :func:`~spacy_spert.io.validation.loads_json` as every input is: 400 if
+    empty, not UTF-8, not JSON, NaN or Infinity, or nested too deeply; 422 for
+    a number out of range or an unpaired surrogate, naming the field."""
     if not body.strip():
         raise RequestError(400, 'the request body is empty: send JSON, e.g. {"text": "..."}')
     try:
@@ -148,40 +96,13 @@ def decode_body(body: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise RequestError(400, f"the request body is not UTF-8 ({e.reason} at byte {e.start})") from None
     try:
-        value = json.loads(text, parse_constant=_not_json, parse_int=_parse_int, parse_float=_parse_float)
-    except RequestError:
-        raise
+        return loads_json(text)
     except json.JSONDecodeError as e:
         raise RequestError(400, f"the request body is not JSON ({e})") from None
-    except RecursionError:
-        raise RequestError(400, "the request body is not JSON this server reads (nested too deeply)") from None
-    except ValueError as e:  # a number int() or float() refuses beyond the checks below
-        raise RequestError(422, f"the request body has a number this server cannot read ({e})") from None
-    return check_json_value(value)
-
-
-def _not_json(name: str) -> Any:
-    raise RequestError(400, f"the request body is not JSON ({name} is not a JSON value)")
-
-
-def _parse_int(digits: str) -> int:
-    n = len(digits.lstrip("-"))
-    if n > MAX_INT_DIGITS:
-        raise RequestError(
-            422,
-            f"the request body has an integer too large: {n} digits, more than this server's limit of {MAX_INT_DIGITS}",
-        )
-    return int(digits)
-
-
-def _parse_float(number: str) -> float:
-    value = float(number)
-    if not math.isfinite(value):
-        shown = number if len(number) <= 40 else number[:37] + "..."
-        raise RequestError(
-            422, f"the request body has a number out of range: {shown} is beyond the largest float (about 1.8e308)"
-        )
-    return value
+    except JSONValueError as e:
+        if e.syntax:
+            raise RequestError(400, f"the request body is not JSON this server reads ({e})") from None
+        raise RequestError(422, f"the request body has a value this server cannot carry back: {e}") from None
 
 
 def parse_extract_body(
