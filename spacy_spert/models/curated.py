@@ -53,6 +53,9 @@ def _curated():
     return ListenerStateUtils, DocTransformerOutput
 
 
+# Registered as an architecture too: spacy-curated-transformers'
+# nlp.replace_listeners callback reads the listener's "@architectures" name.
+@registry.architectures("spacy-spert.CuratedTransformerListener.v1")
 @registry.layers("spacy-spert.CuratedTransformerListener.v1")
 def build_curated_transformer_listener(
     width: Optional[int] = None,
@@ -66,7 +69,8 @@ def build_curated_transformer_listener(
     and a context vector per window (see the module docstring).
 
     width (Optional[int]): The transformer's hidden width; null: read from the
-        upstream component when spert is initialized.
+        upstream component when spert is initialized (``nlp.replace_listeners``
+        needs it given: the copy of the transformer is built with it).
     upstream (str): The name of the curated_transformer component, or "*".
     context (str): The context vector: "max", the max over the window's piece
         vectors (the only choice: the output has no [CLS]).
@@ -158,8 +162,9 @@ def _send_upstream(upstream_backprop: Callable, d_layers: List[Ragged]) -> Any:
         raise RuntimeError(
             f"spacy-curated-transformers cannot fine-tune its transformer with numpy {numpy.__version__}: its "
             "0.3.x releases convert a one-element array with float(), which numpy >= 2.4 refuses. Install "
-            'numpy < 2.4 (pip install "numpy<2.4"), or train with the transformer frozen: '
-            "[components.curated_transformer] frozen = true."
+            'numpy < 2.4 (pip install "numpy<2.4"), give spert its own copy of the transformer with '
+            'nlp.replace_listeners("curated_transformer", "spert", ["model.tok2vec"]), or train with the '
+            "transformer frozen: [components.curated_transformer] frozen = true."
         ) from err
 
 

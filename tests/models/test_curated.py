@@ -287,6 +287,54 @@ def test_saved_pipeline_predicts_the_same(trained):
         numpy.testing.assert_array_equal(doc.spans["sc"].attrs["scores"], doc2.spans["sc"].attrs["scores"])
 
 
+def test_replace_listeners_gives_spert_its_own_transformer(tiny_bert, tmp_path):
+    """nlp.replace_listeners (the listener named with @architectures and its
+    width, as configs/spert_curated.cfg does): the same predictions with the
+    curated_transformer, without it, after save/load, and spert trains on."""
+    fix_random_seed(0)
+    listener = {"@architectures": LISTENER["@layers"], "width": 32}
+    nlp = curated_nlp(tiny_bert, tok2vec=listener, frozen=True)
+    examples = train_examples(nlp)
+    train(nlp, examples, 200)
+    texts = [eg.reference.text for eg in examples]
+    want = [found(doc) for doc in nlp.pipe(texts)]
+    assert want == [found(eg.reference) for eg in examples]
+    nlp.replace_listeners("curated_transformer", "spert", ["model.tok2vec"])
+    wrapped = nlp.config["components"]["spert"]["model"]["tok2vec"]
+    assert wrapped["@architectures"] == "spacy-curated-transformers.BertTransformer.v1"
+    assert wrapped["wrapped_listener"]["@architectures"] == LISTENER["@layers"]
+    assert [found(doc) for doc in nlp.pipe(texts)] == want
+    nlp.remove_pipe("curated_transformer")
+    assert [found(doc) for doc in nlp.pipe(texts)] == want
+    nlp.to_disk(tmp_path / "model")
+    loaded = spacy.load(tmp_path / "model")
+    assert loaded.pipe_names == ["spert"]
+    assert [found(doc) for doc in loaded.pipe(texts)] == want
+    losses = {}
+    loaded.update(examples, sgd=loaded.create_optimizer(), losses=losses)
+    assert losses["spert"] > 0
+
+
+def test_own_copy_of_the_transformer_fine_tunes_with_any_numpy(tiny_bert):
+    """After nlp.replace_listeners, spert's copy of the transformer learns
+    through curated's wrapped-listener model, not through the
+    curated_transformer component's training code, so numpy >= 2.4 works."""
+    fix_random_seed(0)
+    nlp = curated_nlp(tiny_bert, tok2vec={"@architectures": LISTENER["@layers"], "width": 32})
+    examples = train_examples(nlp)
+    nlp.initialize(lambda: examples)
+    nlp.replace_listeners("curated_transformer", "spert", ["model.tok2vec"])
+    nlp.remove_pipe("curated_transformer")
+    own_transformer = nlp.get_pipe("spert").model.get_ref("tok2vec").layers[0]  # (transformer, listener)
+    (shim,) = [shim for node in own_transformer.walk() for shim in node.shims]
+    before = {k: v.clone() for k, v in shim._model.state_dict().items()}
+    optimizer = Adam(3e-3)
+    for _ in range(100):
+        nlp.update(examples, sgd=optimizer)
+    assert any(not (before[k] == v).all() for k, v in shim._model.state_dict().items())  # the encoder learned
+    assert_overfitted(nlp, examples)
+
+
 def test_long_text_is_cut_into_context_windows(trained):
     """3,000 tokens without sentence boundaries (over 512 pieces: curated's
     strided windows encode it) and windows of at most 128 tokens for the context."""
