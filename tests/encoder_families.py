@@ -35,18 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-FAMILIES = (
-    "bert",
-    "bert_uncased",
-    "distilbert",
-    "electra",
-    "roberta",
-    "modernbert",
-    "xlmr_spm",
-    "xlmr",
-    "deberta_v2",
-    "deberta_v3",
-)
 VOCAB_SIZE = 1200
 HIDDEN = 32
 
@@ -381,36 +369,36 @@ def _placeholder_vocab_file(path: Path, cls) -> str:
     return str(vocab_file)
 
 
-def _xlmr_tokenizer(style: str) -> Callable[[List[str], Path], object]:
-    def build(corpus: List[str], path: Path):
-        from transformers import XLMRobertaTokenizerFast
+def _sentencepiece_tokenizer(
+    cls_name: str, specials: List[str], unk: str, template: str, style: str, **settings
+) -> Callable[[List[str], Path], object]:
+    """A family's tokenizer class (one that keeps a sentencepiece
+    ``vocab_file``: a placeholder) around a :func:`_unigram` tokenizer."""
 
-        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-        tok = _unigram(corpus, specials, "<unk>", style, "<s> $A </s>")
-        return XLMRobertaTokenizerFast(
-            vocab_file=_placeholder_vocab_file(path, XLMRobertaTokenizerFast),
-            tokenizer_object=tok,
-            model_max_length=512,
-        )
+    def build(corpus: List[str], path: Path):
+        import transformers
+
+        cls = getattr(transformers, cls_name)
+        tok = _unigram(corpus, specials, unk, style, template)
+        return cls(vocab_file=_placeholder_vocab_file(path, cls), tokenizer_object=tok, **settings)
 
     return build
+
+
+def _xlmr_tokenizer(style: str) -> Callable[[List[str], Path], object]:
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    return _sentencepiece_tokenizer(
+        "XLMRobertaTokenizerFast", specials, "<unk>", "<s> $A </s>", style, model_max_length=512
+    )
 
 
 def _deberta_tokenizer(style: str) -> Callable[[List[str], Path], object]:
-    def build(corpus: List[str], path: Path):
-        from transformers import DebertaV2TokenizerFast
-
-        specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
-        tok = _unigram(corpus, specials, "[UNK]", style, "[CLS] $A [SEP]")
-        # (deberta-v3-base's tokenizer_config sets no model_max_length; the
-        # encoder's 512 positions bound the windows)
-        return DebertaV2TokenizerFast(
-            vocab_file=_placeholder_vocab_file(path, DebertaV2TokenizerFast),
-            tokenizer_object=tok,
-            split_by_punct=style == "punct",
-        )
-
-    return build
+    # (deberta-v3-base's tokenizer_config sets no model_max_length; the
+    # encoder's 512 positions bound the windows)
+    specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+    return _sentencepiece_tokenizer(
+        "DebertaV2TokenizerFast", specials, "[UNK]", "[CLS] $A [SEP]", style, split_by_punct=style == "punct"
+    )
 
 
 def _small(**kwargs) -> Dict:
@@ -440,32 +428,24 @@ def _electra_model(vocab_size: int, tok):
     return ElectraModel(ElectraConfig(vocab_size=vocab_size, embedding_size=HIDDEN, **_small()))
 
 
-def _roberta_model(vocab_size: int, tok):
-    from transformers import RobertaConfig, RobertaModel
+def _roberta_style_model(prefix: str) -> Callable[[int, object], object]:
+    """RoBERTa's model or XLM-R's (``prefix`` "Roberta" or "XLMRoberta"): 514
+    positions (two for the padding offset), one token type."""
 
-    config = RobertaConfig(
-        vocab_size=vocab_size,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        type_vocab_size=1,
-        **_small(max_position_embeddings=514),
-    )
-    return RobertaModel(config)
+    def build(vocab_size: int, tok):
+        import transformers
 
+        config = getattr(transformers, f"{prefix}Config")(
+            vocab_size=vocab_size,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            type_vocab_size=1,
+            **_small(max_position_embeddings=514),
+        )
+        return getattr(transformers, f"{prefix}Model")(config)
 
-def _xlmr_model(vocab_size: int, tok):
-    from transformers import XLMRobertaConfig, XLMRobertaModel
-
-    config = XLMRobertaConfig(
-        vocab_size=vocab_size,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        type_vocab_size=1,
-        **_small(max_position_embeddings=514),
-    )
-    return XLMRobertaModel(config)
+    return build
 
 
 def _deberta_model(version: int) -> Callable[[int, object], object]:
@@ -497,11 +477,7 @@ def _modernbert_model(vocab_size: int, tok):
 
     config = ModernBertConfig(
         vocab_size=vocab_size,
-        hidden_size=HIDDEN,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=8192,
+        **_small(max_position_embeddings=8192),
         global_attn_every_n_layers=2,
         local_attention=64,
         pad_token_id=tok.pad_token_id,
@@ -515,19 +491,22 @@ def _modernbert_model(vocab_size: int, tok):
 
 
 SPECS: Dict[str, Family] = {
-    "bert": Family("bert", _wordpiece_tokenizer("BertTokenizerFast", False), _bert_model, "[CLS]"),
-    "bert_uncased": Family("bert_uncased", _wordpiece_tokenizer("BertTokenizerFast", True), _bert_model, "[CLS]"),
-    "distilbert": Family(
-        "distilbert", _wordpiece_tokenizer("DistilBertTokenizerFast", False), _distilbert_model, "[CLS]"
-    ),
-    "electra": Family("electra", _wordpiece_tokenizer("ElectraTokenizerFast", True), _electra_model, "[CLS]"),
-    "roberta": Family("roberta", _roberta_tokenizer, _roberta_model, "<s>"),
-    "modernbert": Family("modernbert", _modernbert_tokenizer, _modernbert_model, "[CLS]"),
-    "xlmr_spm": Family("xlmr_spm", _xlmr_tokenizer("spm"), _xlmr_model, "<s>"),
-    "xlmr": Family("xlmr", _xlmr_tokenizer("hub"), _xlmr_model, "<s>"),
-    "deberta_v2": Family("deberta_v2", _deberta_tokenizer("punct"), _deberta_model(2), "[CLS]"),
-    "deberta_v3": Family("deberta_v3", _deberta_tokenizer("spm"), _deberta_model(3), "[CLS]"),
+    name: Family(name, *parts)
+    for name, parts in {
+        "bert": (_wordpiece_tokenizer("BertTokenizerFast", False), _bert_model, "[CLS]"),
+        "bert_uncased": (_wordpiece_tokenizer("BertTokenizerFast", True), _bert_model, "[CLS]"),
+        "distilbert": (_wordpiece_tokenizer("DistilBertTokenizerFast", False), _distilbert_model, "[CLS]"),
+        "electra": (_wordpiece_tokenizer("ElectraTokenizerFast", True), _electra_model, "[CLS]"),
+        "roberta": (_roberta_tokenizer, _roberta_style_model("Roberta"), "<s>"),
+        "modernbert": (_modernbert_tokenizer, _modernbert_model, "[CLS]"),
+        "xlmr_spm": (_xlmr_tokenizer("spm"), _roberta_style_model("XLMRoberta"), "<s>"),
+        "xlmr": (_xlmr_tokenizer("hub"), _roberta_style_model("XLMRoberta"), "<s>"),
+        "deberta_v2": (_deberta_tokenizer("punct"), _deberta_model(2), "[CLS]"),
+        "deberta_v3": (_deberta_tokenizer("spm"), _deberta_model(3), "[CLS]"),
+    }.items()
 }
+# The families' names, in the order of the tests' parameters.
+FAMILIES = tuple(SPECS)
 
 
 def build_family(name: str, path: Path, seed: int = 0) -> Path:
@@ -564,31 +543,3 @@ def family_dir(name: str, tmp_path_factory) -> Path:
     if name not in _BUILT:
         _BUILT[name] = build_family(name, tmp_path_factory.mktemp(f"encoder_{name}"))
     return _BUILT[name]
-
-
-DOC_WINDOW = {"@span_getters": "spacy-spert.doc_spans.v1"}
-WORDPIECE_WINDOWS = {"@span_getters": "spacy-spert.sentence_windows.v2", "max_tokens": 128, "stride": 96}
-
-
-def family_nlp(path: Path, lang: str = "en", get_spans: Optional[Dict] = None, spert_config: Optional[Dict] = None):
-    """A blank ``lang`` pipeline with a transformer (the encoder in ``path``)
-    and spert, as conftest's ``make_nlp`` (one window per doc by default).
-
-    RETURNS (Language): The pipeline, not initialized.
-    """
-    import spacy
-
-    nlp = spacy.blank(lang)
-    nlp.add_pipe(
-        "transformer",
-        config={
-            "model": {
-                "@architectures": "spacy-transformers.TransformerModel.v3",
-                "name": str(path),
-                "get_spans": get_spans or DOC_WINDOW,
-                "tokenizer_config": {"use_fast": True},
-            }
-        },
-    )
-    nlp.add_pipe("spert", config=spert_config or {})
-    return nlp

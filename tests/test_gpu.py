@@ -5,7 +5,7 @@ Run on a GPU machine with ``python -m pytest tests -m gpu``.
 
 import pytest
 import torch
-from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples
+from conftest import TRAIN_DATA, TRAIN_TEXTS, head_of, long_texts, make_nlp, overfit, scored_predictions, train_examples
 from spacy.util import fix_random_seed
 from thinc.api import NumpyOps, get_current_ops, set_current_ops
 
@@ -38,7 +38,7 @@ def test_overfit_on_gpu(tiny_bert, on_gpu):
     assert all(p.is_cuda for p in head.parameters())
     scores = nlp.evaluate(train_examples(nlp))
     assert scores["spert_ent_f"] == 1.0 and scores["spert_rel_f"] == 1.0
-    texts = [" ".join(words) for words, _, _ in TRAIN_DATA] * 4
+    texts = TRAIN_TEXTS * 4
     one = [nlp(text) for text in texts]
     batched = list(nlp.pipe(texts, batch_size=8))
     for a, b in zip(one, batched):
@@ -59,28 +59,6 @@ def test_long_doc_on_gpu(tiny_bert, on_gpu):
     assert all(0 <= s.start < s.end <= 5000 for s in doc.spans["sc"])
 
 
-def _outputs(nlp, texts):
-    """Entities (with scores) and relations (with scores) of each text."""
-    out = []
-    for doc in nlp.pipe(texts, batch_size=8):
-        group = doc.spans["sc"]
-        rels = sorted(doc._.relations, key=relation_key)
-        out.append(
-            (
-                [(s.start, s.end, s.label_) for s in group],
-                [float(x) for x in group.attrs["scores"]],
-                [relation_key(r) for r in rels],
-                [r["score"] for r in rels],
-            )
-        )
-    return out
-
-
-def _long_texts():
-    words = [w for ws, _, _ in TRAIN_DATA for w in ws if w not in {".", ","}]
-    return [" ".join(words) for words, _, _ in TRAIN_DATA] + [" ".join(words * 30)]
-
-
 def test_gpu_inference_decides_as_the_cpu(tiny_bert, tmp_path, monkeypatch):
     """The GPU's inference schedule (entities of every block, one copy of
     their logits, then relations) predicts what the same pipeline predicts on
@@ -96,10 +74,10 @@ def test_gpu_inference_decides_as_the_cpu(tiny_bert, tmp_path, monkeypatch):
         nlp = make_nlp(tiny_bert, window="sentence")
         overfit(nlp, n_steps=60, learn_rate=3e-3)
         nlp.to_disk(tmp_path / "model")
-        gpu = _outputs(nlp, _long_texts())
+        gpu = scored_predictions(nlp, long_texts(), batch_size=8)
     finally:
         set_current_ops(NumpyOps())
-    cpu = _outputs(spacy.load(tmp_path / "model"), _long_texts())
+    cpu = scored_predictions(spacy.load(tmp_path / "model"), long_texts(), batch_size=8)
     assert sum(len(ents) for ents, _, _, _ in cpu) > 20
     for (e_g, s_g, r_g, rs_g), (e_c, s_c, r_c, rs_c) in zip(gpu, cpu):
         assert e_g == e_c and r_g == r_c
@@ -120,7 +98,7 @@ def test_gpu_inference_synchronizes_twice_per_batch(tiny_bert, on_gpu, monkeypat
     overfit(nlp, n_steps=20)
     spert = nlp.get_pipe("spert")
     with nlp.select_pipes(enable=["transformer"]):
-        docs = list(nlp.pipe(_long_texts()[-1:]))
+        docs = list(nlp.pipe(long_texts()[-1:]))
     counts = {}
     for block_tokens in (10**6, 300, 200):  # blocks of all, 2, 1 pairing groups (128 tokens)
         monkeypatch.setattr(tuning, "INFERENCE_BLOCK_TOKENS", block_tokens)
@@ -141,33 +119,18 @@ def test_gpu_mixed_precision_training_and_inference(tiny_bert, on_gpu):
     """float16 on the GPU for the encoder (spacy-transformers' switch) and
     the head (ours), with both grad scalers: the model overfits, and its
     decisions in float16 equal its decisions in float32."""
-    import spacy
-
     fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={
-            "model": {
-                "@architectures": "spacy-transformers.TransformerModel.v3",
-                "name": str(tiny_bert),
-                "tokenizer_config": {"use_fast": True},
-                "get_spans": {"@span_getters": "spacy-spert.sentence_windows.v1", "max_tokens": 128, "stride": 96},
-                "mixed_precision": True,
-                "grad_scaler_config": {"init_scale": 1024.0},
-            }
-        },
-    )
-    nlp.add_pipe("spert", config={"model": {"mixed_precision": True, "grad_scaler_config": {"init_scale": 1024.0}}})
+    scaler = {"init_scale": 1024.0}
+    spert_config = {"model": {"mixed_precision": True, "grad_scaler_config": scaler}}
+    nlp = make_nlp(tiny_bert, spert_config, window="sentence", mixed_precision=True, grad_scaler_config=scaler)
     overfit(nlp)
     shim = nlp.get_pipe("spert").model.get_ref("head").shims[0]
     assert shim._grad_scaler._enabled and torch.isfinite(shim._grad_scaler._scale).all()
     scores = nlp.evaluate(train_examples(nlp))
     assert scores["spert_ent_f"] >= 0.9 and scores["spert_rel_f"] >= 0.9
-    texts = [" ".join(words) for words, _, _ in TRAIN_DATA]
-    mixed = _outputs(nlp, texts)
+    mixed = scored_predictions(nlp, TRAIN_TEXTS, batch_size=8)
     head_of(nlp).mixed_precision = False
-    full = _outputs(nlp, texts)
+    full = scored_predictions(nlp, TRAIN_TEXTS, batch_size=8)
     for (e_m, s_m, r_m, _), (e_f, s_f, r_f, _) in zip(mixed, full):
         assert e_m == e_f and r_m == r_f
         assert s_m == pytest.approx(s_f, abs=1e-2)

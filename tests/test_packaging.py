@@ -37,8 +37,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import spacy
-from conftest import TRAIN_DATA, train_examples
+from conftest import TRAIN_DATA, TRAIN_TEXTS, doc_annotations, gold_annotations, make_nlp, train_examples
 from thinc.api import fix_random_seed
 
 import spacy_spert  # noqa: F401
@@ -46,7 +45,7 @@ import spacy_spert  # noqa: F401
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS_PACKAGE = "spert_test_weights"
 FALLBACK = "spert-test/not-a-hub-model"
-TEXT = " ".join(TRAIN_DATA[0][0])
+TEXT = TRAIN_TEXTS[0]
 COPY_IGNORE = shutil.ignore_patterns(
     ".venv*",
     "venv",
@@ -65,18 +64,19 @@ COPY_IGNORE = shutil.ignore_patterns(
 )
 
 
-def _annotations(doc):
-    ents = sorted((s.start, s.end, s.label_) for s in doc.spans["sc"])
-    rels = sorted((r["head_start"], r["head_end"], r["tail_start"], r["tail_end"], r["label"]) for r in doc._.relations)
+def _as_json(ents, rels):
+    """Sorted entities and relation keys as lists, as the script run in the
+    new environment prints them."""
     return {"entities": [list(e) for e in ents], "relations": [list(r) for r in rels]}
+
+
+def _annotations(doc):
+    return _as_json(*doc_annotations(doc))
 
 
 def _gold(index: int = 0):
     _, ents, rels = TRAIN_DATA[index]
-    return {
-        "entities": sorted([s, e, label] for s, e, label in ents),
-        "relations": sorted([ents[h][0], ents[h][1], ents[t][0], ents[t][1], label] for h, t, label in rels),
-    }
+    return _as_json(*gold_annotations(ents, rels))
 
 
 def _run(cmd, **kwargs):
@@ -112,24 +112,13 @@ def test_package_install_and_load(tiny_bert, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(weights_site))
 
     fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={
-            "model": {
-                "@architectures": "spacy-transformers.TransformerModel.v3",
-                "name": {
-                    "@misc": "spacy-spert.installed_model_path.v1",
-                    "package": WEIGHTS_PACKAGE,
-                    "subdir": "model",
-                    "fallback": FALLBACK,
-                },
-                "get_spans": {"@span_getters": "spacy-spert.doc_spans.v1"},
-                "tokenizer_config": {"use_fast": True},
-            }
-        },
-    )
-    nlp.add_pipe("spert")
+    name = {
+        "@misc": "spacy-spert.installed_model_path.v1",
+        "package": WEIGHTS_PACKAGE,
+        "subdir": "model",
+        "fallback": FALLBACK,
+    }
+    nlp = make_nlp(name)
     examples = train_examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
     for i in range(400):

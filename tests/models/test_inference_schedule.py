@@ -9,7 +9,7 @@ import numpy
 import pytest
 import spacy
 import torch
-from conftest import TRAIN_DATA
+from conftest import long_texts, tiny_head
 from torch.overrides import TorchFunctionMode
 
 from spacy_spert.models import tuning
@@ -40,22 +40,9 @@ class CountHostReads(TorchFunctionMode):
 
 
 def make_head(mt: bool, chunk: int) -> SpERTHead:
-    torch.manual_seed(0)
-    head = SpERTHead(
-        16,
-        5,
-        4,
-        width_embedding_size=5,
-        max_width_embeddings=100,
-        dropout=0.1,
-        pair_batch_size=chunk,
-        max_pair_entities_per_token=0.5,
-        entity_logits_in_relation=mt,
-        identification_heads=mt,
-    )
-    for param in head.parameters():
-        torch.nn.init.normal_(param, std=0.5)
-    return head.eval()
+    """A head with 5 entity and 4 relation outputs, weights large enough for
+    decisions either way, relation pairs in chunks of ``chunk``."""
+    return tiny_head(5, 4, weight_std=0.5, mt=mt, pair_batch_size=chunk)
 
 
 def batch_inputs(blocks_of: int, uncovered: bool = True, seed: int = 0) -> Dict:
@@ -205,8 +192,7 @@ def test_pipeline_on_the_phased_schedule_predicts_the_same(small_model_dir, monk
     with the accelerators' schedule on sentences and on a long doc of several
     blocks."""
     nlp = spacy.load(small_model_dir)
-    words = [w for ws, _, _ in TRAIN_DATA for w in ws if w not in {".", ","}]
-    texts = [" ".join(ws) for ws, _, _ in TRAIN_DATA] + [" ".join(words * 30)]
+    texts = long_texts()
     monkeypatch.setattr(tuning, "INFERENCE_BLOCK_TOKENS", 200)
     expected = outputs(nlp, texts)
     monkeypatch.setattr(tuning, "PHASED_ON_CPU", True)

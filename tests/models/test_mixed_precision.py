@@ -6,46 +6,29 @@ import numpy
 import pytest
 import spacy
 import torch
-from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples, train_step
+from conftest import (
+    TRAIN_TEXTS,
+    head_of,
+    make_nlp,
+    overfit,
+    scored_predictions,
+    tiny_head,
+    train_examples,
+    train_step,
+)
 from spacy.util import fix_random_seed, make_tempdir
 
 from spacy_spert.models.architectures import head_grad_scaler
 from spacy_spert.models.objectives import SpERTObjective
-from spacy_spert.models.pytorch.head import SpERTHead
 from spacy_spert.models.suggesters import enumerate_spans
-from spacy_spert.relations import relation_key
 
 MIXED = {"model": {"mixed_precision": True}}
 
 
-def predictions(nlp, texts):
-    out = []
-    for doc in nlp.pipe(texts):
-        group = doc.spans["sc"]
-        out.append(
-            (
-                [(s.start, s.end, s.label_) for s in group],
-                numpy.asarray(group.attrs["scores"]),
-                sorted(map(relation_key, doc._.relations)),
-                numpy.asarray([r["score"] for r in sorted(doc._.relations, key=relation_key)]),
-            )
-        )
-    return out
-
-
 def head_pair(mt: bool):
-    settings = dict(
-        width_embedding_size=5,
-        max_width_embeddings=100,
-        dropout=0.0,
-        pair_batch_size=4096,
-        max_pair_entities_per_token=0.5,
-        entity_logits_in_relation=mt,
-        identification_heads=mt,
-    )
-    torch.manual_seed(0)
-    full = SpERTHead(16, 4, 3, **settings)
-    mixed = SpERTHead(16, 4, 3, mixed_precision=True, **settings)
+    """Two heads with the same weights (no dropout), in float32 and in mixed precision."""
+    full = tiny_head(mt=mt, dropout=0.0)
+    mixed = tiny_head(seed=None, mt=mt, dropout=0.0, mixed_precision=True)
     mixed.load_state_dict(full.state_dict())
     return full, mixed
 
@@ -117,11 +100,11 @@ def test_mixed_precision_inference_gives_float32_logits_close_to_float32():
 def test_trained_pipeline_decides_the_same_in_mixed_precision(small_model_dir):
     """The overfitted pipeline predicts the same entities and relations with
     the head in bfloat16, with scores within 1e-2 of float32's."""
-    texts = [" ".join(words) for words, _, _ in TRAIN_DATA] + ["Anna Lee works for Globex in London ."]
-    full = predictions(spacy.load(small_model_dir), texts)
+    texts = TRAIN_TEXTS + ["Anna Lee works for Globex in London ."]
+    full = scored_predictions(spacy.load(small_model_dir), texts)
     mixed_nlp = spacy.load(small_model_dir, config={"components.spert.model.mixed_precision": True})
     assert head_of(mixed_nlp).mixed_precision and not head_of(spacy.load(small_model_dir)).mixed_precision
-    mixed = predictions(mixed_nlp, texts)
+    mixed = scored_predictions(mixed_nlp, texts)
     assert sum(len(p[0]) for p in full) >= 8 and sum(len(p[2]) for p in full) >= 5
     for (ents_a, scores_a, rels_a, rel_scores_a), (ents_b, scores_b, rels_b, rel_scores_b) in zip(full, mixed):
         assert ents_a == ents_b and rels_a == rels_b
@@ -153,7 +136,7 @@ def test_training_with_mixed_precision_learns_and_keeps_the_setting(tiny_bert, a
         assert head_of(loaded).mixed_precision
         assert loaded.config["components"]["spert"]["model"]["mixed_precision"] is True
         texts = [eg.reference.text for eg in train_examples(nlp)]
-        assert predictions(loaded, texts)[0][0] == predictions(nlp, texts)[0][0]
+        assert scored_predictions(loaded, texts)[0][0] == scored_predictions(nlp, texts)[0][0]
 
 
 def test_grad_scaler_settings_reach_the_heads_shim(tiny_bert):
@@ -178,20 +161,7 @@ def test_encoder_mixed_precision_switch_resolves_and_predicts_on_the_cpu(tiny_be
     torch's CUDA autocast is off, so only the head runs in bfloat16)."""
     import warnings
 
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={
-            "model": {
-                "@architectures": "spacy-transformers.TransformerModel.v3",
-                "name": str(tiny_bert),
-                "tokenizer_config": {"use_fast": True},
-                "mixed_precision": True,
-                "grad_scaler_config": {"enabled": False},
-            }
-        },
-    )
-    nlp.add_pipe("spert", config=MIXED)
+    nlp = make_nlp(tiny_bert, MIXED, mixed_precision=True, grad_scaler_config={"enabled": False})
     examples = train_examples(nlp)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*CUDA is not available.*")

@@ -6,6 +6,7 @@ import warnings
 import numpy
 import pytest
 import torch
+from conftest import tiny_head
 
 from spacy_spert.models import tuning
 from spacy_spert.models.pairing import pairs_within_groups, top_per_group
@@ -266,29 +267,13 @@ def test_factorised_inference_matches_training_computation(
     it must equal the training computation on the concatenated inputs
     (without dropout), for every span and every pair."""
     import spacy_spert.models.pytorch.classifiers as classifiers
-    from spacy_spert.models.pytorch.head import SpERTHead
 
     monkeypatch.setattr(tuning, "WIDTH_SLICES_MIN_TOKENS", 0 if by_width else 10**9)
     calls = []
     by_width_part = classifiers._span_part_by_width
     monkeypatch.setattr(classifiers, "_span_part_by_width", lambda *a: calls.append(1) or by_width_part(*a))
 
-    torch.manual_seed(0)
-    head = SpERTHead(
-        16,
-        4,
-        3,
-        width_embedding_size=5,
-        max_width_embeddings=100,
-        dropout=0.1,
-        pair_batch_size=chunk,
-        max_pair_entities_per_token=0.5,
-        entity_logits_in_relation=logits_in_relation,
-        identification_heads=mt,
-    )
-    for param in head.parameters():
-        torch.nn.init.normal_(param, std=0.5)
-    head.eval()
+    head = tiny_head(weight_std=0.5, mt=mt, entity_logits_in_relation=logits_in_relation, pair_batch_size=chunk)
     n_tokens = 12
     hidden = torch.randn(20, 16)
     # a token without wordpieces: none; the last one, a span of its own
@@ -340,26 +325,13 @@ def test_factorised_inference_matches_training_computation(
 def test_head_loads_weights_saved_before_the_classifier_modules():
     """Pipelines saved by spacy-spert 0.1.0 name the classifier weights
     entity_classifier.weight, entity_identifier.bias, ...: they still load."""
-    from spacy_spert.models.pytorch.head import SpERTHead
-
-    settings = dict(
-        width_embedding_size=5,
-        max_width_embeddings=100,
-        dropout=0.1,
-        pair_batch_size=7,
-        max_pair_entities_per_token=0.5,
-        entity_logits_in_relation=True,
-        identification_heads=True,
-    )
-    torch.manual_seed(0)
-    saved = SpERTHead(16, 4, 3, **settings)
+    saved = tiny_head(mt=True, pair_batch_size=7)
     legacy = {}
     for key, value in saved.state_dict().items():
         key = key.replace("_classifier.identifier.", "_identifier.").replace("_classifier.classes.", "_classifier.")
         legacy[key] = value
     assert "entity_identifier.weight" in legacy and "relation_classifier.weight" in legacy
-    torch.manual_seed(1)
-    loaded = SpERTHead(16, 4, 3, **settings)
+    loaded = tiny_head(seed=1, mt=True, pair_batch_size=7)
     loaded.load_state_dict(legacy)
     for (name, a), (_, b) in zip(saved.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), name

@@ -16,15 +16,22 @@
 import numpy
 import pytest
 import spacy
-from conftest import TRAIN_DATA, make_doc, train_examples
+from conftest import (
+    GIVEN_ENTS,
+    TRAIN_DATA,
+    TRAIN_TEXTS,
+    doc_annotations,
+    gold_annotations,
+    gold_ents_docs,
+    gold_ents_examples,
+    train_examples,
+    transformer_nlp,
+)
 from spacy.tokens import DocBin
-from spacy.training import Example
 from spacy.util import fix_random_seed
 
 from spacy_spert.relations import relation_key
 
-TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
-GIVEN_ENTS = {"suggester": {"@misc": "spacy-spert.given_entities.v1", "source": "ents"}}
 NER_MODEL = {
     "@architectures": "spacy.TransitionBasedParser.v2",
     "state_type": "ner",
@@ -41,16 +48,6 @@ NER_MODEL = {
 }
 
 
-def gold_docs(vocab):
-    """TRAIN_DATA with the entities in doc.ents (and doc.spans["sc"])."""
-    docs = []
-    for words, ents, rels in TRAIN_DATA:
-        doc = make_doc(vocab, words, ents, rels)
-        doc.ents = list(doc.spans["sc"])
-        docs.append(doc)
-    return docs
-
-
 def ents_of(docs):
     return [[(e.start, e.end, e.label_) for e in doc.ents] for doc in docs]
 
@@ -63,29 +60,36 @@ def transformer_weights(nlp, name="transformer"):
     return {k: v.detach().clone() for k, v in nlp.get_pipe(name).model.transformer.named_parameters()}
 
 
+def train_spert_only(nlp, examples, **update_settings):
+    """Initialize spert alone (nlp.initialize would reset ner) and train for
+    200 steps at 1e-3 with ``nlp.update(examples, **update_settings)``."""
+    nlp.get_pipe("spert").initialize(lambda: examples, nlp=nlp)
+    optimizer = nlp.resume_training()
+    optimizer.learn_rate = 1e-3
+    for _ in range(200):
+        nlp.update(examples, sgd=optimizer, **update_settings)
+
+
+def assert_reloads_the_same(nlp, path, ner_before, docs):
+    """Saved to ``path`` and loaded, the pipeline finds ner's entities as
+    before spert was added and the relations ``docs`` have."""
+    nlp.to_disk(path)
+    reloaded = list(spacy.load(path).pipe(TRAIN_TEXTS))
+    assert ents_of(reloaded) == ner_before and relations_of(reloaded) == relations_of(docs)
+
+
 @pytest.fixture(scope="module")
 def existing(tiny_bert, tmp_path_factory):
     """A trained transformer (tiny BERT) + ner pipeline, saved: what a user
     already has. Its ner finds the gold entities of TRAIN_DATA."""
     fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={
-            "model": {
-                "@architectures": "spacy-transformers.TransformerModel.v3",
-                "name": str(tiny_bert),
-                "get_spans": {"@span_getters": "spacy-transformers.doc_spans.v1"},
-                "tokenizer_config": {"use_fast": True},
-            }
-        },
-    )
+    nlp = transformer_nlp(tiny_bert, window={"@span_getters": "spacy-transformers.doc_spans.v1"})
     nlp.add_pipe("ner", config={"model": NER_MODEL})
-    examples = [Example(nlp.make_doc(d.text), d) for d in gold_docs(nlp.vocab)]
+    examples = gold_ents_examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
     for _ in range(60):
         nlp.update(examples, sgd=optimizer)
-    assert ents_of(nlp.pipe(TEXTS)) == ents_of(gold_docs(nlp.vocab))
+    assert ents_of(nlp.pipe(TRAIN_TEXTS)) == ents_of(gold_ents_docs(nlp.vocab))
     path = tmp_path_factory.mktemp("existing") / "pipeline"
     nlp.to_disk(path)
     return path
@@ -96,24 +100,17 @@ def test_frozen_shared_transformer_given_entities(existing, tmp_path):
     relations among ner's entities."""
     fix_random_seed(0)
     nlp = spacy.load(existing)
-    ner_before = ents_of(nlp.pipe(TEXTS))
+    ner_before = ents_of(nlp.pipe(TRAIN_TEXTS))
     weights = transformer_weights(nlp)
     nlp.add_pipe("spert", config=GIVEN_ENTS)
-    examples = [Example(nlp.make_doc(d.text), d) for d in gold_docs(nlp.vocab)]
-    nlp.get_pipe("spert").initialize(lambda: examples, nlp=nlp)  # (not nlp.initialize: that resets ner)
-    optimizer = nlp.resume_training()
-    optimizer.learn_rate = 1e-3
-    for _ in range(200):
-        nlp.update(examples, sgd=optimizer, exclude=["transformer", "ner"], annotates=["transformer", "ner"])
+    train_spert_only(nlp, gold_ents_examples(nlp), exclude=["transformer", "ner"], annotates=["transformer", "ner"])
     for name, value in transformer_weights(nlp).items():
         assert bool((value == weights[name]).all()), name
-    docs = list(nlp.pipe(TEXTS))
+    docs = list(nlp.pipe(TRAIN_TEXTS))
     assert ents_of(docs) == ner_before
-    assert relations_of(docs) == relations_of(gold_docs(nlp.vocab))
+    assert relations_of(docs) == relations_of(gold_ents_docs(nlp.vocab))
     assert "sc" not in docs[0].spans  # spert keeps ner's entities, writes none
-    nlp.to_disk(tmp_path / "with_spert")
-    reloaded = list(spacy.load(tmp_path / "with_spert").pipe(TEXTS))
-    assert ents_of(reloaded) == ner_before and relations_of(reloaded) == relations_of(docs)
+    assert_reloads_the_same(nlp, tmp_path / "with_spert", ner_before, docs)
 
 
 def test_replace_listeners_spert_entities(existing, tmp_path):
@@ -122,35 +119,17 @@ def test_replace_listeners_spert_entities(existing, tmp_path):
     is unchanged."""
     fix_random_seed(0)
     nlp = spacy.load(existing)
-    ner_before = ents_of(nlp.pipe(TEXTS))
+    ner_before = ents_of(nlp.pipe(TRAIN_TEXTS))
     nlp.replace_listeners("transformer", "ner", ["model.tok2vec"])
     weights = transformer_weights(nlp)
     nlp.add_pipe("spert")
-    examples = train_examples(nlp)
-    nlp.get_pipe("spert").initialize(lambda: examples, nlp=nlp)
-    optimizer = nlp.resume_training()
-    optimizer.learn_rate = 1e-3
-    for _ in range(200):
-        nlp.update(examples, sgd=optimizer, exclude=["ner"])
+    train_spert_only(nlp, train_examples(nlp), exclude=["ner"])
     changed = transformer_weights(nlp)
     assert any(not bool((changed[name] == value).all()) for name, value in weights.items())  # fine-tuned
-    docs = list(nlp.pipe(TEXTS))
+    docs = list(nlp.pipe(TRAIN_TEXTS))
     assert ents_of(docs) == ner_before
-    gold = [
-        (
-            sorted((s, e, label) for s, e, label in ents),
-            sorted((ents[h][0], ents[h][1], ents[t][0], ents[t][1], label) for h, t, label in rels),
-        )
-        for _, ents, rels in TRAIN_DATA
-    ]
-    found = [
-        (sorted((s.start, s.end, s.label_) for s in doc.spans["sc"]), rels)
-        for doc, rels in zip(docs, relations_of(docs))
-    ]
-    assert found == gold
-    nlp.to_disk(tmp_path / "with_spert")
-    reloaded = list(spacy.load(tmp_path / "with_spert").pipe(TEXTS))
-    assert ents_of(reloaded) == ner_before and relations_of(reloaded) == relations_of(docs)
+    assert [doc_annotations(doc) for doc in docs] == [gold_annotations(ents, rels) for _, ents, rels in TRAIN_DATA]
+    assert_reloads_the_same(nlp, tmp_path / "with_spert", ner_before, docs)
 
 
 @pytest.mark.parametrize("recipe", ["frozen", "replace_listeners"])
@@ -163,7 +142,7 @@ def test_spacy_train_with_sourced_components(existing, tmp_path, recipe):
     from spacy.cli.train import train
 
     nlp = spacy.blank("en")
-    DocBin(docs=gold_docs(nlp.vocab), store_user_data=True).to_disk(tmp_path / "train.spacy")
+    DocBin(docs=gold_ents_docs(nlp.vocab), store_user_data=True).to_disk(tmp_path / "train.spacy")
     base = tmp_path / "base.cfg"
     settings = FROZEN if recipe == "frozen" else REPLACE_LISTENERS
     base.write_text(CONFIG.format(existing=existing, train=tmp_path / "train.spacy", **settings), encoding="utf8")
@@ -172,9 +151,9 @@ def test_spacy_train_with_sourced_components(existing, tmp_path, recipe):
     before = spacy.load(existing)
     trained = spacy.load(tmp_path / "out" / "model-last")
     assert trained.pipe_names == ["transformer", "ner", "spert"]
-    docs = list(trained.pipe(TEXTS))
-    assert ents_of(docs) == ents_of(before.pipe(TEXTS))
-    assert relations_of(docs) == relations_of(gold_docs(nlp.vocab))
+    docs = list(trained.pipe(TRAIN_TEXTS))
+    assert ents_of(docs) == ents_of(before.pipe(TRAIN_TEXTS))
+    assert relations_of(docs) == relations_of(gold_ents_docs(nlp.vocab))
     old = transformer_weights(before)
     same = [numpy.array_equal(value.numpy(), old[name].numpy()) for name, value in transformer_weights(trained).items()]
     assert all(same) if recipe == "frozen" else not all(same)

@@ -6,26 +6,13 @@ their labels and only classifies (and, in training, learns) the relations."""
 import numpy
 import pytest
 import spacy
-from conftest import TRAIN_DATA, make_doc, make_nlp, train_step
+from conftest import GIVEN_ENTS, TRAIN_DATA, TRAIN_TEXTS, gold_ents_docs, gold_ents_examples, make_nlp, overfit
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import fix_random_seed, make_tempdir
 
 from spacy_spert.models.suggesters import GivenEntities
 from spacy_spert.relations import relation_key
-
-GIVEN_ENTS = {"suggester": {"@misc": "spacy-spert.given_entities.v1", "source": "ents"}}
-TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
-
-
-def gold_docs(vocab):
-    """The TRAIN_DATA docs with the entities in doc.ents (and doc.spans["sc"])."""
-    docs = []
-    for words, ents, rels in TRAIN_DATA:
-        doc = make_doc(vocab, words, ents, rels)
-        doc.ents = list(doc.spans["sc"])
-        docs.append(doc)
-    return docs
 
 
 def gold_relations(doc):
@@ -45,11 +32,7 @@ def trained_given(tiny_bert):
     """spert trained on gold doc.ents, relation loss only."""
     fix_random_seed(0)
     nlp = make_nlp(tiny_bert, GIVEN_ENTS)
-    examples = [Example(nlp.make_doc(d.text), d) for d in gold_docs(nlp.vocab)]
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 1e-3
-    for _ in range(200):
-        train_step(nlp, examples, optimizer)
+    overfit(nlp, examples=gold_ents_examples(nlp))
     return nlp
 
 
@@ -76,10 +59,10 @@ def test_relations_over_entity_ruler_entities(trained_given):
     ruler = nlp.add_pipe("entity_ruler", before="spert")
     ruler.add_patterns(ruler_patterns())
     try:
-        docs = list(nlp.pipe(TEXTS))
+        docs = list(nlp.pipe(TRAIN_TEXTS))
     finally:
         nlp.remove_pipe("entity_ruler")
-    for doc, gold in zip(docs, gold_docs(nlp.vocab)):
+    for doc, gold in zip(docs, gold_ents_docs(nlp.vocab)):
         assert [(e.start, e.end, e.label_) for e in doc.ents] == [(e.start, e.end, e.label_) for e in gold.ents]
         assert gold_relations(doc) == gold_relations(gold)
         assert "sc" not in doc.spans  # spert writes no entities of its own
@@ -94,7 +77,7 @@ def test_unknown_labels_pass_through(trained_given):
     """The relation classifier does not read entity types (as in SpERT): a
     given entity with a label spert never saw keeps it, also in the relation."""
     nlp = trained_given
-    doc = nlp.make_doc(TEXTS[1])  # "John Doe lives in London ."
+    doc = nlp.make_doc(TRAIN_TEXTS[1])  # "John Doe lives in London ."
     doc.ents = [doc.char_span(0, 8, label="PERSON"), doc.char_span(18, 24, label="GPE")]
     doc = nlp(doc)
     assert [(r["head_label"], r["label"], r["tail_label"]) for r in doc._.relations] == [("PERSON", "Live_In", "GPE")]
@@ -106,20 +89,20 @@ def test_relations_over_trained_ner(trained_given, tiny_bert):
     fix_random_seed(0)
     ner_nlp = spacy.blank("en")
     ner_nlp.add_pipe("ner")
-    examples = [Example(ner_nlp.make_doc(d.text), d) for d in gold_docs(ner_nlp.vocab)]
+    examples = gold_ents_examples(ner_nlp)
     optimizer = ner_nlp.initialize(lambda: examples)
     for _ in range(60):
         ner_nlp.update(examples, sgd=optimizer, drop=0.0)
     nlp = trained_given
     nlp.add_pipe("ner", source=ner_nlp, before="spert")
     try:
-        docs = list(nlp.pipe(TEXTS))
+        docs = list(nlp.pipe(TRAIN_TEXTS))
         with make_tempdir() as tmp:  # and the combined pipeline saves and loads
             nlp.to_disk(tmp)
-            reloaded = [gold_relations(d) for d in spacy.load(tmp).pipe(TEXTS)]
+            reloaded = [gold_relations(d) for d in spacy.load(tmp).pipe(TRAIN_TEXTS)]
     finally:
         nlp.remove_pipe("ner")
-    for doc, gold in zip(docs, gold_docs(nlp.vocab)):
+    for doc, gold in zip(docs, gold_ents_docs(nlp.vocab)):
         assert [(e.start, e.end, e.label_) for e in doc.ents] == [(e.start, e.end, e.label_) for e in gold.ents]
         assert gold_relations(doc) == gold_relations(gold)
     assert reloaded == [gold_relations(d) for d in docs]
@@ -129,7 +112,7 @@ def test_training_learns_relations_only(tiny_bert):
     """With given entities the entity loss is left out: the gradient of the
     entity logits is zero, the relation logits get one."""
     nlp = make_nlp(tiny_bert, GIVEN_ENTS)
-    examples = [Example(nlp.make_doc(d.text), d) for d in gold_docs(nlp.vocab)]
+    examples = gold_ents_examples(nlp)
     nlp.initialize(lambda: examples)
     spert = nlp.get_pipe("spert")
     docs = [eg.predicted for eg in examples]
@@ -147,7 +130,7 @@ def test_training_learns_relations_only(tiny_bert):
 
 def test_relation_to_a_span_that_is_not_given(tiny_bert):
     nlp = make_nlp(tiny_bert, GIVEN_ENTS)
-    doc = gold_docs(nlp.vocab)[1]
+    doc = gold_ents_docs(nlp.vocab)[1]
     doc.ents = [doc.ents[0]]  # the tail, London, is no longer given
     with pytest.raises(ValueError, match=r"relation 0: the tail 4:5 \('London', Loc\) is not an entity in doc.ents"):
         nlp.initialize(lambda: [Example(nlp.make_doc(doc.text), doc)])

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import spacy
-from conftest import TRAIN_DATA, make_nlp, train_examples
+from conftest import GIVEN_ENTS, TRAIN_TEXTS, gold_ents_examples, make_nlp, train_examples
 from spacy.util import fix_random_seed, make_tempdir
 
 from spacy_spert.relations import relation_key
 
-TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
 ENTITY_LABELS = ["Loc", "Org", "Peop"]
 RELATION_LABELS = ["Live_In", "OrgBased_In", "Work_For"]
 
@@ -20,7 +19,7 @@ RELATION_LABELS = ["Live_In", "OrgBased_In", "Work_For"]
 def predict(nlp):
     """Per text: entities (start, end, label, score) and relations (key, score)."""
     out = []
-    for doc in nlp.pipe(TEXTS):
+    for doc in nlp.pipe(TRAIN_TEXTS):
         group = doc.spans["sc"]
         ents = [(s.start, s.end, s.label_, float(score)) for s, score in zip(group, group.attrs["scores"])]
         rels = sorted((relation_key(r), r["score"]) for r in doc._.relations)
@@ -163,11 +162,8 @@ def test_unknown_label_is_an_error(nlp, spert, tiny_bert):
 
 
 def test_entity_thresholds_refused_with_given_entities(tiny_bert):
-    given = {"suggester": {"@misc": "spacy-spert.given_entities.v1", "source": "ents"}}
-    nlp = make_nlp(tiny_bert, {**given, "entity_thresholds": {"Org": 0.5}})
-    examples = train_examples(nlp)
-    for eg in examples:
-        eg.reference.ents = list(eg.reference.spans["sc"])
+    nlp = make_nlp(tiny_bert, {**GIVEN_ENTS, "entity_thresholds": {"Org": 0.5}})
+    examples = gold_ents_examples(nlp)
     with pytest.raises(ValueError, match=r"suggester gives the entities \(doc.ents\).*leave entity_thresholds empty"):
         nlp.initialize(lambda: examples)
 

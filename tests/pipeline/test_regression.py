@@ -20,7 +20,7 @@ from typing import Any, Dict
 
 import numpy
 import pytest
-import spacy
+from conftest import SPECIAL_TOKENS, make_nlp, save_tiny_bert
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
@@ -48,50 +48,18 @@ SETTINGS = {
 }
 
 
-def _tiny_bert(path: Path, words) -> Path:
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted({w.lower() for w in words})
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf8")
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True).save_pretrained(str(path))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(str(path))
-    return path
-
-
 def run_regression(tmp_dir: Path) -> Dict[str, Any]:
     """Train each setting of SETTINGS for N_STEPS and return its predictions
     (entities with scores, relations) and spaCy scores on train and dev docs."""
     train = json.loads((DEMO / "train.json").read_text(encoding="utf8"))[:N_TRAIN]
     dev = json.loads((DEMO / "dev.json").read_text(encoding="utf8"))[:N_DEV]
     words = [w for rec in train + dev for w in rec["tokens"]]
-    bert = _tiny_bert(tmp_dir / "bert", words)
+    # (the tokenizer without a model_max_length, as the golden run had it)
+    bert = save_tiny_bert(tmp_dir / "bert", SPECIAL_TOKENS + sorted({w.lower() for w in words}), max_positions=128)
     out: Dict[str, Any] = {}
     for name, spert_config in SETTINGS.items():
         fix_random_seed(0)
-        nlp = spacy.blank("en")
-        nlp.add_pipe(
-            "transformer",
-            config={
-                "model": {
-                    "@architectures": "spacy-transformers.TransformerModel.v3",
-                    "name": str(bert),
-                    "get_spans": {"@span_getters": "spacy-spert.sentence_windows.v1"},
-                    "tokenizer_config": {"use_fast": True},
-                }
-            },
-        )
-        nlp.add_pipe("spert", config=spert_config)
+        nlp = make_nlp(bert, spert_config, window={"@span_getters": "spacy-spert.sentence_windows.v1"})
         gold_train = records_to_docs(train, nlp.vocab)
         gold_dev = records_to_docs(dev, nlp.vocab)
         examples = [Example(nlp.make_doc(d.text), d) for d in gold_train]

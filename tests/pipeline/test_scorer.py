@@ -123,8 +123,11 @@ def two_doc_examples() -> List[Example]:
     ]
 
 
-def test_two_docs_entities():
-    scores = score_spert(two_doc_examples())
+# The scores of two_doc_examples, worked out by hand: by test id, (prefix,
+# micro P R F, macro P R F, per type, the F1 of the macro P and R where it
+# differs from the macro F).
+ZERO = (0, 0, 0)
+TWO_DOC_SCORES = {
     # micro: tp 3, fp 2, fn 2 -> P = R = F = 3/5
     # Peop: gold {d1 0-2, d2 0-1}, pred {d1 0-2, d2 0-1, d2 5-6}: tp 2 fp 1 fn 0
     #       -> P 2/3, R 1, F 2*(2/3)/(5/3) = 0.8
@@ -132,18 +135,13 @@ def test_two_docs_entities():
     # Loc:  gold {d1 7-9, d2 3-4}, pred {d1 4-6, d1 7-9}: tp 1 fp 1 fn 1 -> 1/2, 1/2, 1/2
     # macro: P (2/3 + 0 + 1/2)/3 = 7/18, R (1 + 0 + 1/2)/3 = 1/2, F (0.8 + 0 + 0.5)/3 = 13/30
     # (F1 of the macro P and R would be 7/16 = 0.4375, not 13/30 = 0.4333.)
-    assert_mode(
-        scores,
+    "entities": (
         "spert_ent",
-        micro=(0.6, 0.6, 0.6),
-        macro=(7 / 18, 0.5, 13 / 30),
-        per_type={"Peop": (2 / 3, 1.0, 0.8), "Org": (0, 0, 0), "Loc": (0.5, 0.5, 0.5)},
-    )
-    assert scores["spert_ent_macro_f"] != pytest.approx(7 / 16)
-
-
-def test_two_docs_relations_strict():
-    scores = score_spert(two_doc_examples())
+        (0.6, 0.6, 0.6),
+        (7 / 18, 0.5, 13 / 30),
+        {"Peop": (2 / 3, 1.0, 0.8), "Org": ZERO, "Loc": (0.5, 0.5, 0.5)},
+        7 / 16,
+    ),
     # strict: tp 1 (d1 Live_In), fp 2 (Work_For with tail type Loc, Kill),
     # fn 3 (Work_For, Located_In, d2 Live_In)
     #   -> P 1/3, R 1/4, F 2*(1/12)/(7/12) = 2/7
@@ -151,40 +149,39 @@ def test_two_docs_relations_strict():
     # Located_In: tp 0 fp 0 fn 1 -> 0, 0, 0
     # Live_In:    tp 1 fp 0 fn 1 -> 1, 1/2, 2/3
     # Kill:       tp 0 fp 1 fn 0 -> 0, 0, 0   (only predicted, still averaged)
-    # macro: P 1/4, R 1/8, F (2/3)/4 = 1/6
-    assert_mode(
-        scores,
+    # macro: P 1/4, R 1/8, F (2/3)/4 = 1/6 (here the F1 of P and R too)
+    "relations_strict": (
         "spert_rel",
-        micro=(1 / 3, 1 / 4, 2 / 7),
-        macro=(1 / 4, 1 / 8, 1 / 6),
-        per_type={
-            "Work_For": (0, 0, 0),
-            "Located_In": (0, 0, 0),
-            "Live_In": (1, 0.5, 2 / 3),
-            "Kill": (0, 0, 0),
-        },
-    )
-
-
-def test_two_docs_relations_boundaries():
-    scores = score_spert(two_doc_examples())
+        (1 / 3, 1 / 4, 2 / 7),
+        (1 / 4, 1 / 8, 1 / 6),
+        {"Work_For": ZERO, "Located_In": ZERO, "Live_In": (1, 0.5, 2 / 3), "Kill": ZERO},
+        None,
+    ),
     # boundaries: Work_For is now correct. tp 2, fp 1 (Kill), fn 2 (Located_In, d2 Live_In)
     #   -> P 2/3, R 1/2, F 2*(1/3)/(7/6) = 4/7
     # Work_For 1, 1, 1; Located_In 0, 0, 0; Live_In 1, 1/2, 2/3; Kill 0, 0, 0
     # macro: P 2/4 = 1/2, R 1.5/4 = 3/8, F (1 + 2/3)/4 = 5/12
     # (F1 of macro P and R would be 3/7 = 0.4286, not 5/12 = 0.4167.)
-    assert_mode(
-        scores,
+    "relations_boundaries": (
         "spert_rel_bound",
-        micro=(2 / 3, 1 / 2, 4 / 7),
-        macro=(1 / 2, 3 / 8, 5 / 12),
-        per_type={
-            "Work_For": (1, 1, 1),
-            "Located_In": (0, 0, 0),
-            "Live_In": (1, 0.5, 2 / 3),
-            "Kill": (0, 0, 0),
-        },
-    )
+        (2 / 3, 1 / 2, 4 / 7),
+        (1 / 2, 3 / 8, 5 / 12),
+        {"Work_For": (1, 1, 1), "Located_In": ZERO, "Live_In": (1, 0.5, 2 / 3), "Kill": ZERO},
+        3 / 7,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "prefix,micro,macro,per_type,f1_of_macro", list(TWO_DOC_SCORES.values()), ids=list(TWO_DOC_SCORES)
+)
+def test_two_docs_scores(prefix, micro, macro, per_type, f1_of_macro):
+    """Entities, strict relations and relations by boundaries of the two
+    docs: micro, macro (the mean of the per-type F1) and per-type scores."""
+    scores = score_spert(two_doc_examples())
+    assert_mode(scores, prefix, micro=micro, macro=macro, per_type=per_type)
+    if f1_of_macro is not None:
+        assert scores[f"{prefix}_macro_f"] != pytest.approx(f1_of_macro)
 
 
 def test_returned_keys_exact():
@@ -359,24 +356,21 @@ def test_registered_scorer_accepts_extra_kwargs():
 # ---------------------------------------------------------------------------
 
 
+def acme_doc(split: bool, org_end: int) -> Doc:
+    """The doc of "John Smith works for Acme-Corp." with "Acme-Corp" as one
+    token or ``split`` into 3: entities John Smith (0-2, Peop) and
+    4-``org_end`` (Org), a Work_For relation between them."""
+    words = ["John", "Smith", "works", "for"] + (["Acme", "-", "Corp"] if split else ["Acme-Corp"]) + ["."]
+    spaces = [True] * 4 + [False] * (len(words) - 4)
+    return make_doc(
+        words, [(0, 2, "Peop"), (4, org_end, "Org")], [rel((0, 2), (4, org_end), "Work_For")], spaces=spaces
+    )
+
+
 def test_differing_tokenization_maps_offsets():
     # reference splits "Acme-Corp" into 3 tokens, the prediction keeps one token
-    ref_words = ["John", "Smith", "works", "for", "Acme", "-", "Corp", "."]
-    ref_spaces = [True, True, True, True, False, False, False, False]
-    pred_words = ["John", "Smith", "works", "for", "Acme-Corp", "."]
-    pred_spaces = [True, True, True, True, False, False]
-    gold = make_doc(
-        ref_words,
-        [(0, 2, "Peop"), (4, 7, "Org")],
-        [rel((0, 2), (4, 7), "Work_For")],
-        spaces=ref_spaces,
-    )
-    pred = make_doc(
-        pred_words,
-        [(0, 2, "Peop"), (4, 5, "Org")],
-        [rel((0, 2), (4, 5), "Work_For")],
-        spaces=pred_spaces,
-    )
+    gold = acme_doc(split=True, org_end=7)
+    pred = acme_doc(split=False, org_end=5)
     assert gold.text == pred.text
     scores = score_spert([Example(pred, gold)])
     # with raw offsets (4,5) != (4,7) would be wrong; mapped, everything is right
@@ -387,24 +381,11 @@ def test_differing_tokenization_maps_offsets():
 
 def test_unaligned_predicted_span_is_false_positive():
     # reference has "Acme-Corp" as one token, the prediction splits it
-    ref_words = ["John", "Smith", "works", "for", "Acme-Corp", "."]
-    ref_spaces = [True, True, True, True, False, False]
-    pred_words = ["John", "Smith", "works", "for", "Acme", "-", "Corp", "."]
-    pred_spaces = [True, True, True, True, False, False, False, False]
-    gold = make_doc(
-        ref_words,
-        [(0, 2, "Peop"), (4, 5, "Org")],
-        [rel((0, 2), (4, 5), "Work_For")],
-        spaces=ref_spaces,
-    )
+    gold = acme_doc(split=False, org_end=5)
     # "Acme" alone (pred 4-5) covers part of a reference token: it does not align,
     # although its raw offsets equal the gold ones.
-    pred = make_doc(
-        pred_words,
-        [(0, 2, "Peop"), (4, 5, "Org")],
-        [rel((0, 2), (4, 5), "Work_For")],
-        spaces=pred_spaces,
-    )
+    pred = acme_doc(split=True, org_end=5)
+    assert gold.text == pred.text
     scores = score_spert([Example(pred, gold)])
     # entities: tp 1 (John Smith), fp 1 (Acme), fn 1 (Acme-Corp) -> 1/2, 1/2, 1/2
     assert_mode(

@@ -7,7 +7,18 @@ import numpy
 import pytest
 import spacy
 import torch
-from conftest import TRAIN_DATA, head_of, make_doc, make_nlp, overfit, train_examples, train_step
+from conftest import (
+    TRAIN_DATA,
+    TRAIN_TEXTS,
+    doc_annotations,
+    gold_annotations,
+    head_of,
+    make_doc,
+    make_nlp,
+    overfit,
+    train_examples,
+    train_step,
+)
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.util import fix_random_seed, make_tempdir
@@ -15,20 +26,12 @@ from spacy.util import fix_random_seed, make_tempdir
 from spacy_spert import get_relation_spans
 from spacy_spert.relations import relation_key
 
-TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
-
 
 def predictions(doc):
     """Entities and relations of a doc as comparable plain values."""
     group = doc.spans["sc"]
     ents = [(s.start, s.end, s.label_) for s in group]
     rels = sorted(relation_key(r) for r in doc._.relations)
-    return ents, rels
-
-
-def gold(words, entities, relations):
-    ents = sorted((s, e, label) for s, e, label in entities)
-    rels = sorted((entities[h][0], entities[h][1], entities[t][0], entities[t][1], label) for h, t, label in relations)
     return ents, rels
 
 
@@ -50,8 +53,8 @@ def test_overfit_evaluate_is_perfect(trained_nlp):
 def test_overfit_predicts_gold_exactly(trained_nlp, index):
     words, entities, relations = TRAIN_DATA[index]
     doc = trained_nlp(" ".join(words))
-    ents, rels = predictions(doc)
-    assert (sorted(ents), rels) == gold(words, entities, relations)
+    ents, rels = doc_annotations(doc)
+    assert (ents, rels) == gold_annotations(entities, relations)
     scores = doc.spans["sc"].attrs["scores"]
     assert len(scores) == len(ents)
     assert all(0.5 < s <= 1.0 for s in scores)
@@ -61,7 +64,7 @@ def test_overfit_predicts_gold_exactly(trained_nlp, index):
 
 
 def test_relation_spans_helper(trained_nlp):
-    doc = trained_nlp(TEXTS[0])
+    doc = trained_nlp(TRAIN_TEXTS[0])
     views = get_relation_spans(doc)
     assert {(v.head.text, v.head.label_, v.label, v.tail.text, v.tail.label_) for v in views} == {
         ("Mary Smith", "Peop", "Work_For", "Acme Corp", "Org"),
@@ -83,24 +86,24 @@ def test_transformer_is_finetuned(tiny_bert):
 
 
 def test_save_load_same_predictions(trained_nlp):
-    expected = [(predictions(d), d.spans["sc"].attrs["scores"].tolist()) for d in trained_nlp.pipe(TEXTS)]
+    expected = [(predictions(d), d.spans["sc"].attrs["scores"].tolist()) for d in trained_nlp.pipe(TRAIN_TEXTS)]
     with make_tempdir() as tmp:
         trained_nlp.to_disk(tmp)
         nlp2 = spacy.load(tmp)
     assert nlp2.get_pipe("spert").label_data == trained_nlp.get_pipe("spert").label_data
-    got = [(predictions(d), d.spans["sc"].attrs["scores"].tolist()) for d in nlp2.pipe(TEXTS)]
+    got = [(predictions(d), d.spans["sc"].attrs["scores"].tolist()) for d in nlp2.pipe(TRAIN_TEXTS)]
     assert got == expected
 
 
 def test_to_bytes_from_bytes(trained_nlp, tiny_bert):
-    expected = [predictions(d) for d in trained_nlp.pipe(TEXTS)]
+    expected = [predictions(d) for d in trained_nlp.pipe(TRAIN_TEXTS)]
     nlp2 = make_nlp(tiny_bert)
     nlp2.from_bytes(trained_nlp.to_bytes())
-    assert [predictions(d) for d in nlp2.pipe(TEXTS)] == expected
+    assert [predictions(d) for d in nlp2.pipe(TRAIN_TEXTS)] == expected
 
 
 def test_doc_serialization_keeps_relations(trained_nlp):
-    docs = list(trained_nlp.pipe(TEXTS))
+    docs = list(trained_nlp.pipe(TRAIN_TEXTS))
     expected = [(predictions(d), d._.relations) for d in docs]
     # DocBin with user data
     docbin = DocBin(store_user_data=True, docs=docs)
@@ -121,8 +124,8 @@ def test_doc_serialization_keeps_relations(trained_nlp):
 
 
 def test_multiprocessing_same_output(trained_nlp):
-    single = [(predictions(d), d._.relations) for d in trained_nlp.pipe(TEXTS, n_process=1)]
-    multi = [(predictions(d), d._.relations) for d in trained_nlp.pipe(TEXTS, n_process=2, batch_size=2)]
+    single = [(predictions(d), d._.relations) for d in trained_nlp.pipe(TRAIN_TEXTS, n_process=1)]
+    multi = [(predictions(d), d._.relations) for d in trained_nlp.pipe(TRAIN_TEXTS, n_process=2, batch_size=2)]
     assert multi == single
 
 
@@ -134,8 +137,8 @@ def test_edge_case_docs(trained_nlp, text):
         assert not span[0].is_space and not span[-1].is_space
     for rel in doc._.relations:
         assert 0 <= rel["head_start"] < rel["head_end"] <= len(doc)
-    docs = list(trained_nlp.pipe([text, TEXTS[0], text]))
-    assert predictions(docs[1]) == predictions(trained_nlp(TEXTS[0]))
+    docs = list(trained_nlp.pipe([text, TRAIN_TEXTS[0], text]))
+    assert predictions(docs[1]) == predictions(trained_nlp(TRAIN_TEXTS[0]))
 
 
 def test_edge_case_training_batches(tiny_bert):
@@ -171,7 +174,7 @@ def test_long_sentence_inference_bounded(trained_nlp, monkeypatch):
     spert = trained_nlp.get_pipe("spert")
     objective = spert.model.attrs["objective"]
     head = head_of(trained_nlp)
-    words = ((TEXTS[0] + " " + TEXTS[1]).split() * 8)[:120]
+    words = ((TRAIN_TEXTS[0] + " " + TRAIN_TEXTS[1]).split() * 8)[:120]
     doc = trained_nlp.get_pipe("transformer")(trained_nlp.make_doc(" ".join(words)))
     outputs = []  # the head's output (HeadPredictions) per call
     decode = spacy_spert.models.architectures._decode
@@ -208,9 +211,9 @@ def test_threshold_controls_relations(trained_nlp):
     old = spert.cfg["threshold"]
     try:
         spert.cfg["threshold"] = 1.01
-        assert trained_nlp(TEXTS[0])._.relations == []
+        assert trained_nlp(TRAIN_TEXTS[0])._.relations == []
         spert.cfg["threshold"] = 0.0
-        doc = trained_nlp(TEXTS[0])
+        doc = trained_nlp(TRAIN_TEXTS[0])
         n = len(doc.spans["sc"])
         assert len(doc._.relations) == n * (n - 1) * len(spert.relation_labels)
     finally:
@@ -221,7 +224,7 @@ def test_set_ents(trained_nlp):
     spert = trained_nlp.get_pipe("spert")
     spert.cfg["set_ents"] = True
     try:
-        doc = trained_nlp(TEXTS[0])
+        doc = trained_nlp(TRAIN_TEXTS[0])
     finally:
         spert.cfg["set_ents"] = False
     assert [(e.text, e.label_) for e in doc.ents] == [("Mary Smith", "Peop"), ("Acme Corp", "Org"), ("Paris", "Loc")]
@@ -238,10 +241,7 @@ def test_symmetric_relations_are_canonical(tiny_bert):
         (["Berlin", "and", "Paris", "."], [(0, 1, "Loc"), (2, 3, "Loc")], [(0, 1, "Conj")]),
     ]
     examples = [Example(nlp.make_doc(" ".join(w)), make_doc(v, w, e, r)) for w, e, r in data]
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 1e-3
-    for _ in range(150):
-        train_step(nlp, examples, optimizer)
+    overfit(nlp, n_steps=150, examples=examples)
     rels = nlp("Paris and London .")._.relations
     assert [relation_key(r) for r in rels] == [(0, 1, 2, 3, "Conj")]
     assert nlp.evaluate(examples)["spert_rel_f"] == 1.0
@@ -288,7 +288,7 @@ def test_not_initialized_and_no_transformer_errors(tiny_bert):
 
 def test_pickle_pipeline(trained_nlp):
     nlp2 = pickle.loads(pickle.dumps(trained_nlp))
-    assert predictions(nlp2(TEXTS[0])) == predictions(trained_nlp(TEXTS[0]))
+    assert predictions(nlp2(TRAIN_TEXTS[0])) == predictions(trained_nlp(TRAIN_TEXTS[0]))
 
 
 def test_strided_windows_cls_and_long_doc(tiny_bert):
@@ -300,7 +300,7 @@ def test_strided_windows_cls_and_long_doc(tiny_bert):
     fix_random_seed(0)
     nlp = make_nlp(tiny_bert, window="strided")
     overfit(nlp, n_steps=5)
-    doc = nlp.get_pipe("transformer")(nlp.make_doc(" ".join([TEXTS[0]] * 5)))
+    doc = nlp.get_pipe("transformer")(nlp.make_doc(" ".join([TRAIN_TEXTS[0]] * 5)))
     trf = doc._.trf_data
     n_windows, seq_len, _ = trf.model_output.last_hidden_state.shape
     assert n_windows > 2

@@ -8,13 +8,11 @@ import numpy
 import pytest
 import spacy
 import torch
-from conftest import TRAIN_DATA, head_of, make_nlp, overfit, train_examples, train_step
+from conftest import TRAIN_TEXTS, head_of, make_nlp, overfit, train_examples, train_step
 from spacy.util import fix_random_seed, make_tempdir
 
 from spacy_spert.models.objectives import SpERTMTObjective, SpERTObjective, iou_bce, ranking_loss
 from spacy_spert.relations import relation_key
-
-TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
 
 
 def mt_config(**model_args):
@@ -166,7 +164,7 @@ def test_mt_overfit_evaluate_is_perfect(trained_mt):
 
 
 def test_mt_scores_are_raw_class_scores(trained_mt):
-    doc = trained_mt(TEXTS[0])
+    doc = trained_mt(TRAIN_TEXTS[0])
     scores = doc.spans["sc"].attrs["scores"]
     assert len(scores) == 3 and all(float(s) >= 0.85 for s in scores)
     assert len(doc._.relations) == 2
@@ -175,12 +173,12 @@ def test_mt_scores_are_raw_class_scores(trained_mt):
 
 
 def test_mt_save_load_same_predictions(trained_mt):
-    expected = [predictions(d) for d in trained_mt.pipe(TEXTS)]
+    expected = [predictions(d) for d in trained_mt.pipe(TRAIN_TEXTS)]
     with make_tempdir() as tmp:
         trained_mt.to_disk(tmp)
         nlp2 = spacy.load(tmp)
     assert nlp2.get_pipe("spert").model.attrs["head_config"]["identification_heads"] is True
-    assert [predictions(d) for d in nlp2.pipe(TEXTS)] == expected
+    assert [predictions(d) for d in nlp2.pipe(TRAIN_TEXTS)] == expected
 
 
 @pytest.mark.parametrize("switch", ["multitask", "iou_loss", "entity_logits_in_relation"])
@@ -200,7 +198,7 @@ def test_mt_switches_build_and_train(tiny_bert, switch):
     for _ in range(3):
         losses = train_step(nlp, examples, optimizer)
         assert numpy.isfinite(losses["spert"]) and losses["spert"] > 0
-    list(nlp.pipe(TEXTS))
+    list(nlp.pipe(TRAIN_TEXTS))
 
 
 def test_default_factory_is_still_spert(tiny_bert):

@@ -16,24 +16,23 @@ import numpy
 import pytest
 import spacy
 import srsly
-from conftest import TRAIN_DATA, overfit, train_examples
-from encoder_families import (
-    ALIGNMENT_TEXT,
-    FAMILIES,
-    SPECS,
-    WORDPIECE_WINDOWS,
-    family_dir,
-    family_nlp,
-    record_examples,
-    relation_corpus,
+from conftest import (
+    TRAIN_DATA,
+    TRAIN_TEXTS,
+    WINDOWS,
+    doc_annotations,
+    gold_annotations,
+    make_nlp,
+    overfit,
+    train_examples,
 )
+from encoder_families import ALIGNMENT_TEXT, FAMILIES, SPECS, family_dir, record_examples, relation_corpus
 from spacy.util import fix_random_seed
 from spacy_transformers.align import get_alignment_via_offset_mapping
 from spacy_transformers.layers.transformer_model import forward as spacy_transformers_forward
 
 from spacy_spert.apps.predict import predict
 from spacy_spert.models.wordpieces import wordpiece_features
-from spacy_spert.relations import relation_key
 from spacy_spert.transformer.alignment import (
     NO_LIMIT,
     aligned_forward,
@@ -49,7 +48,6 @@ from spacy_spert.transformer.alignment import (
 # spacy-transformers' own alignment gives their tokens the next token's piece.
 LEADING_SPACE_OFFSETS = {"modernbert", "xlmr_spm", "deberta_v2", "deberta_v3"}
 MAX_LENGTH = {name: 8192 if name == "modernbert" else 512 for name in FAMILIES}
-TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
 LONG_TOKEN = "/".join(["ab"] * 1000)  # one spaCy token of 2,999 characters
 ODD_TEXTS = [
     "Zoe 😀👍🏽 Ferreira works for Acme 🚀 Corp .",
@@ -71,24 +69,14 @@ def family(request, tmp_path_factory):
 
 
 def initialized(path, **kwargs):
-    nlp = family_nlp(path, **kwargs)
+    """make_nlp(path, **kwargs), initialized on the TRAIN_DATA examples."""
+    nlp = make_nlp(path, **kwargs)
     nlp.initialize(lambda: train_examples(nlp))
     return nlp
 
 
 def spert_warnings(records):
     return [str(w.message) for w in records if "[spacy-spert] The transformer" in str(w.message)]
-
-
-def predictions(doc):
-    ents = sorted((s.start, s.end, s.label_) for s in doc.spans["sc"])
-    return ents, sorted(relation_key(r) for r in doc._.relations)
-
-
-def gold(entities, relations):
-    ents = sorted(entities)
-    rels = sorted((entities[h][0], entities[h][1], entities[t][0], entities[t][1], label) for h, t, label in relations)
-    return ents, rels
 
 
 def reports(nlp, doc):
@@ -110,7 +98,7 @@ def test_alignment_clean(family):
     with leading-space offsets did with spacy-transformers' alignment, the
     others get exactly spacy-transformers' alignment."""
     name, path = family
-    nlp = family_nlp(path, get_spans=WORDPIECE_WINDOWS)
+    nlp = make_nlp(path, window="wordpiece")
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         nlp.initialize(lambda: train_examples(nlp))
@@ -140,7 +128,7 @@ def test_cls_rows_and_max_length(family):
     RoBERTa and XLM-R), which is what spert reads as the context; windows
     are bounded by the encoder's own maximum length (ModernBERT: 8,192)."""
     name, path = family
-    nlp = initialized(path, get_spans={**WORDPIECE_WINDOWS, "max_tokens": 3000, "stride": 2000})
+    nlp = initialized(path, window={**WINDOWS["wordpiece"], "max_tokens": 3000, "stride": 2000})
     model = nlp.get_pipe("transformer").model
     tokenizer = model.tokenizer
     assert first_piece_is_special(tokenizer)
@@ -165,7 +153,7 @@ def test_long_and_odd_texts(family):
     right-to-left scripts, a 3,000-character token, empty) run; transformers
     does not log that a sequence "will result in indexing errors"."""
     _, path = family
-    nlp = initialized(path, get_spans=WORDPIECE_WINDOWS)
+    nlp = initialized(path, window="wordpiece")
     tokenizer = nlp.get_pipe("transformer").model.tokenizer
     records = []
 
@@ -177,7 +165,7 @@ def test_long_and_odd_texts(family):
     handler = Collect()
     logger.addHandler(handler)
     try:
-        long_text = " ".join(TEXTS * 150)  # ~3,500 tokens, many windows
+        long_text = " ".join(TRAIN_TEXTS * 150)  # ~3,500 tokens, many windows
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"\[spacy-spert\] Token \d+ of a doc")  # the long token
             docs = list(nlp.pipe([long_text, *ODD_TEXTS], batch_size=4))
@@ -202,7 +190,7 @@ def overfitted(family, tmp_path_factory):
     window per doc, 200 steps at 1e-3, seed 0), saved."""
     name, path = family
     fix_random_seed(0)
-    nlp = family_nlp(path)
+    nlp = make_nlp(path)
     overfit(nlp)
     out = tmp_path_factory.mktemp(f"overfit_{name}") / "model"
     nlp.to_disk(out)
@@ -214,22 +202,22 @@ def test_overfit_save_load_predict(overfitted, tmp_path):
     scores = nlp.evaluate(train_examples(nlp))
     print(f"\n{name}: entity F1 {scores['spert_ent_f']:.3f}, relation F1 {scores['spert_rel_f']:.3f}")
     assert scores["spert_ent_f"] == 1.0 and scores["spert_rel_f"] == 1.0
-    for (_, entities, relations), doc in zip(TRAIN_DATA, nlp.pipe(TEXTS)):
-        assert predictions(doc) == gold(entities, relations)
+    for (_, entities, relations), doc in zip(TRAIN_DATA, nlp.pipe(TRAIN_TEXTS)):
+        assert doc_annotations(doc) == gold_annotations(entities, relations)
     # save/load: the same predictions and scores, the alignment installed again
     loaded = spacy.load(out)
     assert loaded.get_pipe("transformer").model._func is aligned_forward
-    for a, b in zip(nlp.pipe(TEXTS), loaded.pipe(TEXTS)):
-        assert predictions(a) == predictions(b)
+    for a, b in zip(nlp.pipe(TRAIN_TEXTS), loaded.pipe(TRAIN_TEXTS)):
+        assert doc_annotations(a) == doc_annotations(b)
         numpy.testing.assert_allclose(a.spans["sc"].attrs["scores"], b.spans["sc"].attrs["scores"], rtol=1e-5)
     # predict (the CLI's function) from the saved folder
-    srsly.write_jsonl(tmp_path / "in.jsonl", [{"text": text} for text in TEXTS[:2]])
+    srsly.write_jsonl(tmp_path / "in.jsonl", [{"text": text} for text in TRAIN_TEXTS[:2]])
     predict(out, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
     rows = list(srsly.read_jsonl(tmp_path / "out.jsonl"))
-    expected = [gold(entities, relations)[0] for _, entities, relations in TRAIN_DATA[:2]]
+    expected = [gold_annotations(entities, relations)[0] for _, entities, relations in TRAIN_DATA[:2]]
     assert [sorted((e["start"], e["end"], e["label"]) for e in row["entities"]) for row in rows] == [
         [(doc[s:e].start_char, doc[s:e].end_char, label) for s, e, label in ents]
-        for doc, ents in zip(nlp.pipe(TEXTS[:2]), expected)
+        for doc, ents in zip(nlp.pipe(TRAIN_TEXTS[:2]), expected)
     ]
 
 
@@ -238,11 +226,11 @@ def test_pipe_in_two_processes_and_pickle(overfitted):
     name, nlp, _ = overfitted
     if name not in {"modernbert", "deberta_v3"}:
         pytest.skip("one family of each tokenizer kind with leading-space offsets is enough")
-    single = [predictions(d) for d in nlp.pipe(TEXTS)]
-    assert [predictions(d) for d in nlp.pipe(TEXTS, n_process=2, batch_size=2)] == single
+    single = [doc_annotations(d) for d in nlp.pipe(TRAIN_TEXTS)]
+    assert [doc_annotations(d) for d in nlp.pipe(TRAIN_TEXTS, n_process=2, batch_size=2)] == single
     copy = pickle.loads(pickle.dumps(nlp))
     assert copy.get_pipe("transformer").model._func is aligned_forward
-    assert [predictions(d) for d in copy.pipe(TEXTS)] == single
+    assert [doc_annotations(d) for d in copy.pipe(TRAIN_TEXTS)] == single
 
 
 @pytest.mark.slow
@@ -251,14 +239,8 @@ def test_overfit_32_sentences(family):
     types) overfits to exact predictions with every family (300 steps)."""
     name, path = family
     fix_random_seed(0)
-    nlp = family_nlp(path)
-    examples = record_examples(nlp, relation_corpus(32))
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 1e-3
-    from conftest import train_step
-
-    for _ in range(300):
-        train_step(nlp, examples, optimizer)
+    nlp = make_nlp(path)
+    examples = overfit(nlp, n_steps=300, examples=record_examples(nlp, relation_corpus(32)))
     scores = nlp.evaluate(examples)
     print(f"\n{name} (32 sentences): entity F1 {scores['spert_ent_f']:.3f}, relation F1 {scores['spert_rel_f']:.3f}")
     assert scores["spert_ent_f"] == 1.0 and scores["spert_rel_f"] == 1.0
@@ -275,7 +257,7 @@ def _upstream_forward(model, docs, is_train):
 
 def test_initialize_warns_about_a_misaligned_transformer(tmp_path_factory):
     path = family_dir("modernbert", tmp_path_factory)
-    nlp = family_nlp(path)
+    nlp = make_nlp(path)
     nlp.get_pipe("transformer").model._func = _upstream_forward
     with pytest.warns(UserWarning) as records:
         nlp.initialize(lambda: train_examples(nlp))
@@ -294,23 +276,11 @@ def test_warns_without_a_cls_token_and_for_slow_tokenizers(tmp_path_factory, tin
     tokenizer.backend_tokenizer.post_processor = None  # no <s> ... </s>
     assert not first_piece_is_special(tokenizer)
     with pytest.warns(UserWarning, match='adds no special token .* context = "max"'):
-        messages = warn_alignment(nlp, "spert", [nlp.make_doc(t) for t in TEXTS])
+        messages = warn_alignment(nlp, "spert", [nlp.make_doc(t) for t in TRAIN_TEXTS])
     assert len(messages) == 1
-    assert warn_alignment(nlp, "spert", [nlp.make_doc(t) for t in TEXTS], context="max") == []
+    assert warn_alignment(nlp, "spert", [nlp.make_doc(t) for t in TRAIN_TEXTS], context="max") == []
     # a slow tokenizer has no offsets: the check cannot run, and says so
-    slow = spacy.blank("en")
-    slow.add_pipe(
-        "transformer",
-        config={
-            "model": {
-                "@architectures": "spacy-transformers.TransformerModel.v3",
-                "name": str(tiny_bert),
-                "get_spans": {"@span_getters": "spacy-spert.doc_spans.v1"},
-                "tokenizer_config": {"use_fast": False},
-            }
-        },
-    )
-    slow.add_pipe("spert")
+    slow = make_nlp(tiny_bert, tokenizer_config={"use_fast": False})
     with pytest.warns(UserWarning, match="slow tokenizer without character offsets.*use_fast = true"):
         slow.initialize(lambda: train_examples(slow))
 
@@ -323,7 +293,8 @@ def test_indistinct_tokens_are_reported(tmp_path_factory):
 
     nlp = initialized(family_dir("bert", tmp_path_factory))
     docs = [
-        Doc(nlp.vocab, words=list(text.replace(" ", "")), spaces=[False] * len(text.replace(" ", ""))) for text in TEXTS
+        Doc(nlp.vocab, words=list(text.replace(" ", "")), spaces=[False] * len(text.replace(" ", "")))
+        for text in TRAIN_TEXTS
     ]
     report = check_alignment(nlp.get_pipe("transformer").model, docs)
     assert report.n_foreign == 0 and report.indistinct > report.n_tokens * 0.5
@@ -332,7 +303,7 @@ def test_indistinct_tokens_are_reported(tmp_path_factory):
     ):
         messages = warn_alignment(nlp, "spert", docs)
     assert len(messages) == 1 and "jieba" in messages[0]
-    assert warn_alignment(nlp, "spert", [nlp.make_doc(text) for text in TEXTS]) == []
+    assert warn_alignment(nlp, "spert", [nlp.make_doc(text) for text in TRAIN_TEXTS]) == []
 
 
 def test_trim_offsets():

@@ -6,14 +6,12 @@ import json
 import pytest
 import spacy
 import torch
-from conftest import TRAIN_DATA, head_of
+from conftest import TRAIN_DATA, TRAIN_TEXTS, head_of
 from typer.testing import CliRunner
 
 from spacy_spert import quantize
 from spacy_spert.apps.predict import predict
 from spacy_spert.cli import app
-
-TEXTS = [" ".join(words) for words, _, _ in TRAIN_DATA]
 
 
 def found(doc):
@@ -44,11 +42,11 @@ def test_quantized_pipeline_finds_what_the_float_one_finds(model_dir):
     """On the sentences it was overfit on, int8 weights change the scores a
     little and the entities and relations not at all."""
     nlp = spacy.load(model_dir)
-    expected = [found(doc) for doc in nlp.pipe(TEXTS)]
+    expected = [found(doc) for doc in nlp.pipe(TRAIN_TEXTS)]
     assert any(rels for _, rels in expected)
-    float_scores = [doc.spans["sc"].attrs["scores"] for doc in nlp.pipe(TEXTS)]
+    float_scores = [doc.spans["sc"].attrs["scores"] for doc in nlp.pipe(TRAIN_TEXTS)]
     quantize(nlp)
-    docs = list(nlp.pipe(TEXTS))
+    docs = list(nlp.pipe(TRAIN_TEXTS))
     assert [found(doc) for doc in docs] == expected
     for doc, scores in zip(docs, float_scores):
         assert abs(doc.spans["sc"].attrs["scores"] - scores).max(initial=0.0) < 0.1
@@ -61,7 +59,7 @@ def test_quantize_needs_a_transformer():
 
 def test_predict_quantize(model_dir, tmp_path):
     source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS), encoding="utf8")
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in TRAIN_TEXTS), encoding="utf8")
     predict(model_dir, source, tmp_path / "float.jsonl")
     predict(model_dir, source, tmp_path / "int8.jsonl", quantize=True)
 

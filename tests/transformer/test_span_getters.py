@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy
 import pytest
 import spacy
-from conftest import TRAIN_DATA, make_doc, make_nlp, train_examples, train_step
+from conftest import SPECIAL_TOKENS, TRAIN_DATA, make_doc, make_nlp, overfit, save_tiny_bert, train_examples
 from spacy.training import Example
 from spacy.util import fix_random_seed
 
@@ -20,8 +20,6 @@ from spacy_spert.transformer.span_getters import SentenceWindows, WordpieceWindo
 
 # The character-level encoder's maximum length, [CLS] and [SEP] included.
 CHAR_MAX_LENGTH = 128
-V1 = {"@span_getters": "spacy-spert.sentence_windows.v1", "max_tokens": 128, "stride": 96}
-V2 = {"@span_getters": "spacy-spert.sentence_windows.v2", "max_tokens": 128, "stride": 96}
 URLS = [
     "http://example.com/path/to/page?id=12345",
     "user_name_42@mail.example.org",
@@ -36,46 +34,10 @@ LONG_URL = "http://example.com/" + "/".join(["ab"] * 330)
 def char_bert(tmp_path_factory) -> Path:
     """A tiny random BERT whose vocab has single characters only (and their
     ## continuations): every word is as many wordpieces as it has characters."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    path = tmp_path_factory.mktemp("char_bert")
     chars = string.ascii_lowercase + string.digits
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(chars) + list(".,;:/-_?=&%#@()'\"!")
-    vocab += ["##" + c for c in chars]
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf8")
-    tokenizer = BertTokenizerFast(
-        vocab_file=str(path / "vocab.txt"), do_lower_case=True, model_max_length=CHAR_MAX_LENGTH
-    )
-    tokenizer.save_pretrained(str(path))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=CHAR_MAX_LENGTH,
-    )
-    BertModel(config).save_pretrained(str(path))
-    return path
-
-
-def char_nlp(char_bert: Path, get_spans=V2):
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={
-            "model": {
-                "@architectures": "spacy-transformers.TransformerModel.v3",
-                "name": str(char_bert),
-                "get_spans": get_spans,
-                "tokenizer_config": {"use_fast": True},
-            }
-        },
-    )
-    nlp.add_pipe("spert")
-    return nlp
+    vocab = SPECIAL_TOKENS + list(chars) + list(".,;:/-_?=&%#@()'\"!") + ["##" + c for c in chars]
+    path = tmp_path_factory.mktemp("char_bert")
+    return save_tiny_bert(path, vocab, max_positions=CHAR_MAX_LENGTH, model_max_length=CHAR_MAX_LENGTH)
 
 
 def tokenizer_of(path: Path):
@@ -161,12 +123,12 @@ def test_no_token_loses_its_wordpieces(char_bert):
     """In the pipeline, v1's 128-token windows are truncated (spert warns and
     names v2) and v2's are not: every token has wordpieces."""
     text = noisy_text(60)
-    nlp = char_nlp(char_bert, V1)
+    nlp = make_nlp(char_bert, window="sentence")
     nlp.initialize(lambda: train_examples(nlp))
     with pytest.warns(UserWarning, match="got no wordpiece.*sentence_windows.v2"):
         nlp(text)
 
-    nlp = char_nlp(char_bert, V2)
+    nlp = make_nlp(char_bert, window="wordpiece")
     nlp.initialize(lambda: train_examples(nlp))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -180,7 +142,7 @@ def test_a_token_longer_than_a_window_is_encoded_alone(char_bert):
     """A 1,000-character URL of about 1,000 wordpieces gets a window of its
     own, keeps its first wordpieces and is named in a warning; the tokens
     around it lose nothing."""
-    nlp = char_nlp(char_bert, V2)
+    nlp = make_nlp(char_bert, window="wordpiece")
     nlp.initialize(lambda: train_examples(nlp))
     text = "Mary Smith works for Acme Corp in Paris . " + LONG_URL + " John Doe lives in London ."
     doc = nlp.make_doc(text)
@@ -205,7 +167,7 @@ def test_entities_after_many_wordpieces_are_found(char_bert):
     follows 150 wordpieces of URLs in one sentence-less doc of 24 tokens: v1
     makes it one window, whose end (the sentence) the transformer cuts."""
     fix_random_seed(0)
-    nlp = char_nlp(char_bert, V2)
+    nlp = make_nlp(char_bert, window="wordpiece")
     words, ents, rels = TRAIN_DATA[0]
     prefix = " ".join(["see", URLS[0], "and", URLS[1]] * 2).split()
     words = prefix + words
@@ -213,10 +175,7 @@ def test_entities_after_many_wordpieces_are_found(char_bert):
     text = " ".join(words)
     assert len(tokenizer_of(char_bert)(text)["input_ids"]) > CHAR_MAX_LENGTH + 30
     examples = [Example(nlp.make_doc(text), make_doc(nlp.vocab, words, ents, rels))]
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 3e-3
-    for _ in range(60):
-        train_step(nlp, examples, optimizer)
+    overfit(nlp, n_steps=60, learn_rate=3e-3, examples=examples)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         doc = nlp(text)
@@ -229,18 +188,7 @@ def test_the_spert_factory_binds_the_getter(tiny_bert):
     nlp.get_pipe("transformer").model.attrs["get_spans"] = getter = WordpieceWindows(128, 96)
     assert getter.tokenizer is None
     assert bind_wordpiece_windows(nlp) == 1
-    nlp2 = spacy.blank("en")
-    nlp2.add_pipe(
-        "transformer",
-        config={
-            "model": {
-                "@architectures": "spacy-transformers.TransformerModel.v3",
-                "name": str(tiny_bert),
-                "get_spans": V2,
-            }
-        },
-    )
-    nlp2.add_pipe("spert")
+    nlp2 = make_nlp(tiny_bert, window="wordpiece")
     trf = nlp2.get_pipe("transformer").model
     assert trf.attrs["get_spans"]._model is trf
 
