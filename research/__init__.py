@@ -15,9 +15,11 @@ command (``python -m research COMMAND``, from the repository root):
   (``ablation-table``).
 * :mod:`.demo` and :mod:`.demo_data`: tag held-out sentences (``demo``) and
   write the offline demo corpus (``demo-data``).
-* :mod:`.records`: what every results file records (command, versions);
-  :mod:`.runs`: the ``spacy train`` and ``spacy_spert evaluate`` runs in fresh
-  processes.
+* :mod:`.records`: what every results file records (command, versions,
+  machine) and the line under its tables; :mod:`.runs`: the ``spacy train``,
+  ``spacy_spert evaluate`` and worker runs in fresh processes;
+  :mod:`.measure`: timing and peak memory; :mod:`.steps`: a training step in
+  the parts the tools time; :mod:`.options`: the options commands share.
 
 Score names come from :data:`spacy_spert.pipeline.scorer.SCORE_NAMES`. matplotlib
 (the ``bench`` extra) is imported only to draw the speed plot.

@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from spacy_spert.pipeline.scorer import ScoreName, score_name
 
+from .records import versions_text
+
 # The table's columns: F1 of these scores (names as in SCORE_NAMES).
 COLUMNS: List[ScoreName] = [
     score_name(name)
@@ -81,6 +83,6 @@ def ablation_table(spert: Path, mt_prefix: str, seed: int = 0) -> str:
         text += (
             f"\nF1 x 100 on {first['test']}, model-last after {first['epochs']} epochs on {first['train']}, "
             f"seed {first['seed']}; in brackets: the difference to SpERT.MT. "
-            f"Versions: {', '.join(f'{k} {v}' for k, v in first['versions'].items())}.\n"
+            f"Versions: {versions_text(first['versions'])}.\n"
         )
     return text

@@ -29,30 +29,27 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from spacy.language import Language
+
 from spacy_spert.pipeline.scorer import SCORE_MODES, SCORE_NAMES, score_keys
 
-from .records import command_line, machine, package_versions, write_results
+from .measure import run_pipe
+from .records import recorded_command, save_results
 from .runs import run, train_command
 
 # The modes whose per-type scores results files keep.
 PER_TYPE_MODES = ("ner", "rel_strict")
 
 
-def time_pipe(nlp, texts: List[str], batch_size: int, repeats: int = 2) -> float:
+def time_pipe(nlp: Language, texts: List[str], batch_size: int, repeats: int = 2) -> float:
     """Time ``nlp.pipe`` over the texts after one warm-up batch.
 
     nlp (Language): The pipeline. texts (List[str]): The texts.
     batch_size (int): The batch size. repeats (int): How many timed runs.
     RETURNS (float): The best wall time in seconds.
     """
-    list(nlp.pipe(texts[:batch_size], batch_size=batch_size))  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in nlp.pipe(texts, batch_size=batch_size):
-            pass
-        best = min(best, time.perf_counter() - start)
-    return best
+    run_pipe(nlp, texts[:batch_size], batch_size)  # warm-up
+    return min(run_pipe(nlp, texts, batch_size) for _ in range(repeats))
 
 
 def metrics_from_scores(scores: Dict[str, Any]) -> Dict[str, Any]:
@@ -72,7 +69,7 @@ def metrics_from_scores(scores: Dict[str, Any]) -> Dict[str, Any]:
     return metrics
 
 
-def inference_speed(nlp, texts: List[str], batch_sizes: Sequence[int]) -> Dict[str, Any]:
+def inference_speed(nlp: Language, texts: List[str], batch_sizes: Sequence[int]) -> Dict[str, Any]:
     """Docs per second of the pipeline and of its transformer alone.
 
     nlp (Language): The pipeline (with a ``transformer`` component).
@@ -109,6 +106,25 @@ def steps_per_epoch(config: Path, train: Path, overrides: Sequence[str] = ()) ->
     cfg = util.load_config(config, overrides=parse_config_overrides(list(overrides)), interpolate=True)
     n_docs = schedules.count_corpus_docs(train, int(cfg["corpora"]["train"].get("limit") or 0))
     return schedules.steps_per_epoch(n_docs, int(cfg["training"]["batcher"]["size"]))
+
+
+def settings(config: Path, train: Path, test: Path, epochs: int, seed: int, overrides: Sequence[str]) -> Dict[str, Any]:
+    """The settings a benchmark results file records first, and that ``seeds
+    --resume`` checks before it reuses the file.
+
+    config (Path): The training config. train (Path), test (Path): The corpora.
+    epochs (int): Training epochs. seed (int): ``system.seed``.
+    overrides (Sequence[str]): The ``--section.key value`` config overrides.
+    RETURNS (Dict[str, Any]): config, train, test, epochs, seed, overrides (JSON-serializable).
+    """
+    return {
+        "config": str(config),
+        "train": str(train),
+        "test": str(test),
+        "epochs": epochs,
+        "seed": seed,
+        "overrides": list(overrides),
+    }
 
 
 def run_benchmark(
@@ -172,13 +188,8 @@ def run_benchmark(
     texts = [eg.reference.text for eg in examples]
     n_evals = epochs + 1  # spaCy evaluates at step 0 and once per epoch
     results = {
-        "config": str(config),
-        "train": str(train),
-        "test": str(test),
-        "epochs": epochs,
-        "seed": seed,
-        "overrides": overrides,
-        "command": command if command is not None else command_line(),
+        **settings(config, train, test, epochs, seed, overrides),
+        "command": recorded_command(command),
         "metrics": metrics_from_scores(scores),
         "training": {
             "wall_seconds": None if train_seconds is None else round(train_seconds, 1),
@@ -192,11 +203,8 @@ def run_benchmark(
             "by_batch_size": inference_speed(nlp, texts, batch_sizes),
             "peak_rss_gb_inference_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         },
-        "versions": package_versions(),
-        "machine": machine(gpu_id) | {"gpu_id": gpu_id},
     }
-    write_results(results_path, results, markdown(results))
-    return results
+    return save_results(results_path, results, markdown, gpu_id=gpu_id, machine_info={"gpu_id": gpu_id})
 
 
 def markdown(results: Dict[str, Any]) -> str:

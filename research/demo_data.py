@@ -256,7 +256,7 @@ def _fill(rng: random.Random, slot: str, used: Dict[str, str]) -> str:
             return value
 
 
-def make_record(rng: random.Random, template: str, relations, orig_id: str) -> Dict:
+def make_record(rng: random.Random, template: str, relations: List[Tuple[str, str, str]], orig_id: str) -> Dict:
     """One SpERT JSON record from a template.
 
     rng (random.Random): Picks the names, years and jobs.

@@ -23,7 +23,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, TypedDict
 
 from wasabi import msg
 
@@ -32,6 +32,14 @@ from spacy_spert.pipeline.scorer import SCORE_NAMES
 from .runs import evaluate_command, run, train_command
 
 Folds = Dict[str, Dict[str, Path]]
+
+
+class Aggregate(TypedDict):
+    """What :func:`aggregate` returns, by flattened score key."""
+
+    mean: Dict[str, float]
+    std: Dict[str, float]
+    n: Dict[str, int]  # the folds that have the key
 
 
 def discover_folds(corpus_dir: Path, train_pattern: str, test_pattern: str) -> Folds:
@@ -96,18 +104,20 @@ def flatten(scores: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
     return flat
 
 
-def aggregate(per_fold: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, float]]:
+def aggregate(per_fold: Dict[str, Dict[str, Any]]) -> Aggregate:
     """Mean and sample standard deviation (ddof=1; 0.0 for one fold) of every
     numeric score. A per-type score missing in a fold (the type does not occur
     there) is averaged over the folds that have it.
 
     per_fold (Dict[str, Dict[str, Any]]): Fold id -> its scores.
-    RETURNS (Dict[str, Dict[str, float]]): {"mean": {key: ..}, "std": {key: ..},
+    RETURNS (Aggregate): {"mean": {key: ..}, "std": {key: ..},
         "n": {key: number of folds with the key}}, keys flattened (:func:`flatten`).
     """
     flat = {fold: flatten(scores) for fold, scores in per_fold.items()}
     keys = sorted({key for scores in flat.values() for key in scores})
-    mean, std, count = {}, {}, {}
+    mean: Dict[str, float] = {}
+    std: Dict[str, float] = {}
+    count: Dict[str, int] = {}
     for key in keys:
         values = [scores[key] for scores in flat.values() if key in scores]
         m = sum(values) / len(values)

@@ -29,43 +29,20 @@ freed memory, so CPU numbers are upper bounds of what a case needs.
 command, versions, seed and machine.
 """
 
-import json
 import random
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .records import command_line, machine, package_versions, write_results
-from .runs import research_env
-from .speed import load, long_text, n_wordpieces, peak_memory, reset_peak_memory, sync
+from spacy.training import Example
 
-MB = 2**20
-
-
-def _start(gpu_id: int) -> float:
-    """Reset the peak and return the memory in use now (MB)."""
-    if gpu_id >= 0:
-        import torch
-
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.memory_allocated() / MB
-    return reset_peak_memory()
+from .measure import peak_memory, reset_peak_memory, stopwatch
+from .records import provenance, recorded_command, save_results
+from .runs import run_worker, worker_main
+from .speed import load, long_text, n_wordpieces
+from .steps import optimizer_step, training_section, update
 
 
-def _peak(gpu_id: int) -> float:
-    """RETURNS (float): The peak memory (MB) since :func:`_start`."""
-    if gpu_id >= 0:
-        import torch
-
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() / MB
-    return peak_memory()
-
-
-def train_batches(examples: List, budget: int, seed: int) -> List[List]:
+def train_batches(examples: List[Example], budget: int, seed: int) -> List[List[Example]]:
     """The training batches of at most ``budget`` tokens: the examples
     shuffled with the seed, batched by ``spacy.batch_by_words.v1`` (tolerance
     0; a longer doc is a batch of its own).
@@ -105,29 +82,21 @@ def case_worker(
     """
     from spacy import util
     from spacy.training import Corpus
-    from thinc.api import set_dropout_rate
 
     util.fix_random_seed(seed)
     nlp = load(model, False, gpu_id)
     texts = [eg.reference.text for eg in Corpus(str(test))(nlp)]
     out: Dict[str, Any] = {"case": case}
+    seconds: List[float] = []
     if case.startswith("train_"):
         budget = int(case.split("_", 1)[1])
-        config = nlp.config.copy()
-        config["paths"]["train"] = str(train)  # (the learning-rate schedule counts its docs)
-        T = util.registry.resolve({"t": config.interpolate()["training"]}, validate=False)["t"]
+        T = training_section(nlp, train)  # (the learning-rate schedule counts its docs)
         batches = train_batches(list(Corpus(str(train))(nlp)), budget, seed)[:steps]
-        optimizer = T["optimizer"]
-        loaded = _start(gpu_id)
-        start = time.perf_counter()
-        for batch in batches:
-            set_dropout_rate(nlp.get_pipe("transformer").model, T["dropout"])
-            nlp.update(batch, drop=T["dropout"], sgd=False, losses={})
-            for _, proc in nlp.pipeline:
-                if getattr(proc, "is_trainable", False) and proc.model not in (True, False, None):
-                    proc.finish_update(optimizer)
-            optimizer.step_schedules()
-        sync(gpu_id)
+        loaded = reset_peak_memory(gpu_id)
+        with stopwatch(gpu_id, seconds):
+            for batch in batches:
+                update(nlp, batch, T["dropout"])
+                optimizer_step(nlp, T["optimizer"])
         tokens = [sum(len(eg.predicted) for eg in batch) for batch in batches]
         out |= {"docs": sum(map(len, batches)), "tokens": max(tokens), "steps": len(batches)}
     else:
@@ -138,18 +107,16 @@ def case_worker(
         disable = [name for name in nlp.pipe_names if name != "transformer"] if case.endswith("transformer") else []
         with nlp.select_pipes(disable=disable):
             list(nlp.pipe(texts[:2]))  # warm-up
-            loaded = _start(gpu_id)
-            start = time.perf_counter()
-            docs = list(nlp.pipe(inputs, batch_size=bs))
-            sync(gpu_id)
+            loaded = reset_peak_memory(gpu_id)
+            with stopwatch(gpu_id, seconds):
+                docs = list(nlp.pipe(inputs, batch_size=bs))
         out |= {"docs": len(docs), "tokens": sum(map(len, docs)), "wordpieces": n_wordpieces(docs)}
-    seconds = time.perf_counter() - start
-    peak = _peak(gpu_id)
+    peak = peak_memory(gpu_id)
     return out | {
-        "seconds": round(seconds, 3),
+        "seconds": round(seconds[0], 3),
         "loaded_mb": round(loaded),
         "peak_mb": round(peak),
-        "delta_mb": round(peak - loaded),
+        "delta_mb": round(peak) - round(loaded),  # as the table's columns subtract
     }
 
 
@@ -177,8 +144,7 @@ def markdown(results: Dict[str, Any]) -> str:
         "the transformer alone on it); train_B: training steps (optimizer state included) on batches of at most "
         "B tokens from `spacy.batch_by_words.v1` (tolerance 0).",
         "",
-        f"Command: `{results['command']}`; seed {results['seed']}; device: {results['machine']['device']}; "
-        f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        provenance(results, f"seed {results['seed']}", f"device: {results['machine']['device']}"),
         "",
     ]
     return "\n".join(lines)
@@ -227,32 +193,24 @@ def run_memory(
             "steps": steps,
             "seed": seed,
         }
-        cmd = [sys.executable, "-m", __name__, json.dumps(spec)]
-        proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=research_env())
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        row = run_worker(__name__, spec)
         print(f"{case}: {row}", flush=True)
         rows.append(row)
     results = {
         "model": str(model),
         "test": str(test),
         "train": None if train is None else str(train),
-        "command": command if command is not None else command_line(),
+        "command": recorded_command(command),
         "seed": seed,
         "gpu_id": gpu_id,
         "batch_size": batch_size,
         "long_tokens": long_tokens,
         "steps": steps,
         "cases": rows,
-        "versions": package_versions(),
-        "machine": machine(gpu_id),
     }
-    write_results(results_path, results, markdown(results))
-    return results
+    return save_results(results_path, results, markdown, gpu_id=gpu_id)
 
 
 if __name__ == "__main__":
     # The fresh process of one case: the spec is the JSON of case_worker's arguments.
-    spec = json.loads(sys.argv[1])
-    spec["model"], spec["test"] = Path(spec["model"]), Path(spec["test"])
-    spec["train"] = None if spec["train"] is None else Path(spec["train"])
-    print(json.dumps(case_worker(**spec)), flush=True)
+    worker_main(case_worker, ("model", "test", "train"))

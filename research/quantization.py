@@ -15,12 +15,12 @@ go next to RESULTS (.md).
 
 import argparse
 import statistics
-import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from .benchmark import metrics_from_scores
-from .records import command_line, machine, package_versions, write_results
+from .measure import run_pipe
+from .records import provenance, recorded_command, save_results
 
 
 def run_quantization(
@@ -58,15 +58,12 @@ def run_quantization(
     texts = [eg.reference.text for eg in examples][:n_docs]
     speed: Dict[str, Dict[str, float]] = {}
     for batch_size in batch_sizes:
-        times: Dict[str, list] = {name: [] for name in pipelines}
+        times: Dict[str, List[float]] = {name: [] for name in pipelines}
         for nlp in pipelines.values():  # warm-up
-            list(nlp.pipe(texts[: 2 * batch_size], batch_size=batch_size))
+            run_pipe(nlp, texts[: 2 * batch_size], batch_size)
         for _ in range(repeats):
             for name, nlp in pipelines.items():
-                start = time.perf_counter()
-                for _ in nlp.pipe(texts, batch_size=batch_size):
-                    pass
-                times[name].append(time.perf_counter() - start)
+                times[name].append(run_pipe(nlp, texts, batch_size))
         row = {f"{name}_docs_per_s": round(len(texts) / statistics.median(t), 1) for name, t in times.items()}
         row["speedup"] = round(row["int8_docs_per_s"] / row["float32_docs_per_s"], 2)
         speed[str(batch_size)] = row
@@ -80,7 +77,7 @@ def run_quantization(
     results = {
         "model": str(model),
         "test": str(test),
-        "command": command if command is not None else command_line(),
+        "command": recorded_command(command),
         "n_docs_timed": len(texts),
         "n_docs_scored": len(examples),
         "repeats": repeats,
@@ -88,11 +85,8 @@ def run_quantization(
         "speed": speed,
         "metrics": {name: {k: v for k, v in m.items() if not k.endswith("_per_type")} for name, m in metrics.items()},
         "delta_f1": delta,
-        "versions": package_versions(),
-        "machine": machine(-1),
     }
-    write_results(results_path, results, markdown(results))
-    return results
+    return save_results(results_path, results, markdown)
 
 
 def markdown(results: Dict[str, Any]) -> str:
@@ -121,12 +115,7 @@ def markdown(results: Dict[str, Any]) -> str:
         lines.append(
             f"| {key} | {results['metrics']['float32'][key]['f']} | {results['metrics']['int8'][key]['f']} | {d:+.2f} |"
         )
-    lines += [
-        "",
-        f"Command: `{results['command']}`; device: {results['machine']['device']}; "
-        f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
-        "",
-    ]
+    lines += ["", provenance(results, f"device: {results['machine']['device']}"), ""]
     return "\n".join(lines)
 
 

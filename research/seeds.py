@@ -33,11 +33,25 @@ from wasabi import msg
 
 from spacy_spert.pipeline.scorer import SCORE_NAMES
 
+from .benchmark import settings
 from .kfold import aggregate
-from .records import command_line, machine, package_versions, write_results
-from .runs import research_env
+from .records import machine, package_versions, recorded_command, write_results
+from .runs import CommandArg, python_module, research_env
 
 METRICS = ("p", "r", "f")
+
+
+def check_seeds(seeds: Sequence[int]) -> List[int]:
+    """The seeds of a run over seeds.
+
+    seeds (Sequence[int]): The seeds asked for.
+    RETURNS (List[int]): The seeds, as ints.
+    RAISES: ValueError for no or repeated seeds.
+    """
+    checked = [int(seed) for seed in seeds]
+    if not checked or len(set(checked)) != len(checked):
+        raise ValueError(f"give one or more different seeds, got {checked}")
+    return checked
 
 
 def seed_results(prefix: Path, seed: int) -> Path:
@@ -69,29 +83,9 @@ def benchmark_command(
     RETURNS (List[str]): The arguments, starting with the Python interpreter.
     """
     speed = ["--batch-sizes", ",".join(map(str, batch_sizes))] if batch_sizes else ["--skip-speed"]
-    return [
-        sys.executable,
-        "-m",
-        "research",
-        "benchmark",
-        str(config),
-        "--train",
-        str(train),
-        "--test",
-        str(test),
-        "--output-dir",
-        str(output_dir),
-        "--results",
-        str(results),
-        "--epochs",
-        str(epochs),
-        "--seed",
-        str(seed),
-        "--gpu-id",
-        str(gpu_id),
-        *speed,
-        *overrides,
-    ]
+    paths: List[CommandArg] = ["--train", train, "--test", test, "--output-dir", output_dir, "--results", results]
+    run_args: List[CommandArg] = ["--epochs", epochs, "--seed", seed, "--gpu-id", gpu_id]
+    return python_module("research", "benchmark", config, *paths, *run_args, *speed, *overrides)
 
 
 def _copy_lines(source: IO[str], log: IO[str], echo: bool) -> None:
@@ -187,9 +181,7 @@ def run_seeds(
     RAISES: ValueError for no or repeated seeds, jobs < 1, or a results file
         made with other settings; subprocess.CalledProcessError if a run fails.
     """
-    seeds = [int(seed) for seed in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"give one or more different seeds, got {seeds}")
+    seeds = check_seeds(seeds)
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     overrides = list(overrides)
@@ -197,15 +189,7 @@ def run_seeds(
     for seed in seeds:
         path = seed_results(prefix, seed)
         if resume and path.exists():
-            expected = {
-                "config": str(config),
-                "train": str(train),
-                "test": str(test),
-                "epochs": epochs,
-                "seed": seed,
-                "overrides": overrides,
-            }
-            check_reusable(srsly.read_json(path), path, expected)
+            check_reusable(srsly.read_json(path), path, settings(config, train, test, epochs, seed, overrides))
             msg.info(f"seed {seed}: using {path}")
         else:
             todo.append(seed)
@@ -229,7 +213,7 @@ def run_seeds(
         for future in [pool.submit(one, seed) for seed in todo]:
             future.result()
     summary = summarize({seed: srsly.read_json(seed_results(prefix, seed)) for seed in seeds}, prefix)
-    summary["command"] = command if command is not None else command_line()
+    summary["command"] = recorded_command(command)
     summary["machine"] = machine(gpu_id) | {"gpu_id": gpu_id, "jobs": jobs}
     write_results(summary_path(prefix), summary, markdown(summary))
     return summary

@@ -43,7 +43,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .records import command_line, machine, package_versions, write_results
+from .records import machine_text, provenance, recorded_command, save_results
+from .runs import CommandArg, python_module
 from .serve_load import read_texts
 
 HOST = "127.0.0.1"
@@ -145,21 +146,8 @@ def measure(
     package = package_path(root)
     port = free_port()
     log = log_dir / f"serve-{port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "spacy_spert",
-        "serve",
-        str(Path(model).resolve()),
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--max-chars",
-        str(max_chars),
-        "--max-texts",
-        str(max_texts),
-    ]
+    limits: List[CommandArg] = ["--max-chars", max_chars, "--max-texts", max_texts]
+    command = python_module("spacy_spert", "serve", Path(model).resolve(), "--host", HOST, "--port", port, *limits)
     with log.open("w") as log_file:
         server = subprocess.Popen(
             command, cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), stdout=log_file, stderr=subprocess.STDOUT
@@ -305,14 +293,11 @@ def run_serve_latency(
         "seconds": seconds,
         "interval_s": interval,
         "runs": runs,
-        "command": command_line(),
-        "machine": machine(-1),
-        "versions": package_versions(),
+        "command": recorded_command(),
     }
     if "before" in runs:
         out["p95_before_over_after"] = round(runs["before"]["small"]["p95_s"] / runs["after"]["small"]["p95_s"], 2)
-    write_results(Path(results), out, markdown(out))
-    return out
+    return save_results(Path(results), out, markdown)
 
 
 def markdown(results: Dict[str, Any]) -> str:
@@ -341,7 +326,7 @@ def markdown(results: Dict[str, Any]) -> str:
         )
     if "p95_before_over_after" in results:
         lines += ["", f"p95 latency of the small requests, before / after: **{results['p95_before_over_after']}x**."]
-    m = results["machine"]
+    load = "; ".join(f"{name} {run['load_average_1min']}" for name, run in runs.items())
     lines += [
         "",
         "Servers: "
@@ -351,10 +336,11 @@ def markdown(results: Dict[str, Any]) -> str:
         )
         + ".",
         "",
-        f"Command: `{results['command']}`; machine: {m['cpus']} CPUs, {m['platform']}, {m['device']}; "
-        "1-minute load average during the runs: "
-        + "; ".join(f"{name} {run['load_average_1min']}" for name, run in runs.items())
-        + f"; versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        provenance(
+            results,
+            machine_text(results["machine"], ("cpus", "platform", "device")),
+            f"1-minute load average during the runs: {load}",
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -42,13 +42,16 @@ def run_load(url: str, texts: List[str], n_requests: int, concurrency: int, time
     RAISES: RuntimeError if an answer is not 200 or not its text's record.
     """
     parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError(f"{url}: no host name (e.g. http://127.0.0.1:8000)")
+    host = parts.hostname
     lock = threading.Lock()
     next_index = [0]
     latencies: List[float] = []
     errors: List[str] = []
 
     def worker(limit: int) -> None:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
         try:
             while True:
                 with lock:

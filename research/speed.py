@@ -38,28 +38,32 @@ docs of up to 128 tokens this is one window per doc, as ``doc_spans``.
 optionally a PNG of time and memory against length (matplotlib, the ``bench``
 extra). It records the command, versions and machine.
 
-Only two functions reach inside components: :func:`transformer_step` (the
-spacy-transformers model's output and backprop) and :func:`run_head` (finds
-the spert components by factory name).
+Only two functions reach inside components:
+:func:`~research.steps.transformer_step` (the spacy-transformers model's
+output and backprop) and :func:`run_head` (finds the spert components by
+factory name).
 """
 
-import json
-import resource
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, cast
 
 import numpy
+from spacy.language import Language
+from spacy.pipeline import Pipe, TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example
+from thinc.api import set_dropout_rate
 
-from .records import command_line, machine, package_versions, write_results
+from .measure import best_of, peak_memory, reset_peak_memory, run_pipe, stopwatch
+from .records import provenance, recorded_command, save_results
+from .runs import run_worker, worker_main
+from .steps import optimizer_step, training_section, transformer_step, update
 
 SENTENCE_WINDOWS = {"@span_getters": "spacy-spert.sentence_windows.v1", "max_tokens": 128, "stride": 96}
 
 
-def load(model: Path, doc_windows: bool, gpu_id: int):
+def load(model: Path, doc_windows: bool, gpu_id: int) -> Language:
     """Load the pipeline, with sentence windows unless ``doc_windows``.
 
     model (Path): The pipeline. doc_windows (bool): Keep the model's own span getter.
@@ -76,15 +80,7 @@ def load(model: Path, doc_windows: bool, gpu_id: int):
     return spacy.load(model, config=overrides)
 
 
-def sync(gpu_id: int) -> None:
-    """Wait for the GPU's queued work (nothing on the CPU), so timings are complete."""
-    if gpu_id >= 0:
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def n_wordpieces(docs) -> int:
+def n_wordpieces(docs: Iterable[Doc]) -> int:
     """Wordpieces the transformer encoded, [CLS] and [SEP] included, padding not.
 
     docs (Iterable[Doc]): Docs processed by the transformer.
@@ -93,32 +89,23 @@ def n_wordpieces(docs) -> int:
     return int(sum(int(numpy.asarray(doc._.trf_data.wordpieces.lengths).sum()) for doc in docs))
 
 
-def run_pipe(nlp, texts: List[str], batch_size: int, gpu_id: int) -> float:
-    """RETURNS (float): Seconds of ``nlp.pipe`` over the texts."""
-    start = time.perf_counter()
-    for _ in nlp.pipe(texts, batch_size=batch_size):
-        pass
-    sync(gpu_id)
-    return time.perf_counter() - start
-
-
-def run_head(nlp, docs, batch_size: int, gpu_id: int) -> float:
+def run_head(nlp: Language, docs: List[Doc], batch_size: int, gpu_id: int) -> float:
     """Seconds of the spert components alone on docs the transformer encoded.
 
     nlp (Language): The pipeline. docs (List[Doc]): Encoded docs.
     batch_size (int): The batch size. gpu_id (int): The GPU, -1 for the CPU.
     RETURNS (float): Seconds.
     """
-    start = time.perf_counter()
-    for name in nlp.pipe_names:
-        if nlp.get_pipe_meta(name).factory == "spert":
-            for _ in nlp.get_pipe(name).pipe(docs, batch_size=batch_size):
-                pass
-    sync(gpu_id)
-    return time.perf_counter() - start
+    times: List[float] = []
+    with stopwatch(gpu_id, times):
+        for name in nlp.pipe_names:
+            if nlp.get_pipe_meta(name).factory == "spert":
+                for _ in cast(Pipe, nlp.get_pipe(name)).pipe(docs, batch_size=batch_size):
+                    pass
+    return times[0]
 
 
-def inference(nlp, texts: List[str], batch_sizes: Sequence[int], repeats: int, gpu_id: int) -> Dict[str, Any]:
+def inference(nlp: Language, texts: List[str], batch_sizes: Sequence[int], repeats: int, gpu_id: int) -> Dict[str, Any]:
     """Step 1: inference speed by batch size (see the module docstring).
 
     nlp (Language): The pipeline. texts (List[str]): The texts.
@@ -129,7 +116,9 @@ def inference(nlp, texts: List[str], batch_sizes: Sequence[int], repeats: int, g
     wordpieces = n_wordpieces(nlp.pipe(texts, batch_size=64))
     rows = {}
     for batch_size in batch_sizes:
-        full, bare, head = [], [], []
+        full: List[float] = []
+        bare: List[float] = []
+        head: List[float] = []
         run_pipe(nlp, texts[: 2 * batch_size], batch_size, gpu_id)  # warm-up
         for _ in range(repeats):
             full.append(run_pipe(nlp, texts, batch_size, gpu_id))
@@ -153,22 +142,9 @@ def inference(nlp, texts: List[str], batch_sizes: Sequence[int], repeats: int, g
     return {"n_docs": len(texts), "n_wordpieces": wordpieces, "repeats": repeats, "by_batch_size": rows}
 
 
-def transformer_step(trf, docs) -> None:
-    """The transformer's own forward and backward pass on a batch, with a
-    gradient for last_hidden_state as the spert listener sends it. (Reaches
-    into spacy-transformers' model output: ``doc_data``, ``unsplit_by_doc``.)
-
-    trf (Transformer): The ``transformer`` component. docs (List[Doc]): The batch.
-    """
-    outputs, backprop = trf.model.begin_update(docs)
-    d_tensors = []
-    for data in outputs.doc_data:
-        lhs = data.model_output.last_hidden_state
-        d_tensors.append([trf.model.ops.xp.full(lhs.shape, 1e-6, dtype="float32")])
-    backprop(outputs.unsplit_by_doc(d_tensors))
-
-
-def training(nlp, examples, n_steps: int, gpu_id: int, train_path: Optional[Path] = None) -> Dict[str, Any]:
+def training(
+    nlp: Language, examples: List[Example], n_steps: int, gpu_id: int, train_path: Optional[Path] = None
+) -> Dict[str, Any]:
     """Step 2: the training step split (see the module docstring).
 
     nlp (Language): The pipeline, with its training config.
@@ -179,44 +155,29 @@ def training(nlp, examples, n_steps: int, gpu_id: int, train_path: Optional[Path
     gpu_id (int): The GPU, -1 for the CPU.
     RETURNS (Dict[str, Any]): Mean seconds per part of a step and the shares.
     """
-    from spacy import util
-    from thinc.api import set_dropout_rate
-
-    config = nlp.config.copy()
-    if train_path is not None:
-        config["paths"]["train"] = str(train_path)
-    # interpolated: the schedule refers to other sections (batch size, epochs)
-    T = util.registry.resolve({"t": config.interpolate()["training"]}, validate=False)["t"]
+    T = training_section(nlp, train_path)
     batches = list(T["batcher"](examples))
     steps_per_epoch = len(batches)
     batches = batches[:n_steps] if n_steps > 0 else batches
     optimizer = T["optimizer"]
-    trf = nlp.get_pipe("transformer")
-    update, trf_fb, opt = [], [], []
+    trf = cast(TrainablePipe, nlp.get_pipe("transformer"))
+    set_dropout_rate(trf.model, T["dropout"])
+    updates: List[float] = []
+    trf_fb: List[float] = []
+    opt: List[float] = []
     warmup = min(3, len(batches) - 1)  # the first steps warm up (allocator, caches)
     for i, batch in enumerate(batches):
-        docs = [eg.predicted for eg in batch]
-        set_dropout_rate(trf.model, T["dropout"])
-        sync(gpu_id)
-        t0 = time.perf_counter()
-        transformer_step(trf, docs)
-        sync(gpu_id)
-        t1 = time.perf_counter()
-        nlp.update(batch, drop=T["dropout"], sgd=False, losses={})
-        sync(gpu_id)
-        t2 = time.perf_counter()
-        for _, proc in nlp.pipeline:
-            if getattr(proc, "is_trainable", False) and proc.model not in (True, False, None):
-                proc.finish_update(optimizer)
-        optimizer.step_schedules()  # ends the step (applies it, with global clipping)
-        sync(gpu_id)
-        t3 = time.perf_counter()
-        if i >= warmup:
-            trf_fb.append(t1 - t0)
-            update.append(t2 - t1)
-            opt.append(t3 - t2)
-    step = numpy.add(update, opt)
-    head = numpy.subtract(update, trf_fb)
+        if i == warmup:
+            for times in (trf_fb, updates, opt):
+                times.clear()
+        with stopwatch(gpu_id, trf_fb):
+            transformer_step(trf, [eg.predicted for eg in batch])
+        with stopwatch(gpu_id, updates):
+            update(nlp, batch, T["dropout"])
+        with stopwatch(gpu_id, opt):
+            optimizer_step(nlp, optimizer)
+    step = numpy.add(updates, opt)
+    head = numpy.subtract(updates, trf_fb)
     mean_step = float(step.mean())
     result = {
         "steps_timed": len(step),
@@ -234,24 +195,7 @@ def training(nlp, examples, n_steps: int, gpu_id: int, train_path: Optional[Path
     return result
 
 
-def best_of(timed: Callable[[], float], repeats: int, min_runs: int = 30, budget: float = 1.0) -> float:
-    """The best of repeated timings of a call, as ``timeit`` takes them: at
-    least ``repeats`` runs, and more for a short call (up to ``min_runs`` runs
-    while they take under ``budget`` seconds in all), so that a call of a
-    millisecond or two is not timed from a handful of runs.
-
-    timed (Callable[[], float]): Runs the call once, returns its seconds.
-    repeats (int): The fewest runs. min_runs (int): Runs a short call gets.
-    budget (float): Seconds after which no further runs are added.
-    RETURNS (float): The smallest time.
-    """
-    times = []
-    while len(times) < repeats or (len(times) < min_runs and sum(times) < budget):
-        times.append(timed())
-    return min(times)
-
-
-def long_text(texts: List[str], n_tokens: int, nlp) -> str:
+def long_text(texts: List[str], n_tokens: int, nlp: Language) -> str:
     """Raw text of exactly n_tokens tokens, from the texts, with no sentence
     boundaries set (the pipeline has no sentencizer).
 
@@ -264,37 +208,6 @@ def long_text(texts: List[str], n_tokens: int, nlp) -> str:
         for text in texts:
             words.extend(t.text for t in nlp.make_doc(text))
     return " ".join(words[:n_tokens])
-
-
-def _status_mb(field: str) -> Optional[float]:
-    """A memory field of /proc/self/status in MB, or None where there is none."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_memory() -> float:
-    """Reset the process's peak resident memory to its current value where
-    Linux allows it (so loading the model does not hide the peak of the run).
-
-    RETURNS (float): The current resident memory in MB.
-    """
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    current = _status_mb("VmRSS")
-    return current if current is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-
-
-def peak_memory() -> float:
-    """RETURNS (float): The peak resident memory in MB since :func:`reset_peak_memory`."""
-    peak = _status_mb("VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
 
 def length_worker(
@@ -324,12 +237,11 @@ def length_worker(
     with nlp.select_pipes(disable=disable):
         nlp(texts[0])  # warm-up
         base = reset_peak_memory()
-        best = float("inf")
+        times: List[float] = []
         for _ in range(repeats_long):
-            start = time.perf_counter()
-            doc = nlp(text)
-            sync(gpu_id)
-            best = min(best, time.perf_counter() - start)
+            with stopwatch(gpu_id, times):
+                doc = nlp(text)
+        best = min(times)
     peak = peak_memory()
     out = {
         "tokens": len(doc),
@@ -371,9 +283,7 @@ def lengths(
                 "doc_windows": doc_windows,
                 "seed": seed,
             }
-            cmd = [sys.executable, "-m", __name__, json.dumps(spec)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            row[mode] = json.loads(out)
+            row[mode] = run_worker(__name__, spec)
         row["head_share"] = round(1 - row["transformer"]["seconds"] / row["pipeline"]["seconds"], 3)
         spert = row["pipeline"]["spert_seconds"]
         row["head_share_direct"] = round(spert / (row["transformer"]["seconds"] + spert), 3)
@@ -467,12 +377,7 @@ def markdown(results: Dict[str, Any]) -> str:
                 f"{r['head_share']:.1%} | {r['head_share_direct']:.1%} | {p['peak_rss_mb']} (+{p['peak_rss_mb'] - p['rss_before_mb']}) | "
                 f"{b['peak_rss_mb']} (+{b['peak_rss_mb'] - b['rss_before_mb']}) | {p['entities']} | {p['relations']} |"
             )
-    lines += [
-        "",
-        f"Command: `{results['command']}`; device: {results['machine']['device']}; "
-        f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
-        "",
-    ]
+    lines += ["", provenance(results, f"device: {results['machine']['device']}"), ""]
     return "\n".join(lines)
 
 
@@ -520,7 +425,7 @@ def run_speed(
     texts = [eg.reference.text for eg in Corpus(str(test))(nlp)]
     results: Dict[str, Any] = {
         "model": str(model),
-        "command": command if command is not None else command_line(),
+        "command": recorded_command(command),
         "seed": seed,
         "spacy_spert_path": str(Path(spacy_spert.__file__).parent),
         "windows": "model's own" if doc_windows else SENTENCE_WINDOWS,
@@ -531,9 +436,7 @@ def run_speed(
         results["training"] = training(nlp, train_examples, train_steps, gpu_id, train_path=train)
     if length_values:
         results["lengths"] = lengths(model, test, length_values, gpu_id, repeats_long, doc_windows, seed)
-    results["versions"] = package_versions()
-    results["machine"] = machine(gpu_id)
-    write_results(results_path, results, markdown(results))
+    results = save_results(results_path, results, markdown, gpu_id=gpu_id)
     if plot_path is not None and results.get("lengths"):
         plot(
             results["lengths"],
@@ -545,6 +448,4 @@ def run_speed(
 
 if __name__ == "__main__":
     # The fresh process of one length: the spec is the JSON of length_worker's arguments.
-    spec = json.loads(sys.argv[1])
-    spec["model"], spec["test"] = Path(spec["model"]), Path(spec["test"])
-    print(json.dumps(length_worker(**spec)), flush=True)
+    worker_main(length_worker, ("model", "test"))

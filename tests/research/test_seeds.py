@@ -85,7 +85,12 @@ def test_run_seeds_runs_benchmark_per_seed_and_resumes(tmp_path, fake_benchmark)
     prefix = tmp_path / "results" / "conll04-spert"
     (tmp_path / "results").mkdir()
     kwargs = dict(seeds=[0, 1, 2], epochs=20, jobs=2, batch_sizes=(), overrides=["--x.y", "1"])
-    summary = run_seeds(Path("c.cfg"), Path("tr.spacy"), Path("te.spacy"), tmp_path / "out", prefix, **kwargs)
+
+    def run(**changes):
+        paths = (Path("c.cfg"), Path("tr.spacy"), Path("te.spacy"), tmp_path / "out", prefix)
+        return run_seeds(*paths, **(kwargs | changes))
+
+    summary = run()
     assert sorted(cmd[cmd.index("--seed") + 1] for cmd, _, _ in fake_benchmark) == ["0", "1", "2"]
     cmd, log, echo = next(c for c in fake_benchmark if c[0][c[0].index("--seed") + 1] == "1")
     assert cmd[:4] == [sys.executable, "-m", "research", "benchmark"]
@@ -99,30 +104,14 @@ def test_run_seeds_runs_benchmark_per_seed_and_resumes(tmp_path, fake_benchmark)
 
     # --resume: nothing runs again; a new seed runs alone
     fake_benchmark.clear()
-    run_seeds(
-        Path("c.cfg"),
-        Path("tr.spacy"),
-        Path("te.spacy"),
-        tmp_path / "out",
-        prefix,
-        resume=True,
-        **(kwargs | {"seeds": [0, 1, 2, 3]}),
-    )
+    run(resume=True, seeds=[0, 1, 2, 3])
     assert [cmd[cmd.index("--seed") + 1] for cmd, _, _ in fake_benchmark] == ["3"]
     # ... but not results made with other settings
     with pytest.raises(
         ValueError,
         match=r"conll04-spert-seed0.json: made with overrides = \['--x.y', '1'\], this run has \['--x.y', '2'\]",
     ):
-        run_seeds(
-            Path("c.cfg"),
-            Path("tr.spacy"),
-            Path("te.spacy"),
-            tmp_path / "out",
-            prefix,
-            resume=True,
-            **(kwargs | {"overrides": ["--x.y", "2"]}),
-        )
+        run(resume=True, overrides=["--x.y", "2"])
 
 
 def test_seeds_cli_errors(tmp_path):
