@@ -196,18 +196,22 @@ def loads_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     except RecursionError:
         raise _too_deep(max_depth) from None
     # Iterative: a recursive walk could reach the recursion limit first. A
-    # place is (parent's place, key or index), spelt out only for an error.
+    # place is (parent's place, key or index), spelt out by _path only for an error.
     stack: List[Tuple[Any, Any, int]] = [(value, None, 1)]
     while stack:
         item, place, depth = stack.pop()
         if isinstance(item, str):
-            check_unicode(item, _path(place))
+            problem = _unicode_problem(item)
+            if problem:
+                raise JSONValueError(problem, _path(place))
         elif isinstance(item, (dict, list)):
             if depth > max_depth:
                 raise _too_deep(max_depth)
             if isinstance(item, dict):
                 for key in item:
-                    check_unicode(key, f"a field name in {_path(place) or 'the top level'}")
+                    problem = _unicode_problem(key)
+                    if problem:
+                        raise JSONValueError(problem, f"a field name in {_path(place) or 'the top level'}")
                 children = [(v, (place, k), depth + 1) for k, v in item.items()]
             else:
                 children = [(v, (place, i), depth + 1) for i, v in enumerate(item)]
@@ -228,9 +232,16 @@ def check_unicode(text: str, where: str = "") -> None:
     """Raise JSONValueError (naming ``where``) if ``text`` has an unpaired
     surrogate, which JSON's ``\\ud800`` escapes allow and no UTF-8 output
     can hold."""
+    problem = _unicode_problem(text)
+    if problem:
+        raise JSONValueError(problem, where)
+
+
+def _unicode_problem(text: str) -> Optional[str]:
+    """What makes ``text`` impossible to write as UTF-8 (an unpaired
+    surrogate), or None. (The place of a problem is spelt out only then.)"""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise JSONValueError(
-            f"a string with an unpaired surrogate U+{ord(text[e.start]):04X} (at character {e.start})", where
-        ) from None
+        return f"a string with an unpaired surrogate U+{ord(text[e.start]):04X} (at character {e.start})"
+    return None
